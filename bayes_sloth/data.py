@@ -1,0 +1,476 @@
+"""Leaderboard data: loading, validation and the pinned real table.
+
+A :class:`Leaderboard` is one validated table of LLMs: for each model its
+family, parameters (billions), training tokens (trillions), instruct flag, and
+its scores on a set of benchmarks in [0, 1], missing scores kept as ``NaN``.
+Every check names the column, row or value at fault; nothing is dropped,
+coerced or rescaled behind the user's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataUnavailableError, InputError
+from .metadata import CHANCE_FLOOR, DEFAULT_BENCHMARKS, SLOTH_COLUMNS, SLOTH_DATA
+
+#: Environment variable that points the package at a local copy of the data
+#: (a folder holding ``sloth/data_v2.csv`` or ``data_v2.csv``).
+DATA_DIR_ENV = "BAYES_SLOTH_DATA_DIR"
+
+_CANONICAL = ("model", "family", "params", "tokens", "instruct")
+_DEFAULT_COLUMNS = {name: name for name in _CANONICAL}
+
+
+def _fmt_rows(labels: Iterable, limit: int = 5) -> str:
+    labels = [str(x) for x in labels]
+    more = f" (and {len(labels) - limit} more)" if len(labels) > limit else ""
+    return ", ".join(repr(x) for x in labels[:limit]) + more
+
+
+@dataclass(frozen=True, eq=False)
+class Leaderboard:
+    """A validated leaderboard.
+
+    Attributes
+    ----------
+    covariates : DataFrame
+        Index ``model`` (unique names); columns ``family`` (str), ``params``
+        (billions, > 0 or NaN), ``tokens`` (trillions, > 0 or NaN),
+        ``instruct`` (bool).
+    scores : DataFrame
+        Index ``model`` (same order), one float column per benchmark, values in
+        [0, 1] or NaN for a missing score.
+    floors : Series
+        Chance floor of each benchmark, in [0, 1).
+    """
+
+    covariates: pd.DataFrame
+    scores: pd.DataFrame
+    floors: pd.Series
+
+    # ------------------------------------------------------------------ views
+    @property
+    def models(self) -> list[str]:
+        return list(self.covariates.index)
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return list(self.scores.columns)
+
+    @property
+    def families(self) -> list[str]:
+        """Families in order of first appearance."""
+        return list(pd.unique(self.covariates["family"]))
+
+    @property
+    def n_observed(self) -> int:
+        return int(self.scores.notna().to_numpy().sum())
+
+    def __len__(self) -> int:
+        return len(self.covariates)
+
+    def __repr__(self) -> str:
+        return (
+            f"Leaderboard({len(self)} models, {len(self.families)} families, "
+            f"{len(self.benchmarks)} benchmarks, {self.n_observed} observed scores)"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One flat table: covariates then scores, index ``model``."""
+        return pd.concat([self.covariates, self.scores], axis=1)
+
+    def sha256(self) -> str:
+        """Hash of the table's content (covariates, scores, floors)."""
+        h = hashlib.sha256()
+        h.update(self.to_frame().to_csv(float_format="%.17g").encode())
+        h.update(self.floors.to_csv(float_format="%.17g").encode())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------ selection
+    def select(
+        self,
+        benchmarks: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        families: Sequence[str] | None = None,
+    ) -> "Leaderboard":
+        """A new leaderboard restricted to some benchmarks, models or families.
+
+        Unknown names raise :class:`InputError`; order follows the arguments
+        for benchmarks and the table for models.
+        """
+        cov, sc = self.covariates, self.scores
+        if benchmarks is not None:
+            benchmarks = list(benchmarks)
+            unknown = [b for b in benchmarks if b not in sc.columns]
+            if unknown:
+                raise InputError(
+                    f"benchmark {_fmt_rows(unknown)} is not in the table; "
+                    f"available: {_fmt_rows(sc.columns, 20)}"
+                )
+            sc = sc[benchmarks]
+        keep = pd.Series(True, index=cov.index)
+        if models is not None:
+            models = list(models)
+            unknown = [m for m in models if m not in cov.index]
+            if unknown:
+                raise InputError(f"model {_fmt_rows(unknown)} is not in the table")
+            keep &= cov.index.isin(models)
+        if families is not None:
+            families = list(families)
+            unknown = [f for f in families if f not in set(cov["family"])]
+            if unknown:
+                raise InputError(f"family {_fmt_rows(unknown)} is not in the table")
+            keep &= cov["family"].isin(families)
+        return Leaderboard(cov[keep.to_numpy()], sc[keep.to_numpy()], self.floors[sc.columns])
+
+    def complete_covariates(self, warn: bool = True) -> "Leaderboard":
+        """Drop models whose parameters or tokens are missing, with a warning.
+
+        A skills law needs both covariates for every model it is fitted to; the
+        warning counts and names the dropped models, so nothing goes silently.
+        """
+        missing = self.covariates[["params", "tokens"]].isna().any(axis=1)
+        if not missing.any():
+            return self
+        if warn:
+            names = list(self.covariates.index[missing])
+            warnings.warn(
+                f"dropped {len(names)} of {len(self)} models with missing parameters "
+                f"or tokens: {_fmt_rows(names, 8)}",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self.select(models=list(self.covariates.index[~missing]))
+
+    def long(self) -> pd.DataFrame:
+        """Observed scores as a long table (model, benchmark, score), table order."""
+        sc = self.scores
+        rows, cols = np.nonzero(sc.notna().to_numpy())
+        return pd.DataFrame(
+            {
+                "model": sc.index.to_numpy()[rows],
+                "benchmark": sc.columns.to_numpy()[cols],
+                "score": sc.to_numpy()[rows, cols],
+            }
+        )
+
+
+# ---------------------------------------------------------------- reading
+def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"data path {str(path)!r} is a folder, not a CSV file")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"data file {str(path)!r} is empty: it needs a header row and one row per model") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"data file {str(path)!r} is not a readable CSV table ({first})") from None
+    if df.shape[1] < 2:
+        raise InputError(
+            f"data file {str(path)!r} does not look like a CSV table: it parsed into "
+            f"{df.shape[1]} column(s); expected model, family, params, tokens and score columns"
+        )
+    if len(df) == 0:
+        raise InputError(f"data file {str(path)!r} has a header but no rows")
+    return df
+
+
+def _is_sloth_table(df: pd.DataFrame) -> bool:
+    return all(col in df.columns for col in SLOTH_COLUMNS.values())
+
+
+def _numeric_column(df: pd.DataFrame, col: str, what: str, models: pd.Index) -> pd.Series:
+    raw = df[col]
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = num.isna() & raw.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            f"column {col!r} ({what}) has non-numeric value {raw.iloc[i]!r} in row "
+            f"{i} (model {models[i]!r}); {int(bad.sum())} such value(s) in all"
+        )
+    return num.astype(float)
+
+
+def load_leaderboard(
+    source: str | os.PathLike | pd.DataFrame,
+    *,
+    benchmarks: Sequence[str] | None = None,
+    model_col: str | None = None,
+    family_col: str | None = None,
+    params_col: str | None = None,
+    tokens_col: str | None = None,
+    instruct_col: str | None = None,
+    floors: Mapping[str, float] | None = None,
+    score_scale: str = "unit",
+    require_scores: bool = True,
+) -> Leaderboard:
+    """Read and validate a leaderboard from a CSV path or a DataFrame.
+
+    The Sloth table (``data_v2.csv``) is recognised by its column names and
+    needs no options (family is its column ``Family2``; benchmarks default to
+    the twelve of Leaderboard v1 and v2). Any other table names its columns
+    with the ``*_col`` arguments (defaults ``model``, ``family``, ``params``,
+    ``tokens``, ``instruct``); its benchmarks are ``benchmarks`` or else every
+    other column.
+
+    Parameters
+    ----------
+    source : path or DataFrame
+    benchmarks : list of str, optional
+        Score columns to keep, in this order.
+    floors : dict, optional
+        Chance floor per benchmark; overrides the package metadata
+        (:data:`bayes_sloth.metadata.CHANCE_FLOOR`). A benchmark known to
+        neither gets floor 0 with a warning.
+    score_scale : {"unit", "percent"}
+        ``"unit"``: scores must lie in [0, 1]; a column that looks like a
+        percent scale (values above 1, none above 100) is an error that says
+        so. ``"percent"``: every score is divided by 100.
+    require_scores : bool
+        If False (for prediction inputs), score columns may be absent.
+    """
+    if isinstance(source, pd.DataFrame):
+        df = source.copy()
+        name = "the DataFrame"
+    else:
+        df = _read_csv(source)
+        name = repr(str(source))
+    if df.empty:
+        raise InputError(f"{name} has no rows")
+    if score_scale not in ("unit", "percent"):
+        raise InputError(f"score_scale must be 'unit' or 'percent', got {score_scale!r}")
+
+    given = {
+        "model": model_col,
+        "family": family_col,
+        "params": params_col,
+        "tokens": tokens_col,
+        "instruct": instruct_col,
+    }
+    sloth = all(v is None for v in given.values()) and _is_sloth_table(df)
+    defaults = SLOTH_COLUMNS if sloth else _DEFAULT_COLUMNS
+    cols = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
+
+    for key in ("model", "family", "params", "tokens"):
+        if cols[key] not in df.columns:
+            option = f"--{key}-col / {key}_col"
+            raise InputError(
+                f"{name} has no {key} column {cols[key]!r}; name it with {option} "
+                f"(columns are: {_fmt_rows(df.columns, 12)})"
+            )
+    if instruct_col is not None and instruct_col not in df.columns:
+        raise InputError(f"{name} has no instruct column {instruct_col!r}")
+
+    # --- model names
+    model = df[cols["model"]]
+    if model.isna().any():
+        rows = np.flatnonzero(model.isna().to_numpy())
+        raise InputError(f"column {cols['model']!r} (model name) is empty in row(s) {_fmt_rows(rows)}")
+    model = model.astype(str).str.strip()
+    if (model == "").any():
+        rows = np.flatnonzero((model == "").to_numpy())
+        raise InputError(f"column {cols['model']!r} (model name) is blank in row(s) {_fmt_rows(rows)}")
+    dup = model[model.duplicated(keep=False)]
+    if len(dup):
+        raise InputError(
+            f"column {cols['model']!r} has duplicate model name(s) {_fmt_rows(pd.unique(dup))}: "
+            "each model must appear in one row"
+        )
+    models = pd.Index(model, name="model")
+
+    # --- family
+    fam = df[cols["family"]]
+    if fam.isna().any():
+        rows = np.flatnonzero(fam.isna().to_numpy())
+        raise InputError(
+            f"column {cols['family']!r} (family) is missing for model(s) "
+            f"{_fmt_rows(models[rows])}: every model needs a family"
+        )
+    fam = fam.astype(str).str.strip()
+
+    # --- covariates
+    cov = {"family": fam.to_numpy()}
+    for key, what in (("params", "parameters, billions"), ("tokens", "training tokens, trillions")):
+        v = _numeric_column(df, cols[key], what, models)
+        bad = v <= 0
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"column {cols[key]!r} ({what}) must be positive; model {models[i]!r} "
+                f"(row {i}) has {v.iloc[i]!r}"
+            )
+        cov[key] = v.to_numpy()
+    if cols["instruct"] in df.columns:
+        ins = df[cols["instruct"]]
+        mapped = ins.map(
+            lambda x: {True: True, False: False, 1: True, 0: False, "true": True, "false": False,
+                       "True": True, "False": False, "1": True, "0": False, "yes": True, "no": False}.get(x, None)
+            if not (isinstance(x, float) and np.isnan(x)) else None
+        )
+        if mapped.isna().any():
+            i = int(np.flatnonzero(mapped.isna().to_numpy())[0])
+            raise InputError(
+                f"column {cols['instruct']!r} (instruct flag) must be true/false; model "
+                f"{models[i]!r} (row {i}) has {ins.iloc[i]!r}"
+            )
+        cov["instruct"] = mapped.astype(bool).to_numpy()
+    else:
+        cov["instruct"] = np.zeros(len(df), dtype=bool)
+    covariates = pd.DataFrame(cov, index=models)
+
+    # --- scores
+    used = {cols[k] for k in _CANONICAL}
+    if benchmarks is None:
+        if sloth:
+            benchmarks = list(DEFAULT_BENCHMARKS)
+        else:
+            benchmarks = [c for c in df.columns if c not in used and not str(c).startswith("Unnamed:")]
+    benchmarks = list(benchmarks)
+    missing_cols = [b for b in benchmarks if b not in df.columns]
+    if missing_cols:
+        if require_scores:
+            raise InputError(
+                f"benchmark {_fmt_rows(missing_cols)} is not a column of {name}; "
+                f"columns are: {_fmt_rows([c for c in df.columns if c not in used], 20)}"
+            )
+        benchmarks = [b for b in benchmarks if b in df.columns]
+    if require_scores and not benchmarks:
+        raise InputError(f"{name} has no benchmark score columns")
+    if len(set(benchmarks)) != len(benchmarks):
+        raise InputError(f"benchmark list names a column twice: {benchmarks}")
+    scores = {}
+    for b in benchmarks:
+        v = _numeric_column(df, b, "benchmark score", models)
+        hi = v.max()
+        if score_scale == "percent":
+            v = v / 100.0
+        elif hi > 1 and hi <= 100 and (v.dropna() >= 0).all():
+            raise InputError(
+                f"benchmark column {b!r} looks like a percent scale (max {hi:g}); scores must be "
+                "in [0, 1]: divide by 100 or pass score_scale='percent' (--percent)"
+            )
+        out = (v < 0) | (v > 1)
+        if out.any():
+            i = int(np.flatnonzero(out.to_numpy())[0])
+            raise InputError(
+                f"benchmark column {b!r} has score {v.iloc[i]:g} for model {models[i]!r} "
+                f"(row {i}) outside [0, 1]"
+            )
+        scores[b] = v.to_numpy()
+    scores = pd.DataFrame(scores, index=models, columns=benchmarks, dtype=float)
+    if require_scores:
+        empty = [b for b in benchmarks if scores[b].isna().all()]
+        if empty:
+            raise InputError(f"benchmark {_fmt_rows(empty)} has no observed score in {name}")
+
+    fl = _resolve_floors(benchmarks, floors)
+    return Leaderboard(covariates, scores, fl)
+
+
+def _resolve_floors(benchmarks: Sequence[str], floors: Mapping[str, float] | None) -> pd.Series:
+    floors = dict(floors or {})
+    out, unknown = {}, []
+    for b in benchmarks:
+        if b in floors:
+            val = floors[b]
+        elif b in CHANCE_FLOOR:
+            val = CHANCE_FLOOR[b]
+        else:
+            val, _ = 0.0, unknown.append(b)
+        try:
+            val = float(val)
+        except (TypeError, ValueError):
+            raise InputError(f"chance floor of {b!r} must be a number, got {val!r}") from None
+        if not 0.0 <= val < 1.0:
+            raise InputError(f"chance floor of {b!r} must be in [0, 1), got {val!r}")
+        out[b] = val
+    if unknown:
+        warnings.warn(
+            f"no chance floor known for benchmark(s) {_fmt_rows(unknown)}: using 0; pass floors= to set one",
+            UserWarning,
+            stacklevel=3,
+        )
+    return pd.Series(out, name="floor", dtype=float).rename_axis("benchmark")
+
+
+# ------------------------------------------------------------ real data
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sloth_data_path(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """Path of a verified local copy of the Sloth table.
+
+    Looks in ``data_dir``, else in ``$BAYES_SLOTH_DATA_DIR`` (a folder holding
+    ``sloth/data_v2.csv`` or ``data_v2.csv``), else downloads the pinned file
+    (URL and sha256 in :data:`bayes_sloth.metadata.SLOTH_DATA`) into the pooch
+    cache. The sha256 is checked in every case.
+    """
+    fname, sub, sha = SLOTH_DATA["filename"], SLOTH_DATA["subdir"], SLOTH_DATA["sha256"]
+    folder = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if folder is not None:
+        folder = Path(folder)
+        for cand in (folder / sub / fname, folder / fname):
+            if cand.is_file():
+                got = _sha256_file(cand)
+                if got != sha:
+                    raise DataUnavailableError(
+                        f"{cand} has sha256 {got[:12]}..., expected {sha[:12]}...: it is not the pinned "
+                        "Sloth table; replace it with the file from the pinned URL"
+                    )
+                return cand
+        raise DataUnavailableError(
+            f"no {sub}/{fname} or {fname} in {str(folder)!r} (from "
+            f"{'data_dir' if data_dir is not None else '$' + DATA_DIR_ENV}); put the Sloth table there or unset it"
+        )
+    import pooch
+
+    cache = Path(pooch.os_cache("bayes_sloth"))
+    cached = cache / fname
+    if cached.is_file() and _sha256_file(cached) == sha:
+        return cached
+    if not download:
+        raise DataUnavailableError(f"the Sloth table is not in the cache {cache}")
+    try:
+        path = pooch.retrieve(SLOTH_DATA["url"], known_hash=f"sha256:{sha}", fname=fname, path=cache, progressbar=False)
+    except ValueError as exc:  # pooch: hash mismatch
+        raise DataUnavailableError(
+            f"downloaded Sloth table failed its sha256 check ({str(exc).splitlines()[0]}); not using it"
+        ) from None
+    except Exception as exc:  # network errors come in many types
+        raise DataUnavailableError(
+            f"could not download the Sloth table ({type(exc).__name__}); offline? point "
+            f"${DATA_DIR_ENV} (or --data-dir / data_dir=) at a folder holding sloth/{fname}"
+        ) from None
+    return Path(path)
+
+
+def load_sloth(data_dir: str | os.PathLike | None = None, benchmarks: Sequence[str] | None = None) -> Leaderboard:
+    """The Sloth paper's leaderboard (Open LLM Leaderboard v1 + v2), validated.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Local folder with the table; see :func:`sloth_data_path`.
+    benchmarks : list of str, optional
+        Score columns; default the twelve of Leaderboard v1 and v2.
+    """
+    return load_leaderboard(sloth_data_path(data_dir), benchmarks=benchmarks)

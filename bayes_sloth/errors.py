@@ -1,0 +1,22 @@
+"""Exceptions of bayes_sloth.
+
+Every error a user can cause derives from :class:`BayesSlothError`; its message
+is one line that names the column, row or value at fault and what to do. The
+command line prints that line and exits non-zero, never a traceback.
+"""
+
+
+class BayesSlothError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class InputError(BayesSlothError, ValueError):
+    """Bad data or bad arguments: the message names what is wrong."""
+
+
+class DataUnavailableError(BayesSlothError, OSError):
+    """The real leaderboard could not be found, downloaded or verified."""
+
+
+class FitFileError(BayesSlothError, OSError):
+    """A saved fit that cannot be read: corrupted, or from an incompatible version."""

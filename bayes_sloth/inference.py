@@ -1,0 +1,231 @@
+"""NUTS through NumPyro, and the conversion of its draws to labelled InferenceData.
+
+Chains run in parallel on the CPU's devices (the package asks XLA for one host
+device per core at import, see ``bayes_sloth/__init__.py``) and vectorized on
+a single accelerator. Compiled samplers are cached per model structure, so
+refits of same-shaped data (new data, cross-validation masks) compile once.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC, NUTS, init_to_uniform
+
+from .model import COVARIATES, ModelSpec, pair_dist, skills_law
+
+
+def default_chain_method(chains: int) -> str:
+    """'vectorized' on an accelerator, 'parallel' when the CPU has a device per chain."""
+    if jax.default_backend() != "cpu":
+        return "vectorized"
+    if chains > 1 and jax.local_device_count() >= chains:
+        return "parallel"
+    return "sequential" if chains == 1 else "vectorized"
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.9
+    max_tree_depth: int = 10
+    chain_method: str | None = None
+    progress: bool = False
+    dense_mass: bool | tuple = False
+
+    def resolved_chain_method(self) -> str:
+        return self.chain_method or default_chain_method(self.chains)
+
+
+_MCMC_CACHE: "OrderedDict[tuple, MCMC]" = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
+    """An MCMC object for this structure, reused across runs so its compiled code is too."""
+    dm = cfg.dense_mass if isinstance(cfg.dense_mass, bool) else tuple(tuple(b) for b in cfg.dense_mass)
+    key = (spec, dm, cfg.chains, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth,
+           cfg.resolved_chain_method(), cfg.progress)
+    if key in _MCMC_CACHE:
+        _MCMC_CACHE.move_to_end(key)
+        return _MCMC_CACHE[key]
+    kernel = NUTS(
+        partial(skills_law, spec),
+        target_accept_prob=cfg.target_accept,
+        max_tree_depth=cfg.max_tree_depth,
+        dense_mass=cfg.dense_mass,
+        init_strategy=init_to_uniform(radius=2.0),
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=cfg.warmup,
+        num_samples=cfg.draws,
+        num_chains=cfg.chains,
+        chain_method=cfg.resolved_chain_method(),
+        progress_bar=cfg.progress,
+        jit_model_args=True,
+    )
+    _MCMC_CACHE[key] = mcmc
+    while len(_MCMC_CACHE) > _CACHE_SIZE:
+        _MCMC_CACHE.popitem(last=False)
+    return mcmc
+
+
+def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
+    """Sample the skills law with NUTS. Returns (mcmc, seconds).
+
+    ``data`` holds the model's array arguments (see :func:`skills_law`).
+    """
+    mcmc = get_mcmc(spec, cfg)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There are not enough devices")
+        mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"), **data)
+    jax.block_until_ready(mcmc.get_samples())
+    return mcmc, time.perf_counter() - t0
+
+
+def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None) -> dict:
+    """Model arguments as JAX arrays of fixed dtypes (same dtypes -> same compiled code)."""
+    out = dict(
+        x=jnp.asarray(x, dtype=jnp.float32),
+        family=jnp.asarray(family, dtype=jnp.int32),
+        instruct=jnp.asarray(instruct, dtype=jnp.float32),
+        floor=jnp.asarray(floor, dtype=jnp.float32),
+        obs_model=jnp.asarray(obs_model, dtype=jnp.int32),
+        obs_bench=jnp.asarray(obs_bench, dtype=jnp.int32),
+        y=jnp.asarray(y, dtype=jnp.float32),
+    )
+    out["obs_weight"] = jnp.ones(out["y"].shape, dtype=bool) if obs_weight is None else jnp.asarray(obs_weight, dtype=bool)
+    return out
+
+
+def to_inference_data(
+    mcmc: MCMC,
+    spec: ModelSpec,
+    data: dict,
+    *,
+    models,
+    families,
+    benchmarks,
+    seed: int,
+    posterior_predictive: bool = True,
+) -> az.InferenceData:
+    """Labelled InferenceData: posterior, sample_stats, log_likelihood, observed_data,
+    posterior_predictive (replicated observed scores) and constant_data."""
+    samples = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    C, S = samples["tau"].shape[:2]
+    obs = np.arange(int(data["y"].shape[0]))
+    coords = {
+        "chain": np.arange(C),
+        "draw": np.arange(S),
+        "skill": np.arange(spec.n_skills),
+        "family": list(families),
+        "benchmark": list(benchmarks),
+        "model": list(models),
+        "covariate": list(COVARIATES),
+        "loading_free": np.arange(len(spec.free_loading_index)),
+        "obs": obs,
+    }
+    dims = {
+        "slopes": ["covariate", "skill"],
+        "tau": ["skill"],
+        "family_z": ["family", "skill"],
+        "alpha": ["family", "skill"],
+        "instruct_shift": ["skill"],
+        "loadings_free": ["loading_free"],
+        "loadings": ["benchmark", "skill"],
+        "intercept": ["benchmark"],
+        "sigma": ["benchmark"],
+        "nu": ["benchmark"],
+        "skills": ["model", "skill"],
+    }
+
+    def label(arrs, extra_dims=None):
+        out = {}
+        for name, v in arrs.items():
+            v = np.asarray(v)
+            d = (dims | (extra_dims or {})).get(name, [])
+            out[name] = (["chain", "draw"] + d, v)
+        return out
+
+    import xarray as xr
+
+    def dataset(arrs, extra_dims=None):
+        ds = xr.Dataset(label(arrs, extra_dims))
+        return ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
+
+    posterior = dataset(samples)
+
+    # pointwise log-likelihood of every observed pair, for az.loo / az.waic
+    flat = {k: v.reshape((C * S,) + v.shape[2:]) for k, v in samples.items()}
+    ll = _pointwise_loglik(spec, flat, data)
+    log_lik = dataset({"y": np.asarray(ll).reshape(C, S, -1)}, {"y": ["obs"]})
+
+    stats = xr.Dataset(
+        {
+            "diverging": (["chain", "draw"], np.asarray(extra["diverging"])),
+            "energy": (["chain", "draw"], np.asarray(extra["energy"])),
+            "n_steps": (["chain", "draw"], np.asarray(extra["num_steps"])),
+            "tree_depth": (["chain", "draw"], np.floor(np.log2(np.asarray(extra["num_steps"]) + 1)).astype(int)),
+        },
+        coords={"chain": coords["chain"], "draw": coords["draw"]},
+    )
+    obs_model = np.asarray(data["obs_model"])
+    obs_bench = np.asarray(data["obs_bench"])
+    obs_coords = {
+        "obs": obs,
+        "obs_model": ("obs", np.asarray(models)[obs_model]),
+        "obs_benchmark": ("obs", np.asarray(benchmarks)[obs_bench]),
+    }
+    observed = xr.Dataset({"y": (["obs"], np.asarray(data["y"]))}, coords=obs_coords)
+    constant = xr.Dataset(
+        {
+            "x": (["model", "covariate"], np.asarray(data["x"])),
+            "family_index": (["model"], np.asarray(data["family"])),
+            "instruct": (["model"], np.asarray(data["instruct"])),
+            "floor": (["benchmark"], np.asarray(data["floor"])),
+            "obs_model_index": (["obs"], obs_model),
+            "obs_benchmark_index": (["obs"], obs_bench),
+            "obs_weight": (["obs"], np.asarray(data["obs_weight"])),
+        },
+        coords={k: coords[k] for k in ("model", "covariate", "benchmark", "obs")},
+    )
+    groups = dict(
+        posterior=posterior,
+        sample_stats=stats,
+        log_likelihood=log_lik.assign_coords(obs_coords),
+        observed_data=observed,
+        constant_data=constant,
+    )
+    if posterior_predictive:
+        yrep = _replicate(spec, flat, data, jax.random.PRNGKey(seed + 1))
+        groups["posterior_predictive"] = dataset({"y": np.asarray(yrep).reshape(C, S, -1)}, {"y": ["obs"]}).assign_coords(obs_coords)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.InferenceData(**groups)
+
+
+def _obs_dist(spec: ModelSpec, params: dict, data: dict):
+    d, _, _ = pair_dist(spec, params, data["x"], data["family"], data["instruct"], data["floor"],
+                     data["obs_model"], data["obs_bench"])
+    return d
+
+
+def _pointwise_loglik(spec, params, data):
+    return _obs_dist(spec, params, data).log_prob(data["y"])
+
+
+def _replicate(spec, params, data, key):
+    return _obs_dist(spec, params, data).sample(key)

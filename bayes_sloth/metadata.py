@@ -1,0 +1,57 @@
+"""Facts about public benchmarks and the Sloth leaderboard table.
+
+Everything here is public metadata (chance levels, the benchmark groupings of
+the Open LLM Leaderboard, the column names of the Sloth table). No scores.
+"""
+
+from __future__ import annotations
+
+#: Chance floor of each benchmark: the score a model answering at random gets
+#: (1 / number of choices; item-weighted over sub-tasks for BBH and MUSR;
+#: TruthfulQA's is the 1st percentile of leaderboard scores, as in the Sloth
+#: paper). Free-form benchmarks (GSM8K, MATH, IFEval, HumanEval) have floor 0.
+CHANCE_FLOOR: dict[str, float] = {
+    "MMLU": 0.25,
+    "ARC": 0.25,
+    "HellaSwag": 0.25,
+    "Winogrande": 0.5,
+    "TruthfulQA": 0.31,
+    "GSM8K": 0.0,
+    "IFEval": 0.0,
+    "BBH": 0.288504,
+    "MATH Lvl 5": 0.0,
+    "GPQA": 0.25,
+    "MUSR": 0.343298,
+    "MMLU-PRO": 0.1,
+    "HumanEval": 0.0,
+}
+
+#: The benchmark sets of the Sloth paper's leave-family-out evaluation.
+BENCHMARK_SETS: dict[str, list[str]] = {
+    "leaderboard_v1": ["MMLU", "ARC", "HellaSwag", "Winogrande", "TruthfulQA", "GSM8K"],
+    "leaderboard_v2": ["IFEval", "BBH", "MATH Lvl 5", "GPQA", "MUSR", "MMLU-PRO"],
+}
+BENCHMARK_SETS["leaderboard_v1+v2"] = BENCHMARK_SETS["leaderboard_v1"] + BENCHMARK_SETS["leaderboard_v2"]
+
+#: Default benchmarks of a fit on the Sloth table: all twelve of Leaderboard v1 and v2.
+DEFAULT_BENCHMARKS: list[str] = list(BENCHMARK_SETS["leaderboard_v1+v2"])
+
+#: Column names of the Sloth table (``data_v2.csv``) for each canonical field.
+SLOTH_COLUMNS: dict[str, str] = {
+    "model": "Model",
+    "family": "Family2",
+    "params": "#Params (B)",
+    "tokens": "Pretraining Data Size (T)",
+    "instruct": "Instruct",
+}
+
+#: Pinned copy of the Sloth table (github.com/felipemaiapolo/sloth, MIT license).
+SLOTH_DATA = {
+    "filename": "data_v2.csv",
+    "subdir": "sloth",
+    "url": (
+        "https://raw.githubusercontent.com/felipemaiapolo/sloth/"
+        "6dc6bb3efeefc7c1db01d60cba1f4b73e5d260d1/data/data_v2.csv"
+    ),
+    "sha256": "528d08d7bc04dc71a73d42ea0a1041396616505b53a140052828104afe0c6f39",
+}

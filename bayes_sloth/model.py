@@ -1,0 +1,331 @@
+r"""The hierarchical skills scaling law: all of the model's math lives here.
+
+Notation: models :math:`i = 1..N` of families :math:`f(i) = 1..F`, benchmarks
+:math:`j = 1..J`, skills :math:`k = 1..K`.
+
+Covariates (standardized with the training models' mean and sd, stored with
+the fit)::
+
+    x_i = standardize(log S_i, log T_i, (log S_i - m_S) * (log T_i - m_T))
+
+with S in billions of parameters and T in trillions of training tokens.
+
+Skills::
+
+    theta_i = alpha_f(i) + B' x_i (+ delta * instruct_i)          in R^K
+    alpha_f = tau * (z_f - mean_g z_g),   z_f ~ Normal(0, I_K)      (non-centered)
+    B       ~ Normal(0, 2)          tau ~ HalfNormal(1)
+    delta   ~ Normal(0, 1)          (only with ``instruct_shift=True``)
+
+The family efficiencies are centered (they sum to zero over the fitted
+families): the location of the skills is absorbed by the benchmark intercepts
+b_j. Without the centering, a common shift of every alpha_f against the b_j is
+held only by the prior, a long narrow ridge that a diagonal mass matrix
+crosses slowly. A never-seen family draws alpha_new = tau * z, z ~ Normal(0, I)
+around that zero mean.
+
+Benchmark response::
+
+    m_ij = c_j + (1 - c_j) * g(lambda_j' theta_i + b_j)
+    b_j  ~ Normal(0, 3)
+
+with c_j the benchmark's chance floor (fixed, from metadata) and g the
+logistic sigmoid (``link="sigmoid"``).
+
+Loadings Lambda (J x K), identified by construction (Geweke and Zhou 1996):
+skill k has an anchor benchmark a_k with ``Lambda[a_k, k] = 1`` and
+``Lambda[a_k, l] = 0`` for l > k (lower-triangular on the anchors). The fixed
+unit loading sets the scale and sign of skill k, the zeros remove the
+rotation; every other loading is free, positive by default (more skill never
+lowers a score; ``loadings="positive"``, HalfNormal(2)) or real
+(``loadings="real"``, Normal(0, 2)).
+
+Noise: the spread around the law is misfit, estimated per benchmark::
+
+    y_ij ~ TruncatedNormal(m_ij, sigma_j, low=0, high=1),   sigma_j ~ HalfNormal(0.1)
+
+so predictive draws stay in [0, 1], exact 0 and 1 scores have a finite
+density and scores below the chance floor are allowed. ``noise="student"``
+swaps the Normal for a Student-t with nu_j ~ Gamma(2, 0.1) (heavier tails).
+Only observed (model, benchmark) pairs enter the likelihood: missing scores
+are neither imputed nor a reason to drop a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+
+from .errors import InputError
+
+COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
+LINKS = ("sigmoid",)
+LOADINGS = ("positive", "real")
+NOISES = ("normal", "student")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static structure of one skills law: everything that fixes array shapes.
+
+    Two fits with equal specs (and equal data shapes) share compiled code.
+    """
+
+    n_skills: int
+    n_benchmarks: int
+    n_families: int
+    anchors: tuple[int, ...]
+    link: str = "sigmoid"
+    loadings: str = "positive"
+    noise: str = "normal"
+    instruct_shift: bool = False
+
+    def __post_init__(self):
+        if self.link not in LINKS:
+            raise InputError(f"link must be one of {LINKS}, got {self.link!r}")
+        if self.loadings not in LOADINGS:
+            raise InputError(f"loadings must be one of {LOADINGS}, got {self.loadings!r}")
+        if self.noise not in NOISES:
+            raise InputError(f"noise must be one of {NOISES}, got {self.noise!r}")
+        if len(self.anchors) != self.n_skills or len(set(self.anchors)) != self.n_skills:
+            raise InputError(f"need {self.n_skills} distinct anchor benchmarks, got {self.anchors}")
+
+    @property
+    def loading_structure(self) -> np.ndarray:
+        """J x K array: 1 = fixed at one, 0 = fixed at zero, -1 = free."""
+        s = -np.ones((self.n_benchmarks, self.n_skills), dtype=int)
+        for k, a in enumerate(self.anchors):
+            s[a, k] = 1
+            s[a, k + 1 :] = 0
+        return s
+
+    @property
+    def free_loading_index(self) -> np.ndarray:
+        """Flat (row-major) indices of the free loadings."""
+        return np.flatnonzero(self.loading_structure.ravel() == -1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["anchors"] = list(self.anchors)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        d = dict(d)
+        d["anchors"] = tuple(int(a) for a in d["anchors"])
+        return cls(**d)
+
+
+# --------------------------------------------------------------- covariates
+@dataclass
+class Standardizer:
+    """Covariates (log S, log T, interaction) standardized with stored statistics.
+
+    The interaction is the product of the centered logs,
+    ``(log S - m_S) (log T - m_T)``: the same model class as the raw product
+    (the difference is linear in log S, log T and a constant, which the slopes
+    and intercepts absorb) but far less collinear with the main effects, so
+    the posterior of the slopes is close to uncorrelated.
+    """
+
+    center: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    sd: np.ndarray = field(default_factory=lambda: np.ones(3))
+
+    @staticmethod
+    def raw(params, tokens, center) -> np.ndarray:
+        ls = np.log(np.asarray(params, dtype=float))
+        lt = np.log(np.asarray(tokens, dtype=float))
+        return np.stack([ls, lt, (ls - center[0]) * (lt - center[1])], axis=-1)
+
+    @classmethod
+    def fit(cls, params, tokens) -> "Standardizer":
+        center = np.array([np.log(np.asarray(params, float)).mean(), np.log(np.asarray(tokens, float)).mean()])
+        r = cls.raw(params, tokens, center)
+        sd = r.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        return cls(center, r.mean(axis=0), sd)
+
+    def transform(self, params, tokens) -> np.ndarray:
+        return (self.raw(params, tokens, self.center) - self.mean) / self.sd
+
+    def to_dict(self) -> dict:
+        return {"center": self.center.tolist(), "mean": self.mean.tolist(), "sd": self.sd.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Standardizer":
+        return cls(*(np.asarray(d[k], dtype=float) for k in ("center", "mean", "sd")))
+
+
+# ------------------------------------------------------------------ anchors
+def varimax(L: np.ndarray, iters: int = 200, tol: float = 1e-8) -> np.ndarray:
+    """Orthogonal rotation matrix R maximizing the varimax criterion of ``L @ R``."""
+    p, k = L.shape
+    R = np.eye(k)
+    d = 0.0
+    for _ in range(iters):
+        LR = L @ R
+        u, s, vt = np.linalg.svd(L.T @ (LR**3 - LR @ np.diag((LR**2).sum(axis=0)) / p))
+        R = u @ vt
+        if s.sum() < d * (1 + tol):
+            break
+        d = s.sum()
+    return R
+
+
+def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int) -> tuple[int, ...]:
+    """Anchor benchmarks: the clearest marker of each varimax-rotated factor.
+
+    Scores are put on the link scale (``logit((y - c) / (1 - c))``, clipped to
+    (0.01, 0.99) before the logit), their pairwise correlation matrix is taken
+    over the models that have both scores, its K leading eigenvectors scaled by
+    the root eigenvalues give principal-factor loadings, and varimax rotates
+    them towards simple structure. Factors are ordered by explained variance;
+    each takes as anchor the not-yet-chosen benchmark with the largest loading
+    on it relative to its communality-weighted loadings elsewhere (the purest
+    strong marker). A benchmark dominated by noise has small loadings on every
+    factor and is never chosen, so each skill's unit anchor loading is far from
+    zero and the posterior has no scale ridge.
+    """
+    J = scores.shape[1]
+    if not 1 <= n_skills < J:
+        raise InputError(f"n_skills must be between 1 and {J - 1} (number of benchmarks - 1), got {n_skills}")
+    c = floors.reindex(scores.columns).to_numpy()
+    p = np.clip((scores.to_numpy() - c) / (1 - c), 0.01, 0.99)
+    z = pd.DataFrame(np.log(p / (1 - p)), columns=scores.columns)
+    R = z.corr(min_periods=3).to_numpy()
+    R = np.where(np.isfinite(R), R, 0.0)
+    np.fill_diagonal(R, 1.0)
+    w, v = np.linalg.eigh(R)
+    order = np.argsort(w)[::-1][:n_skills]
+    L = v[:, order] * np.sqrt(np.maximum(w[order], 0.0))
+    if n_skills > 1:
+        L = L @ varimax(L)
+    L = L * np.sign(L.sum(axis=0) + 1e-12)  # factors oriented so most benchmarks load positively
+    L = L[:, np.argsort(-(L**2).sum(axis=0))]
+    chosen: list[int] = []
+    for k in range(n_skills):
+        others = np.delete(L, k, axis=1)
+        purity = L[:, k] - (np.abs(others).max(axis=1) if n_skills > 1 else 0.0)
+        purity[chosen] = -np.inf
+        chosen.append(int(np.argmax(purity)))
+    return tuple(chosen)
+
+
+# ------------------------------------------------------------------- the law
+def link_fn(eta, link: str = "sigmoid"):
+    """The monotone link g: R -> (0, 1)."""
+    if link == "sigmoid":
+        return jax.nn.sigmoid(eta)
+    raise InputError(f"unknown link {link!r}")
+
+
+def assemble_loadings(spec: ModelSpec, free):
+    """Full J x K loading matrix from the free loadings (leading batch dims allowed)."""
+    fixed = jnp.asarray((spec.loading_structure == 1).astype(np.float32))
+    idx = spec.free_loading_index
+    batch = free.shape[:-1]
+    flat = jnp.zeros(batch + (spec.n_benchmarks * spec.n_skills,), dtype=free.dtype)
+    flat = flat.at[..., idx].set(free)
+    return flat.reshape(batch + (spec.n_benchmarks, spec.n_skills)) + fixed
+
+
+def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None):
+    """theta_i = alpha_f(i) + B' x_i (+ delta * instruct_i), shape (..., N, K).
+
+    Parameters may carry leading batch (draw) dimensions.
+    """
+    theta = jnp.take(alpha, family, axis=-2) + jnp.einsum("...nc,...ck->...nk", x, slopes)
+    if instruct_shift is not None:
+        theta = theta + instruct[:, None] * instruct_shift[..., None, :]
+    return theta
+
+
+def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench):
+    """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j) for the listed (i, j) pairs."""
+    eta = jnp.sum(jnp.take(theta, obs_model, axis=-2) * jnp.take(loadings, obs_bench, axis=-2), axis=-1)
+    eta = eta + jnp.take(intercept, obs_bench, axis=-1)
+    c = floor[obs_bench]
+    return c + (1.0 - c) * link_fn(eta, spec.link)
+
+
+def noise_dist(spec: ModelSpec, mean, sigma, nu=None):
+    """Distribution of a score around its mean, supported on [0, 1]."""
+    if spec.noise == "student":
+        return dist.TruncatedDistribution(dist.StudentT(nu, mean, sigma), low=0.0, high=1.0)
+    return dist.TruncatedNormal(mean, sigma, low=0.0, high=1.0)
+
+
+def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_model, obs_bench):
+    """Distribution of the scores of (model, benchmark) pairs given parameters.
+
+    ``params`` maps site names (``alpha``, ``slopes``, ``loadings``,
+    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``nu``) to values
+    with any leading batch dimensions. Returns (distribution, mean, skills).
+    Shared by the model, the log-likelihood,
+    replicated data and forecasts so the law is written once.
+    """
+    theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"))
+    m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench)
+    sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
+    nu = params.get("nu")
+    nu = None if nu is None else jnp.take(nu, obs_bench, axis=-1)
+    return noise_dist(spec, m, sigma, nu), m, theta
+
+
+def skills_law(
+    spec: ModelSpec,
+    x,
+    family,
+    instruct,
+    floor,
+    obs_model,
+    obs_bench,
+    y=None,
+    obs_weight=None,
+):
+    """The hierarchical skills law (see the module docstring for the math).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Static structure (K, J, F, anchors, link, loadings, noise).
+    x : (N, 3) standardized covariates.
+    family : (N,) int family index in 0..F-1.
+    instruct : (N,) float, 1 for instruction-tuned models.
+    floor : (J,) chance floors.
+    obs_model, obs_bench : (n_obs,) int, the observed (model, benchmark) pairs.
+    y : (n_obs,) observed scores, or None to sample them.
+    obs_weight : (n_obs,) bool, optional mask: pairs with False are left out of
+        the likelihood (cross-validation folds reuse one compiled program).
+    """
+    K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
+    n_free = len(spec.free_loading_index)
+    p = {}
+    p["slopes"] = numpyro.sample("slopes", dist.Normal(0.0, 2.0).expand([3, K]).to_event(2))
+    tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([K]).to_event(1))
+    z = numpyro.sample("family_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
+    p["alpha"] = numpyro.deterministic("alpha", tau * (z - z.mean(axis=0)))
+    if spec.instruct_shift:
+        p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
+    if spec.loadings == "positive":
+        free = numpyro.sample("loadings_free", dist.HalfNormal(2.0).expand([n_free]).to_event(1))
+    else:
+        free = numpyro.sample("loadings_free", dist.Normal(0.0, 2.0).expand([n_free]).to_event(1))
+    p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
+    p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0).expand([J]).to_event(1))
+    p["sigma"] = numpyro.sample("sigma", dist.HalfNormal(0.1).expand([J]).to_event(1))
+    if spec.noise == "student":
+        p["nu"] = numpyro.sample("nu", dist.Gamma(2.0, 0.1).expand([J]).to_event(1))
+
+    d, _, theta = pair_dist(spec, p, x, family, instruct, floor, obs_model, obs_bench)
+    numpyro.deterministic("skills", theta)
+    if obs_weight is not None:
+        d = d.mask(obs_weight)
+    numpyro.sample("y", d, obs=y)

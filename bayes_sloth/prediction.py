@@ -1,0 +1,115 @@
+r"""Posterior predictive forecasts for new models, seen or unseen families.
+
+For each posterior draw s and each new model i with covariates x_i:
+
+- family seen in the fit: alpha_f(i) is that family's draw alpha_f^(s);
+- family never seen: alpha_new^(s) = tau^(s) * z^(s), z^(s) ~ Normal(0, I_K),
+  one draw per new family shared by all of its models (so forecasts of two
+  models of the same new family move together, as they should);
+
+then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
+around it (TruncatedNormal on [0, 1] by default). Results are labelled
+xarray objects with dims (chain, draw, model, benchmark).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import InputError
+from .model import ModelSpec, pair_dist
+
+
+def forecast_draws(
+    spec: ModelSpec,
+    posterior: xr.Dataset,
+    x: np.ndarray,
+    family_index: np.ndarray,
+    new_family_index: np.ndarray,
+    instruct: np.ndarray,
+    floor: np.ndarray,
+    seed: int,
+):
+    """Draws of the mean law and of predicted scores for new rows.
+
+    ``family_index[i]`` is the fitted family of row i, or -1 if unseen, in
+    which case ``new_family_index[i]`` (0..n_new-1) groups rows of one new
+    family. Returns numpy arrays ``(mu, score, theta)`` of shape
+    (chain, draw, N, J) and (chain, draw, N, K).
+    """
+    C, S = posterior.sizes["chain"], posterior.sizes["draw"]
+    K, J = spec.n_skills, spec.n_benchmarks
+    N = len(x)
+    flat = {
+        name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
+        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift", "nu")
+        if name in posterior
+    }
+    key_alpha, key_y = jax.random.split(jax.random.PRNGKey(seed))
+    n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0
+    # alpha for the fitted families, then one population draw per new family
+    z_new = jax.random.normal(key_alpha, (C * S, max(n_new, 1), K), dtype=flat["alpha"].dtype)
+    alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
+    F = flat["alpha"].shape[1]
+    fam = np.where(family_index >= 0, family_index, F + np.maximum(new_family_index, 0)).astype(np.int32)
+    params = dict(flat, alpha=alpha_all)
+    om, ob = np.divmod(np.arange(N * J), J)
+    d, mu, theta = pair_dist(
+        spec, params, jnp.asarray(x, jnp.float32), jnp.asarray(fam), jnp.asarray(instruct, jnp.float32),
+        jnp.asarray(floor, jnp.float32), jnp.asarray(om), jnp.asarray(ob),
+    )
+    score = d.sample(key_y)
+    shape = (C, S, N, J)
+    return (
+        np.asarray(mu).reshape(shape),
+        np.asarray(score).reshape(shape),
+        np.asarray(theta).reshape(C, S, N, K),
+    )
+
+
+def interval(draws: xr.DataArray | xr.Dataset, level: float = 0.9, dims=("chain", "draw")) -> xr.Dataset:
+    """Central (equal-tailed) posterior interval at ``level``.
+
+    Returns a Dataset with ``lower`` and ``upper`` (for a DataArray) over the
+    remaining dims, e.g. (model, benchmark).
+    """
+    if not 0 < level < 1:
+        raise InputError(f"interval level must be in (0, 1), got {level}")
+    if isinstance(draws, xr.Dataset):
+        raise InputError("interval takes one DataArray, e.g. pred.predictions['score']")
+    q = draws.quantile([(1 - level) / 2, (1 + level) / 2], dim=list(dims))
+    return xr.Dataset({"lower": q.isel(quantile=0, drop=True), "upper": q.isel(quantile=1, drop=True)})
+
+
+def forecast_table(predictions: xr.Dataset, level: float = 0.9, observed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Tidy table of forecasts: model, family, benchmark, mean, median, lower, upper.
+
+    ``predictions`` is the ``predictions`` group returned by
+    :meth:`SkillsLaw.predict`; ``mean``/``median``/``lower``/``upper`` summarise
+    the posterior predictive score (noise included); ``law_mean`` is the
+    posterior mean of the law itself. If ``observed`` (models x benchmarks) is
+    given, an ``observed`` column is added.
+    """
+    score = predictions["score"]
+    iv = interval(score, level)
+    tab = xr.Dataset(
+        {
+            "mean": score.mean(("chain", "draw")),
+            "median": score.median(("chain", "draw")),
+            "lower": iv["lower"],
+            "upper": iv["upper"],
+            "law_mean": predictions["mu"].mean(("chain", "draw")),
+        }
+    ).to_dataframe().reset_index()
+    fam = predictions["family"].to_series() if "family" in predictions.coords else None
+    if fam is not None:
+        tab.insert(1, "family", tab["model"].map(fam))
+    if observed is not None:
+        obs = observed.stack(future_stack=True).rename("observed").rename_axis(["model", "benchmark"]).reset_index()
+        tab = tab.merge(obs, on=["model", "benchmark"], how="left")
+    tab["level"] = level
+    return tab
