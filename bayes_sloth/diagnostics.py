@@ -97,7 +97,10 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
     min_b = float(np.nanmin(ess_b)) if ess_b.size else float("nan")
     min_t = float(np.nanmin(ess_t)) if ess_t.size else float("nan")
     problems = []
-    if not max_rhat <= RHAT_MAX:
+    n_chains = int(stats["diverging"].sizes["chain"])
+    if n_chains < 2:
+        problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains")
+    elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
         problems.append(
             f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "

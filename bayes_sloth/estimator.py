@@ -184,9 +184,9 @@ class SkillsLaw:
             obs_weight=obs_weight,
         )
         cfg = self._sampler_config()
-        mcmc, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+        samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
         idata = to_inference_data(
-            mcmc, spec, arrays, models=lb.models, families=families, benchmarks=lb.benchmarks, seed=int(self.seed)
+            samples, extra, spec, arrays, models=lb.models, families=families, benchmarks=lb.benchmarks, seed=int(self.seed)
         )
         cd = idata.constant_data
         idata.constant_data = cd.assign(

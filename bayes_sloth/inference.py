@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import arviz as az
@@ -24,12 +24,22 @@ from .model import COVARIATES, ModelSpec, pair_dist, skills_law
 
 
 def default_chain_method(chains: int) -> str:
-    """'vectorized' on an accelerator, 'parallel' when the CPU has a device per chain."""
+    """'vectorized' on an accelerator; 'parallel' over the CPU's devices otherwise."""
     if jax.default_backend() != "cpu":
         return "vectorized"
-    if chains > 1 and jax.local_device_count() >= chains:
+    if chains > 1 and jax.local_device_count() > 1:
         return "parallel"
-    return "sequential" if chains == 1 else "vectorized"
+    return "sequential"
+
+
+def _chains_per_round(chains: int, method: str) -> int:
+    """Parallel chains run in rounds of at most one chain per device (a divisor of ``chains``)."""
+    if method != "parallel":
+        return chains
+    d = min(chains, jax.local_device_count())
+    while chains % d:
+        d -= 1
+    return d
 
 
 @dataclass(frozen=True)
@@ -82,17 +92,30 @@ def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
 
 
 def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
-    """Sample the skills law with NUTS. Returns (mcmc, seconds).
+    """Sample the skills law with NUTS.
 
-    ``data`` holds the model's array arguments (see :func:`skills_law`).
+    With ``chain_method="parallel"`` and more chains than CPU devices, chains
+    run in rounds of one chain per device (4 chains on 2 cores: 2 rounds of 2)
+    that share one compiled program; round r uses the key
+    ``fold_in(PRNGKey(seed), r)``. Returns ``(samples, extra, seconds)`` with
+    arrays of shape (chain, draw, ...).
     """
-    mcmc = get_mcmc(spec, cfg)
+    method = cfg.resolved_chain_method()
+    per_round = _chains_per_round(cfg.chains, method)
+    mcmc = get_mcmc(spec, replace(cfg, chains=per_round, chain_method=method))
+    key = jax.random.PRNGKey(seed)
+    samples, extra = [], []
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"), **data)
-    jax.block_until_ready(mcmc.get_samples())
-    return mcmc, time.perf_counter() - t0
+    for r in range(cfg.chains // per_round):
+        rkey = key if per_round == cfg.chains else jax.random.fold_in(key, r)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There are not enough devices")
+            mcmc.run(rkey, extra_fields=("diverging", "num_steps", "energy"), **data)
+        samples.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
+        extra.append(jax.device_get(mcmc.get_extra_fields(group_by_chain=True)))
+    seconds = time.perf_counter() - t0
+    cat = lambda parts: {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}  # noqa: E731
+    return cat(samples), cat(extra), seconds
 
 
 def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None) -> dict:
@@ -111,7 +134,8 @@ def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight
 
 
 def to_inference_data(
-    mcmc: MCMC,
+    samples: dict,
+    extra: dict,
     spec: ModelSpec,
     data: dict,
     *,
@@ -123,8 +147,6 @@ def to_inference_data(
 ) -> az.InferenceData:
     """Labelled InferenceData: posterior, sample_stats, log_likelihood, observed_data,
     posterior_predictive (replicated observed scores) and constant_data."""
-    samples = mcmc.get_samples(group_by_chain=True)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
     C, S = samples["tau"].shape[:2]
     obs = np.arange(int(data["y"].shape[0]))
     coords = {
@@ -141,7 +163,7 @@ def to_inference_data(
     dims = {
         "slopes": ["covariate", "skill"],
         "tau": ["skill"],
-        "family_z": ["family", "skill"],
+        "family_skill": ["family", "skill"],
         "alpha": ["family", "skill"],
         "instruct_shift": ["skill"],
         "loadings_free": ["loading_free"],

@@ -105,9 +105,8 @@ def forecast_table(predictions: xr.Dataset, level: float = 0.9, observed: pd.Dat
             "law_mean": predictions["mu"].mean(("chain", "draw")),
         }
     ).to_dataframe().reset_index()
-    fam = predictions["family"].to_series() if "family" in predictions.coords else None
-    if fam is not None:
-        tab.insert(1, "family", tab["model"].map(fam))
+    first = [c for c in ("model", "family", "seen_family", "benchmark") if c in tab.columns]
+    tab = tab[first + [c for c in tab.columns if c not in first]]
     if observed is not None:
         obs = observed.stack(future_stack=True).rename("observed").rename_axis(["model", "benchmark"]).reset_index()
         tab = tab.merge(obs, on=["model", "benchmark"], how="left")
