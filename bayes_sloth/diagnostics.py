@@ -25,7 +25,7 @@ ESS_MIN = 400
 BFMI_MIN = 0.3
 
 #: Parameters whose convergence matters: every loading, skill and hyperparameter.
-CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "loadings_free", "intercept", "sigma", "nu", "skills")
+CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "loadings_free", "intercept", "sigma", "skills")
 
 
 @dataclass
@@ -85,6 +85,10 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
     rhat = table["r_hat"].to_numpy(dtype=float)
     ess_b = table["ess_bulk"].to_numpy(dtype=float)
     ess_t = table["ess_tail"].to_numpy(dtype=float)
+    if "sample_stats" not in idata.groups():
+        return Diagnostics(float("nan"), float("nan"), float("nan"), 0, [], 0, int(post.sizes["draw"]), table,
+                           ["no sampler statistics: this is a variational approximation (method='svi'), "
+                            "not MCMC; its intervals are not checked by any diagnostic, refit with NUTS to trust them"])
     stats = idata.sample_stats
     div = int(stats["diverging"].sum())
     n_draws = int(stats["diverging"].size)

@@ -24,7 +24,7 @@ import xarray as xr
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import InputError
-from .inference import SamplerConfig, model_arrays, run_nuts, to_inference_data
+from .inference import SamplerConfig, model_arrays, run_nuts, run_svi, to_inference_data
 from .model import COVARIATES, ModelSpec, Standardizer, default_anchors
 from .prediction import forecast_draws, forecast_table
 
@@ -58,6 +58,13 @@ class SkillsLaw:
     target_accept, max_tree_depth : NUTS settings.
     chain_method : {"parallel", "vectorized", "sequential"}, optional
         Default: parallel on CPU devices, vectorized on an accelerator.
+    init : {"svi", "uniform"}
+        Chain starting points: overdispersed draws from a short variational
+        fit (default), or uniform in (-2, 2) on the unconstrained scale.
+    method : {"nuts", "svi"}
+        ``"svi"``: a fast mean-field variational approximation instead of
+        NUTS, for leaderboards of thousands of models; warns that it has no
+        convergence diagnostics and understates uncertainty.
     seed : int
         Seed of the sampler; the same seed on the same machine gives identical draws.
     progress : bool
@@ -79,6 +86,8 @@ class SkillsLaw:
         target_accept: float = 0.9,
         max_tree_depth: int = 10,
         chain_method: str | None = None,
+        init: str = "svi",
+        method: str = "nuts",
         seed: int = 0,
         progress: bool = False,
     ):
@@ -94,11 +103,13 @@ class SkillsLaw:
         self.target_accept = target_accept
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
+        self.init = init
+        self.method = method
         self.seed = seed
         self.progress = progress
 
     _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "anchors", "chains", "warmup",
-               "draws", "target_accept", "max_tree_depth", "chain_method", "seed", "progress")
+               "draws", "target_accept", "max_tree_depth", "chain_method", "init", "method", "seed", "progress")
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._PARAMS}
@@ -184,7 +195,19 @@ class SkillsLaw:
             obs_weight=obs_weight,
         )
         cfg = self._sampler_config()
-        samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+        if self.method == "nuts":
+            samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+        elif self.method == "svi":
+            warnings.warn(
+                "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
+                "ESS or divergences to check it by, and its intervals are usually too narrow; use it for "
+                "leaderboards too large for NUTS and check a subset with NUTS",
+                UserWarning,
+                stacklevel=2,
+            )
+            samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
+        else:
+            raise InputError(f"method must be 'nuts' or 'svi', got {self.method!r}")
         idata = to_inference_data(
             samples, extra, spec, arrays, models=lb.models, families=families, benchmarks=lb.benchmarks, seed=int(self.seed)
         )
@@ -212,7 +235,7 @@ class SkillsLaw:
         return SamplerConfig(
             chains=int(self.chains), warmup=int(self.warmup), draws=int(self.draws),
             target_accept=float(self.target_accept), max_tree_depth=int(self.max_tree_depth),
-            chain_method=self.chain_method, progress=bool(self.progress),
+            chain_method=self.chain_method, init=self.init, progress=bool(self.progress),
         )
 
     def _check_fitted(self):

@@ -55,7 +55,9 @@ Noise: the spread around the law is misfit, estimated per benchmark::
 
 so predictive draws stay in [0, 1], exact 0 and 1 scores have a finite
 density and scores below the chance floor are allowed. ``noise="student"``
-swaps the Normal for a Student-t with nu_j ~ Gamma(2, 0.1) (heavier tails).
+swaps the Normal for a Student-t with 5 degrees of freedom (heavier tails;
+the degrees of freedom are fixed because JAX has no gradient of the
+Student-t CDF with respect to them).
 Only observed (model, benchmark) pairs enter the likelihood: missing scores
 are neither imputed nor a reason to drop a model.
 """
@@ -77,6 +79,7 @@ COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
 LINKS = ("sigmoid",)
 LOADINGS = ("positive", "real")
 NOISES = ("normal", "student")
+STUDENT_DF = 5.0
 
 
 @dataclass(frozen=True)
@@ -264,10 +267,10 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
     return c + (1.0 - c) * link_fn(eta, spec.link)
 
 
-def noise_dist(spec: ModelSpec, mean, sigma, nu=None):
+def noise_dist(spec: ModelSpec, mean, sigma):
     """Distribution of a score around its mean, supported on [0, 1]."""
     if spec.noise == "student":
-        return dist.TruncatedDistribution(dist.StudentT(nu, mean, sigma), low=0.0, high=1.0)
+        return dist.TruncatedDistribution(dist.StudentT(STUDENT_DF, mean, sigma), low=0.0, high=1.0)
     return dist.TruncatedNormal(mean, sigma, low=0.0, high=1.0)
 
 
@@ -275,7 +278,7 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     """Distribution of the scores of (model, benchmark) pairs given parameters.
 
     ``params`` maps site names (``alpha``, ``slopes``, ``loadings``,
-    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``nu``) to values
+    ``intercept``, ``sigma`` and optional ``instruct_shift``) to values
     with any leading batch dimensions. Returns (distribution, mean, skills).
     Shared by the model, the log-likelihood,
     replicated data and forecasts so the law is written once.
@@ -283,9 +286,7 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench)
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
-    nu = params.get("nu")
-    nu = None if nu is None else jnp.take(nu, obs_bench, axis=-1)
-    return noise_dist(spec, m, sigma, nu), m, theta
+    return noise_dist(spec, m, sigma), m, theta
 
 
 def skills_law(
@@ -333,8 +334,6 @@ def skills_law(
     p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
     p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0).expand([J]).to_event(1))
     p["sigma"] = numpyro.sample("sigma", dist.HalfNormal(0.1).expand([J]).to_event(1))
-    if spec.noise == "student":
-        p["nu"] = numpyro.sample("nu", dist.Gamma(2.0, 0.1).expand([J]).to_event(1))
 
     d, _, theta = pair_dist(spec, p, x, family, instruct, floor, obs_model, obs_bench)
     numpyro.deterministic("skills", theta)

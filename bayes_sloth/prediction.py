@@ -46,7 +46,7 @@ def forecast_draws(
     N = len(x)
     flat = {
         name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
-        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift", "nu")
+        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift")
         if name in posterior
     }
     key_alpha, key_y = jax.random.split(jax.random.PRNGKey(seed))
