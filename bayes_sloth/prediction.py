@@ -104,7 +104,7 @@ def forecast_table(predictions: xr.Dataset, level: float = 0.9, observed: pd.Dat
             "upper": iv["upper"],
             "law_mean": predictions["mu"].mean(("chain", "draw")),
         }
-    ).to_dataframe().reset_index()
+    ).reset_coords(drop=True).to_dataframe().reset_index()  # non-dim coords (family) are inserted below
     fam = predictions["family"].to_series() if "family" in predictions.coords else None
     if fam is not None:
         tab.insert(1, "family", tab["model"].map(fam))
