@@ -10,7 +10,7 @@ R'R = I) leaves the law unchanged::
     i.e. Lambda -> Lambda R,   Theta -> Theta R     (rows are benchmarks / models)
 
 Varimax (Kaiser 1958) picks, for each posterior draw s, the R^(s) maximising
-the variance of the squared (row-normalised) loadings, so that each benchmark
+the variance of the squared loadings within each skill, so that each benchmark
 loads on few skills. Varimax is itself defined only up to a permutation and
 sign flip of its columns, which would mix skills across draws; so each
 rotated draw is then matched to a reference (the varimax rotation of the
@@ -29,8 +29,8 @@ import xarray as xr
 from .errors import InputError
 
 
-def varimax(loadings: np.ndarray, *, normalize: bool = True, gamma: float = 1.0, max_iter: int = 500,
-            tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+def varimax(loadings: np.ndarray, *, normalize: bool = False, gamma: float = 1.0, max_iter: int = 200,
+            tol: float = 1e-9, n_starts: int = 0) -> tuple[np.ndarray, np.ndarray]:
     r"""Varimax rotation of one loading matrix or a stack of them.
 
     Maximises, over orthogonal R, the criterion::
@@ -45,9 +45,14 @@ def varimax(loadings: np.ndarray, *, normalize: bool = True, gamma: float = 1.0,
     loadings : array (..., J, K)
         One matrix or a batch of matrices (leading dims are draws).
     normalize : bool
-        Kaiser normalisation: rotate rows scaled to unit length, then scale back.
+        Kaiser normalisation: rotate rows scaled to unit length, then scale back
+        (off by default: the loadings share one logit scale, and the raw
+        criterion is the more stable of the two on near-symmetric draws).
     gamma : float
         1 for varimax, 0 for quartimax.
+    n_starts : int
+        Extra random starting rotations (the iteration can stall on
+        symmetric configurations); the best criterion wins.
 
     Returns
     -------
@@ -68,20 +73,32 @@ def varimax(loadings: np.ndarray, *, normalize: bool = True, gamma: float = 1.0,
         Ln = L / h
     else:
         Ln = L
-    R = np.broadcast_to(np.eye(K), (L.shape[0], K, K)).copy()
-    crit = np.zeros(L.shape[0])
-    if K > 1:
+    def criterion(R):
+        LR2 = (Ln @ R) ** 2
+        return ((LR2**2).sum(axis=-2) / J - gamma * (LR2.sum(axis=-2) / J) ** 2).sum(axis=-1)
+
+    D = L.shape[0]
+    best_R = np.broadcast_to(np.eye(K), (D, K, K)).copy()
+    best = criterion(best_R)
+    # the SVD iteration can stall or cycle on symmetric configurations, so it is
+    # run from the identity and from a few fixed random rotations; the best R wins
+    starts = [np.eye(K)] + [np.linalg.qr(g)[0] for g in np.random.default_rng(0).normal(size=(n_starts, K, K))]
+    for start in starts if K > 1 else []:
+        R = np.broadcast_to(start, (D, K, K)).copy()
         for _ in range(max_iter):
             LR = Ln @ R
             col = (LR**2).sum(axis=-2, keepdims=True)  # (D, 1, K)
             B = np.swapaxes(Ln, -1, -2) @ (LR**3 - (gamma / J) * LR * col)
-            U, s, Vt = np.linalg.svd(B)
-            R = U @ Vt
-            new = s.sum(axis=-1)
-            done = np.all(new <= crit * (1 + tol))
-            crit = new
-            if done:
+            U, _s, Vt = np.linalg.svd(B)
+            R_new = U @ Vt
+            moved = np.abs(R_new - R).max()
+            R = R_new
+            v = criterion(R)
+            better = v > best
+            best_R[better], best[better] = R[better], v[better]
+            if moved < tol:
                 break
+    R = best_R
     rotated = (L @ R).reshape(batch + (J, K))
     return rotated, R.reshape(batch + (K, K))
 
@@ -116,7 +133,7 @@ def align(loadings: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return best.reshape(L.shape[:-2] + (K, K))
 
 
-def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = True, n_refine: int = 2) -> xr.Dataset:
+def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine: int = 2) -> xr.Dataset:
     r"""Varimax-rotate every draw of a fit's loadings and skills, aligned across draws.
 
     For each draw s: ``R_s`` = varimax rotation of ``Lambda_s``; then the signed
