@@ -1,0 +1,457 @@
+r"""A forecast report: one self-contained HTML file (images embedded, opens offline).
+
+Two ways to say what to forecast:
+
+- ``target_family="qwen2"``: the Sloth paper's protocol. The family's
+  ``n_train`` smallest models (by parameters) are fitted together with every
+  other family; its larger models are forecast as if never seen, and their
+  observed scores are shown next to the forecasts (observed vs forecast).
+- ``target_models=DataFrame or CSV``: new models (model, family, params,
+  tokens[, instruct][, observed scores]); the law is fitted to the whole
+  leaderboard except models of the same names, and they are forecast. A
+  family not in the leaderboard is forecast as a never-seen family.
+
+The report has: the data used (source, sha256, counts), the model and its
+settings, convergence diagnostics with a verdict, forecasts as a table and as
+figures (scaling curves, intervals), posterior checks, and a short
+plain-language reading of the uncertainty. From Python::
+
+    >>> rep = forecast_report(load_sloth(), target_family="qwen2", out="report.html")  # doctest: +SKIP
+
+and from the command line: ``bayes-sloth report --target-family qwen2 --out report.html``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import difflib
+import html
+import io
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+
+@dataclass
+class ForecastReport:
+    """Result of :func:`forecast_report`: where the file is, the fit, the forecasts."""
+
+    path: Path
+    law: object
+    forecasts: pd.DataFrame
+    train_models: list
+    target_models: list
+
+
+def split_target_family(lb, family: str, n_train: int = 1):
+    r"""Split a leaderboard for forecasting a family from its smallest models.
+
+    The family's models with parameters and tokens are ordered by parameters
+    (then tokens); the ``n_train`` smallest stay in the training leaderboard
+    with every other family, the rest become targets.
+
+    Returns
+    -------
+    train : Leaderboard
+        All models except the family's larger ones.
+    targets : DataFrame
+        The larger models: model, family, params, tokens, instruct and their
+        observed scores (for comparison, never used in the fit).
+    """
+    fams = set(lb.covariates["family"])
+    if family not in fams:
+        close = difflib.get_close_matches(family, sorted(fams), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise InputError(f"family {family!r} is not in the leaderboard{hint}")
+    if not isinstance(n_train, (int, np.integer)) or n_train < 0:
+        raise InputError(f"n_train must be a non-negative integer, got {n_train!r}")
+    cov = lb.covariates
+    members = cov[(cov["family"] == family)].dropna(subset=["params", "tokens"])
+    members = members.sort_values(["params", "tokens"], kind="stable")
+    if len(members) < n_train + 1:
+        raise InputError(
+            f"family {family!r} has {len(members)} model(s) with parameters and tokens; forecasting it from "
+            f"its {n_train} smallest needs at least {n_train + 1}"
+        )
+    targets = list(members.index[n_train:])
+    train = lb.select(models=[m for m in lb.models if m not in targets])
+    frame = lb.to_frame().loc[targets].reset_index()
+    return train, frame
+
+
+def _read_targets(target_models) -> pd.DataFrame:
+    from .data import Leaderboard, load_leaderboard
+
+    if isinstance(target_models, Leaderboard):
+        return target_models.to_frame().reset_index()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            lbt = load_leaderboard(target_models, require_scores=False)
+        except InputError as exc:
+            if "score" not in str(exc).lower() and "benchmark" not in str(exc).lower():
+                raise
+            lbt = load_leaderboard(target_models, benchmarks=[], require_scores=False)
+    return lbt.to_frame().reset_index()
+
+
+def _fig_to_img(fig, alt: str, dpi: int = 110) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
+
+
+def _pts(x: float) -> str:
+    """A score difference in percentage points."""
+    return f"{100 * x:.1f} pts"
+
+
+def reading(table: pd.DataFrame, diagnostics, *, level: float, unseen: list, target_family: str | None,
+            train_of_family: list) -> list[str]:
+    r"""A short plain-language reading of the forecasts' uncertainty (list of sentences/paragraphs).
+
+    Everything in it is computed from the forecast table: interval widths
+    ``upper - lower`` per benchmark, and where observed scores exist, the
+    share inside the interval and the mean absolute error of the forecast
+    mean.
+    """
+    out = []
+    w = (table["upper"] - table["lower"])
+    by_b = w.groupby(table["benchmark"]).median().sort_values()
+    out.append(
+        f"Each forecast is a posterior predictive distribution: it counts uncertainty about the law itself and the "
+        f"spread of real models around the law. A {level:.0%} interval should contain the actual score "
+        f"{level:.0%} of the time if the model is right."
+    )
+    out.append(
+        f"The typical (median) width of the {level:.0%} intervals is {_pts(float(w.median()))} of score; they are "
+        f"narrowest on {by_b.index[0]} ({_pts(float(by_b.iloc[0]))}) and widest on {by_b.index[-1]} "
+        f"({_pts(float(by_b.iloc[-1]))})."
+    )
+    if target_family is not None:
+        seen = ", ".join(train_of_family) if train_of_family else "none of its models"
+        out.append(
+            f"The family {target_family} was seen only through {seen}; its efficiency is learned from "
+            f"{'that' if len(train_of_family) == 1 else 'those'} and pooled toward the other families, "
+            "so the forecasts for its larger models lean on how other families scale."
+        )
+    if unseen:
+        out.append(
+            f"Never-seen famil{'y' if len(unseen) == 1 else 'ies'} ({', '.join(unseen)}): the efficiency is "
+            "drawn from the population of families, which is why these intervals are wide; they are honest "
+            "about not knowing how good the recipe is."
+        )
+    if "observed" in table and table["observed"].notna().any():
+        t = table[table["observed"].notna()]
+        inside = ((t["observed"] >= t["lower"]) & (t["observed"] <= t["upper"]))
+        err = (t["mean"] - t["observed"]).abs()
+        bias = float((t["mean"] - t["observed"]).mean())
+        out.append(
+            f"{int(inside.sum())} of the {len(t)} forecast scores that have actually been observed "
+            f"({inside.mean():.0%}) fall inside their {level:.0%} interval; the mean absolute error of the "
+            f"forecast mean is {_pts(float(err.mean()))}, and on average the forecasts are "
+            f"{'below' if bias < 0 else 'above'} the observed scores by {_pts(abs(bias))}. "
+            "These are few, correlated checks (scores of one model move together): a rough sign, not a proof "
+            "of calibration."
+        )
+    if not diagnostics.ok:
+        out.append(
+            "The sampler reported problems (see Diagnostics): treat these numbers as provisional and refit "
+            "with more warm-up and draws before relying on them."
+        )
+    return out
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.sub{color:#666;margin-top:0}
+.verdict{padding:.8em 1em;border-radius:6px;margin:1em 0;font-weight:600}
+.ok{background:#e6f4ea;border:1px solid #34a853}.bad{background:#fde8e6;border:1px solid #d93025}
+table{border-collapse:collapse;font-size:.88em;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f4f4f4}
+td.l,th.l{text-align:left}
+tr.out td{background:#fff4e5}
+figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap;font-size:.85em}
+.kv td{text-align:left} .kv td:first-child{color:#555;white-space:nowrap}
+.legend{font-size:.85em;color:#555}
+nav a{margin-right:1em}
+"""
+
+
+def _kv(rows) -> str:
+    cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="kv">{cells}</table>'
+
+
+def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
+    has_obs = "observed" in table and table["observed"].notna().any()
+    head = ["model", "family", "benchmark", "forecast mean", f"{level:.0%} interval"]
+    if has_obs:
+        head += ["observed", "inside?"]
+    rows = []
+    for _, r in table.iterrows():
+        cells = [f'<td class="l">{html.escape(str(r["model"]))}</td>',
+                 f'<td class="l">{html.escape(str(r.get("family", "")))}</td>',
+                 f'<td class="l">{html.escape(str(r["benchmark"]))}</td>',
+                 f"<td>{r['mean']:.3f}</td>", f"<td>[{r['lower']:.3f}, {r['upper']:.3f}]</td>"]
+        cls = ""
+        if has_obs:
+            o = r.get("observed")
+            if pd.notna(o):
+                inside = r["lower"] <= o <= r["upper"]
+                cells += [f"<td>{o:.3f}</td>", f"<td>{'yes' if inside else 'NO'}</td>"]
+                cls = "" if inside else ' class="out"'
+            else:
+                cells += ["<td>not observed</td>", "<td></td>"]
+        rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    th = "".join(f'<th class="l">{h}</th>' if i < 3 else f"<th>{h}</th>" for i, h in enumerate(head))
+    return f'<table class="forecasts"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float, title: str,
+                data_source: str, target_family: str | None = None, train_of_family: list | None = None,
+                n_train: int | None = None, dropped: list | None = None, seed: int | None = None) -> str:
+    """Build the report's HTML (a string) from a fitted law and its forecast table."""
+    from . import __version__, plots
+    from .diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+
+    lb = law.leaderboard_
+    d = law.diagnostics_
+    unseen = sorted(set(targets["family"]) - set(law.families_))
+    verdict_cls = "ok" if d.ok else "bad"
+    verdict = ("Converged: every check passed (R-hat, effective sample size, divergences, E-BFMI, tree depth)."
+               if d.ok else f"NOT converged: {len(d.problems)} problem(s). Forecasts below are provisional.")
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="sub">bayes_sloth {html.escape(__version__)}, '
+             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
+             '<nav><a href="#reading">Reading</a><a href="#forecasts">Forecasts</a><a href="#figures">Intervals</a>'
+             '<a href="#diagnostics">Diagnostics</a><a href="#data">Data</a><a href="#model">Model</a></nav>',
+             f'<div class="verdict {verdict_cls}" id="verdict">Diagnostics verdict: {html.escape(verdict)}</div>']
+
+    parts.append('<h2 id="reading">What the forecasts say, in plain words</h2>')
+    for p in reading(table, d, level=level, unseen=unseen, target_family=target_family,
+                     train_of_family=train_of_family or []):
+        parts.append(f"<p>{html.escape(p)}</p>")
+
+    parts.append('<h2 id="forecasts">Forecasts</h2>')
+    parts.append(f'<p class="legend">{len(targets)} model(s) x {len(law.benchmarks_)} benchmarks. '
+                 f"Forecast mean and central {level:.0%} posterior predictive interval of each score (a fraction in "
+                 "[0, 1]). Observed scores, where they exist, were NOT used in the fit; rows outside their interval "
+                 "are shaded.</p>")
+    fams = list(pd.unique(targets["family"]))
+    parts.append("<h3>Scaling curves</h3>")
+    parts.append('<p class="legend">Score against parameters for the forecast famil'
+                 f"{'y' if len(fams) == 1 else 'ies'}: posterior mean of the law (line), 50 % and 90 % predictive "
+                 "bands; filled circles are models in the fit, diamonds the forecasts with 90 % intervals, open "
+                 "circles the observed scores of forecast models (not in the fit).</p>")
+    parts.append(_fig_to_img(plots.plot_scaling(law, fams, new=targets, seed=seed), "scaling curves"))
+    parts.append("<h3>Forecast table</h3>")
+    parts.append(_forecast_table_html(table, level))
+    parts.append('<h3 id="figures">Forecast intervals</h3>')
+    parts.append(_fig_to_img(plots.plot_forecasts(table), "forecast intervals"))
+
+    parts.append('<h2 id="diagnostics">Diagnostics</h2>')
+    parts.append(f"<pre>{html.escape(str(d))}</pre>")
+    parts.append(f'<p class="legend">Thresholds: R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN}, no '
+                 f"divergent transitions, E-BFMI &ge; {BFMI_MIN} (Vehtari et al. 2021).</p>")
+    parts.append("<h3>Posterior predictive check</h3>")
+    parts.append('<p class="legend">Every observed score in the fit against its replicated 90 % interval. '
+                 "About 90 % of the points should lie inside (blue); the title of each panel gives the share.</p>")
+    parts.append(_fig_to_img(plots.plot_ppc(law), "posterior predictive check"))
+    parts.append("<h3>Traces and energy</h3>")
+    parts.append('<p class="legend">Population-level parameters and the three parameters with the highest R-hat; '
+                 "chains should overlap and look like noise.</p>")
+    parts.append(_fig_to_img(plots.plot_diagnostics(law, "trace"), "trace plot", dpi=80))
+    parts.append(_fig_to_img(plots.plot_diagnostics(law, "energy"), "energy plot", dpi=90))
+
+    parts.append('<h2 id="data">Data used</h2>')
+    cov = lb.covariates
+    rows = [("source", html.escape(data_source)),
+            ("table sha256 (content)", f"<code>{lb.sha256()}</code>"),
+            ("models in the fit", f"{len(lb)} models of {cov['family'].nunique()} families"),
+            ("benchmarks", html.escape(", ".join(law.benchmarks_))),
+            ("observed scores in the fit", f"{lb.n_observed} of {lb.scores.size} (missing ones are left out "
+             "of the likelihood, not imputed)"),
+            ("parameters", f"{cov['params'].min():.2g} to {cov['params'].max():.3g} billion"),
+            ("training tokens", f"{cov['tokens'].min():.2g} to {cov['tokens'].max():.3g} trillion")]
+    if target_family is not None:
+        rows.append(("forecast family", f"{html.escape(target_family)}: fitted on its {n_train} smallest "
+                     f"({html.escape(', '.join(train_of_family or []))}); forecast: "
+                     f"{html.escape(', '.join(targets['model']))}"))
+    else:
+        rows.append(("forecast models", html.escape(", ".join(targets["model"]))))
+    if dropped:
+        rows.append(("left out", html.escape(f"{len(dropped)} model(s) without parameters or tokens: "
+                                             + ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))))
+    parts.append(_kv(rows))
+
+    parts.append('<h2 id="model">Model and settings</h2>')
+    spec = law.spec_
+    parts.append(_kv([
+        ("estimator", f"<code>{html.escape(repr(law).split('  #')[0])}</code>"),
+        ("skills K", spec.n_skills),
+        ("anchors", html.escape(", ".join(f"skill {k + 1}: {a}" for k, a in enumerate(law.anchors_)))),
+        ("link / noise / loadings", html.escape(f"{spec.link} / {spec.noise} / {spec.loadings}")),
+        ("sampler", html.escape(f"NUTS, {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws), "
+                                f"target_accept {law.target_accept}, seed {law.seed}")),
+        ("sampling time", f"{law.fit_seconds_:.1f} s"),
+    ]))
+    parts.append(
+        "<pre>"
+        "x_i      = standardized (log params, log tokens, their product)\n"
+        "theta_i  = alpha_family(i) + B' x_i                  latent skills, K of them\n"
+        "alpha_f  ~ Normal(0, diag(tau))                      family efficiency, partially pooled\n"
+        "m_ij     = c_j + (1 - c_j) sigmoid(lambda_j' theta_i + b_j)   c_j: chance floor of benchmark j\n"
+        "y_ij     ~ TruncatedNormal(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
+        "</pre>"
+        "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
+        "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "
+        "arXiv:2412.06540).</p>")
+    parts.append(_fig_to_img(plots.plot_loadings(law), "loadings heatmap", dpi=90))
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def _stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def forecast_report(
+    lb,
+    *,
+    target_family: str | None = None,
+    target_models=None,
+    n_train: int = 1,
+    law=None,
+    level: float = 0.9,
+    out: str | Path = "report.html",
+    data_source: str = "",
+    seed: int | None = None,
+    log: Callable[[str], None] | None = _stderr_log,
+) -> ForecastReport:
+    r"""Fit the skills law, forecast the targets, and write a self-contained HTML report.
+
+    Exactly one of ``target_family`` (forecast the family's larger models from
+    its ``n_train`` smallest) or ``target_models`` (DataFrame, CSV path or
+    Leaderboard of new models) is required. ``law`` is an unfitted
+    :class:`~bayes_sloth.SkillsLaw` holding the settings (default
+    ``SkillsLaw()``). Stage messages go to ``log`` (stderr by default; None
+    for silence).
+    """
+    from .estimator import SkillsLaw
+
+    say = log or (lambda m: None)
+    if (target_family is None) == (target_models is None):
+        raise InputError("give exactly one of target_family or target_models")
+    if not 0 < level < 1:
+        raise InputError(f"interval level must be in (0, 1), got {level}")
+    t0 = time.perf_counter()
+    law = SkillsLaw() if law is None else law
+    train_of_family: list = []
+    if target_family is not None:
+        train, targets = split_target_family(lb, target_family, n_train)
+        fam_cov = train.covariates[train.covariates["family"] == target_family]
+        train_of_family = list(fam_cov.dropna(subset=["params", "tokens"]).index)
+        title = f"Forecast report: {target_family} from its {n_train} smallest model{'s' if n_train != 1 else ''}"
+    else:
+        targets = _read_targets(target_models)
+        same = [m for m in targets["model"] if m in set(lb.models)]
+        train = lb.select(models=[m for m in lb.models if m not in set(same)]) if same else lb
+        if same:
+            say(f"note: {len(same)} target model(s) are in the leaderboard; they are left out of the fit: "
+                + ", ".join(same[:5]) + (" ..." if len(same) > 5 else ""))
+        title = f"Forecast report: {len(targets)} new model(s)"
+    bad = targets[targets[["params", "tokens"]].isna().any(axis=1)]
+    if len(bad):
+        raise InputError(f"cannot forecast model {bad['model'].iloc[0]!r}: parameters or tokens missing")
+    dropped = list(train.covariates.index[train.covariates[["params", "tokens"]].isna().any(axis=1)])
+    say(f"[1/4] data: {len(train)} models in the fit ({len(dropped)} without parameters or tokens left out), "
+        f"{len(train.benchmarks)} benchmarks; {len(targets)} model(s) to forecast")
+    say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws) of NUTS; "
+        "this is the long step")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        law.fit(train)
+    say(f"      done in {law.fit_seconds_:.0f} s; {'converged' if law.diagnostics_.ok else 'NOT converged'}"
+        + ("" if law.diagnostics_.ok else f" ({len(law.diagnostics_.problems)} problem(s), see the report)"))
+    say(f"[3/4] forecasting {len(targets)} model(s) at {level:.0%}")
+    table = law.forecast(targets, level=level, seed=seed)
+    say("[4/4] drawing figures and writing the report")
+    doc = render_html(law, table, targets, level=level, title=title, data_source=data_source or "DataFrame",
+                      target_family=target_family, train_of_family=train_of_family, n_train=n_train,
+                      dropped=dropped, seed=seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(doc, encoding="utf-8")
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s")
+    return ForecastReport(out, law, table, list(train.models), list(targets["model"]))
+
+
+# ----------------------------------------------------------------- CLI
+def cmd_report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .cli import law_from_args, load_data
+
+    if args.data:
+        source = args.data
+    else:
+        from .data import sloth_data_path
+        from .metadata import SLOTH_DATA
+
+        path = sloth_data_path(args.data_dir)
+        source = f"{path} (Sloth table, {SLOTH_DATA['url']})"
+    _stderr_log("[0/4] loading the leaderboard")
+    lb = load_data(args)
+    law = law_from_args(args)
+    law.progress = not args.quiet
+    forecast_report(lb, target_family=args.target_family, target_models=args.target_models, n_train=args.n_train,
+                    law=law, level=args.interval, out=args.out, data_source=source, seed=args.seed,
+                    log=None if args.quiet else _stderr_log)
+    if args.quiet:
+        print(args.out)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``bayes-sloth report`` to the command line."""
+    from .cli import add_data_options, add_model_options
+
+    p = subparsers.add_parser(
+        "report", help="fit, forecast and write a self-contained HTML forecast report",
+        description="Fit the skills law and write one self-contained HTML report (opens offline) with the data, "
+                    "the model, diagnostics, forecasts with intervals, and figures.")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--target-family", help="forecast this family's larger models as if only its smallest "
+                                           "(--n-train) were seen; their real scores are shown for comparison")
+    g.add_argument("--target-models", help="CSV of new models to forecast (model, family, params, tokens"
+                                           "[, instruct][, observed scores])")
+    p.add_argument("--n-train", type=int, default=1, help="with --target-family: how many of its smallest "
+                                                          "models are fitted (default 1)")
+    p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or stage messages")
+    add_data_options(p)
+    add_model_options(p)
+    p.set_defaults(func=cmd_report)
+
+
+__all__ = ["ForecastReport", "forecast_report", "reading", "render_html", "split_target_family"]

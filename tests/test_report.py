@@ -1,0 +1,125 @@
+"""Forecast report (HTML structure), `bayes-sloth report` and `bayes-sloth predict`, on synthetic data."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import re
+import warnings
+
+import pandas as pd
+import pytest
+
+import bayes_sloth as bs
+from bayes_sloth.cli import main
+from bayes_sloth.report import forecast_report, split_target_family
+from bayes_sloth.synthetic import write_synthetic
+
+SMALL = ["--chains", "2", "--warmup", "100", "--draws", "100", "--skills", "2"]
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    lb, truth = bs.simulate_leaderboard(n_families=12, n_benchmarks=6, n_skills=2, seed=0)
+    return lb
+
+
+def _family_with(lb, n):
+    counts = lb.covariates["family"].value_counts()
+    return counts[counts >= n].index[0]
+
+
+@pytest.fixture(scope="module")
+def report(synthetic, tmp_path_factory):
+    fam = _family_with(synthetic, 3)
+    out = tmp_path_factory.mktemp("rep") / "report.html"
+    law = bs.SkillsLaw(n_skills=2, chains=2, warmup=100, draws=100, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = forecast_report(synthetic, target_family=fam, law=law, out=out, data_source="synthetic", log=None)
+    return rep, fam
+
+
+def test_split_target_family_keeps_the_smallest(synthetic):
+    fam = _family_with(synthetic, 3)
+    train, targets = split_target_family(synthetic, fam, n_train=1)
+    members = synthetic.covariates[synthetic.covariates["family"] == fam].sort_values("params")
+    assert list(train.covariates[train.covariates["family"] == fam].index) == [members.index[0]]
+    assert list(targets["model"]) == list(members.index[1:])
+    assert len(train) + len(targets) == len(synthetic)
+    assert set(synthetic.benchmarks) <= set(targets.columns)  # observed scores come along for comparison
+    with pytest.raises(bs.InputError, match="did you mean"):
+        split_target_family(synthetic, fam[:-1] + "x")
+    with pytest.raises(bs.InputError, match="needs at least"):
+        split_target_family(synthetic, fam, n_train=len(members))
+
+
+def test_report_html_is_self_contained_and_complete(report):
+    rep, fam = report
+    doc = rep.path.read_text()
+    assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
+    for section in ("verdict", "reading", "forecasts", "figures", "diagnostics", "data", "model"):
+        assert f'id="{section}"' in doc, section
+    imgs = re.findall(r"<img [^>]*src=\"([^\"]+)\"", doc)
+    assert len(imgs) >= 6 and all(s.startswith("data:image/png;base64,") for s in imgs)
+    assert not re.search(r"<(script|link)[^>]+(src|href)=", doc)  # nothing to fetch: opens offline
+    assert "Diagnostics verdict: " + ("Converged" if rep.law.diagnostics_.ok else "NOT converged") in doc
+    # one table row per forecast (model, benchmark) pair, with the observed score beside it
+    body = doc.split('<table class="forecasts">')[1].split("</table>")[0]
+    assert body.count("<tr") - 1 == len(rep.target_models) * len(rep.law.benchmarks_)
+    assert len(rep.forecasts) == len(rep.target_models) * len(rep.law.benchmarks_)
+    assert "arXiv:2412.06540" in doc and fam in doc
+
+
+def test_report_reading_matches_the_numbers(report):
+    rep, fam = report
+    doc = rep.path.read_text()
+    t = rep.forecasts.dropna(subset=["observed"])
+    inside = int(((t["observed"] >= t["lower"]) & (t["observed"] <= t["upper"])).sum())
+    assert f"{inside} of the {len(t)} forecast scores" in doc
+    assert rep.target_models and not set(rep.target_models) & set(rep.law.leaderboard_.models)
+
+
+def test_report_requires_exactly_one_target(synthetic, tmp_path):
+    with pytest.raises(bs.InputError, match="exactly one"):
+        forecast_report(synthetic, out=tmp_path / "r.html", log=None)
+
+
+def test_cli_report_with_new_models_of_an_unseen_family(tmp_path, capsys):
+    csv = write_synthetic(tmp_path, seed=1, n_families=10, n_benchmarks=5, n_skills=2)
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"model": ["brand-new-7b"], "family": ["brand_new"], "params": [7.0], "tokens": [2.0],
+                  "instruct": [False]}).to_csv(new, index=False)
+    out = tmp_path / "r.html"
+    rc = main(["report", "--data", str(csv), "--target-models", str(new), "--out", str(out), *SMALL])
+    assert rc == 0 and out.exists()
+    err = capsys.readouterr().err
+    assert "[2/4] sampling" in err and "wrote" in err
+    doc = out.read_text()
+    assert "Never-seen family (brand_new)" in doc
+    assert main(["report", "--data", str(csv), "--target-family", "nope", "--out", str(out), *SMALL]) == 2
+    assert "not in the leaderboard" in capsys.readouterr().err
+
+
+def test_cli_predict_seen_and_unseen_families(report, tmp_path, capsys):
+    rep, fam = report
+    fit = tmp_path / "fit.nc"
+    rep.law.save(fit)
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"model": ["seen-30b", "unseen-30b"], "family": [fam, "some_new_family"],
+                  "params": [30.0, 30.0], "tokens": [3.0, 3.0], "instruct": [False, False]}).to_csv(new, index=False)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(fit), "--data", str(new), "--interval", "0.8", "--out", str(out)]) == 0
+    preds = pd.read_csv(out)
+    J = len(rep.law.benchmarks_)
+    assert len(preds) == 2 * J and set(preds["model"]) == {"seen-30b", "unseen-30b"}
+    assert ((preds["lower"] <= preds["mean"]) & (preds["mean"] <= preds["upper"])).all()
+    # the command line gives exactly what the Python API gives for the same fit and seed
+    api = rep.law.forecast(str(new), level=0.8)
+    merged = preds.merge(api, on=["model", "benchmark"], suffixes=("", "_api"))
+    assert len(merged) == 2 * J
+    assert (merged["lower"] - merged["lower_api"]).abs().max() < 1e-5
+    assert (merged["family"] == merged["family_api"]).all()
+    capsys.readouterr()
+    assert main(["predict", str(fit), "--data", str(new)]) == 0  # to stdout
+    assert capsys.readouterr().out.startswith("model,family,benchmark,mean")
