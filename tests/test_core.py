@@ -153,3 +153,20 @@ def test_save_load_predicts_identically(recovery_fit, tmp_path):
     for v in ("score", "mu", "skills"):
         assert np.array_equal(a[v].values, b[v].values)
     assert back.leaderboard_.sha256() == law.leaderboard_.sha256()
+
+
+def test_shipped_synthetic_data_is_reproducible(tmp_path):
+    """data/ holds what `python -m bayes_sloth.synthetic data` writes, byte for byte."""
+    from pathlib import Path
+
+    from bayes_sloth.synthetic import write_synthetic
+
+    write_synthetic(tmp_path, seed=0)
+    shipped = Path(__file__).resolve().parents[1] / "data"
+    for name in ("synthetic_leaderboard.csv", "synthetic_truth.json"):
+        assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
+    import json
+
+    truth = json.loads((shipped / "synthetic_truth.json").read_text())
+    lb = bs.load_leaderboard(shipped / "synthetic_leaderboard.csv", floors=truth["floors_by_benchmark"])
+    assert lb.models == truth["models"] and lb.benchmarks == truth["benchmarks"]

@@ -1,0 +1,73 @@
+"""Scaling on synthetic leaderboards: seconds and peak memory per size.
+
+For each size (models x benchmarks) a leaderboard is simulated from the
+skills law (families of 1-8 models, 15 % missing scores), then fitted with
+NUTS (short chains, run in a child process with a wall-clock cap) and with
+the variational path (method="svi"). Peak memory is the child's max RSS.
+
+    python benchmarks/scaling.py [--sizes 200x12,1000x12,5000x12,200x40,1000x40,5000x40] [--cap 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+import bayes_sloth as bs
+n_models, n_bench, method, chains, warmup, draws = sys.argv[1:7]
+n_models, n_bench, chains, warmup, draws = int(n_models), int(n_bench), int(chains), int(warmup), int(draws)
+lb, truth = bs.simulate_leaderboard(n_families=max(2, n_models // 4), n_benchmarks=n_bench, n_skills=2,
+                                    models_per_family=(1, 7), seed=0)
+t0 = time.perf_counter()
+law = bs.SkillsLaw(2, anchors=truth["anchors"], chains=chains, warmup=warmup, draws=draws, method=method).fit(lb)
+sec = time.perf_counter() - t0
+d = law.diagnostics_
+print(json.dumps({"models": len(lb), "benchmarks": n_bench, "observed": lb.n_observed, "method": method,
+                  "seconds": sec, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "divergences": d.divergences}))
+"""
+
+
+def run(n_models, n_bench, method, chains, warmup, draws, cap):
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(n_models), str(n_bench), method, str(chains),
+                              str(warmup), str(draws)], capture_output=True, text=True, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return {"models": n_models, "benchmarks": n_bench, "method": method, "seconds": f">{cap}", "peak_mib": "-"}
+    if out.returncode != 0:
+        return {"models": n_models, "benchmarks": n_bench, "method": method,
+                "seconds": f"failed after {time.perf_counter() - t0:.0f}", "peak_mib": out.stderr.strip().splitlines()[-1][:60]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="200x12,1000x12,5000x12,200x40,1000x40,5000x40")
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--cap", type=int, default=600, help="wall-clock cap per NUTS fit, seconds")
+    ap.add_argument("--methods", default="nuts,svi")
+    args = ap.parse_args(argv)
+    print(f"# NUTS: {args.chains} chains x ({args.warmup} + {args.draws}), cap {args.cap} s; SVI: 5000 Adam steps, {args.draws} draws")
+    print("| models | benchmarks | observed | method | seconds | peak MiB | max R-hat | min ESS bulk | div |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes.split(","):
+        n, j = (int(v) for v in size.split("x"))
+        for method in args.methods.split(","):
+            r = run(n, j, method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap)
+            fmt = lambda v, f: (f % v) if isinstance(v, (int, float)) else str(v)  # noqa: E731
+            print(f"| {r['models']} | {r['benchmarks']} | {fmt(r.get('observed', '-'), '%d')} | {method} | "
+                  f"{fmt(r['seconds'], '%.1f')} | {fmt(r['peak_mib'], '%.0f')} | {fmt(r.get('max_rhat', '-'), '%.3f')} | "
+                  f"{fmt(r.get('min_ess_bulk', '-'), '%.0f')} | {r.get('divergences', '-')} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
