@@ -93,26 +93,58 @@ def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
     return mcmc
 
 
-def fit_svi(spec: ModelSpec, data: dict, *, steps: int = 2000, seed: int = 0, lr: float = 0.02):
-    """Mean-field Gaussian variational fit (AutoNormal, Adam) of the skills law.
+_SVI_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 
-    Returns ``(guide, params, losses)``. Fast (seconds) but approximate: it
-    underestimates posterior spread and gives no convergence diagnostics, so
-    the package uses it to start NUTS near the posterior's bulk and, for
-    leaderboards too large for NUTS, on its own with a warning.
+
+def _svi_program(spec: ModelSpec, steps: int, lr: float):
+    """Jitted variational fit for this structure, compiled once and reused.
+
+    The guide is built inside the trace, so nothing of the model runs eagerly
+    (an eager trace compiles hundreds of one-op programs).
     """
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.infer.autoguide import AutoNormal
     from numpyro.optim import Adam
 
+    key = (spec, steps, lr)
+    if key in _SVI_CACHE:
+        _SVI_CACHE.move_to_end(key)
+        return _SVI_CACHE[key]
     model = partial(skills_law, spec)
-    guide = AutoNormal(model, init_loc_fn=init_to_uniform(radius=0.5), init_scale=0.05)
-    svi = SVI(model, guide, Adam(lr), Trace_ELBO())
-    result = svi.run(jax.random.PRNGKey(seed), steps, progress_bar=False, **data)
-    return guide, result.params, np.asarray(result.losses)
+
+    def run(rng_key, data):
+        guide = AutoNormal(model, init_loc_fn=init_to_uniform(radius=0.5), init_scale=0.05)
+        svi = SVI(model, guide, Adam(lr), Trace_ELBO())
+        state = svi.init(rng_key, **data)
+
+        def body(state, _):
+            state, loss = svi.update(state, **data)
+            return state, loss
+
+        state, losses = jax.lax.scan(body, state, None, length=steps)
+        return svi.get_params(state), losses
+
+    _SVI_CACHE[key] = jax.jit(run)
+    while len(_SVI_CACHE) > _CACHE_SIZE:
+        _SVI_CACHE.popitem(last=False)
+    return _SVI_CACHE[key]
 
 
-def svi_init_params(guide, params, n_chains: int, seed: int, spread: float = 2.0) -> dict:
+def fit_svi(spec: ModelSpec, data: dict, *, steps: int = 2000, seed: int = 0, lr: float = 0.02):
+    """Mean-field Gaussian variational fit (AutoNormal, Adam) of the skills law.
+
+    Returns ``(params, losses)``: the guide's ``{site}_auto_loc`` and
+    ``{site}_auto_scale`` in unconstrained space, and the ELBO loss per step.
+    Fast (seconds) but approximate: it underestimates posterior spread and
+    gives no convergence diagnostics, so the package uses it to start NUTS
+    near the posterior's bulk and, for leaderboards too large for NUTS, on its
+    own with a warning.
+    """
+    params, losses = _svi_program(spec, steps, lr)(jax.random.PRNGKey(seed), data)
+    return params, np.asarray(losses)
+
+
+def svi_init_params(params, n_chains: int, seed: int, spread: float = 2.0) -> dict:
     """Starting points for the chains: independent draws from the variational
     approximation with its scales inflated by ``spread`` (overdispersed
     relative to it), in NUTS's unconstrained space."""
@@ -149,8 +181,8 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     t0 = time.perf_counter()
     init = None
     if cfg.init == "svi":
-        guide, params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
-        init = svi_init_params(guide, params, cfg.chains, seed + 1)
+        params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
+        init = svi_init_params(params, cfg.chains, seed + 1)
     elif cfg.init != "uniform":
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
     for r in range(cfg.chains // per_round):
@@ -174,15 +206,21 @@ def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     """Variational fit, then ``cfg.draws`` draws from the approximation as one
     pseudo-chain (same layout as :func:`run_nuts`; the sampler statistics are
     empty: there is no sampler to diagnose)."""
-    from numpyro.infer import Predictive
-
     t0 = time.perf_counter()
-    guide, params, _ = fit_svi(spec, data, steps=max(cfg.svi_steps, 5000), seed=seed)
-    pred = Predictive(partial(skills_law, spec), guide=guide, params=params, num_samples=cfg.draws)
-    draws = pred(jax.random.PRNGKey(seed + 1), **{k: v for k, v in data.items() if k != "y"})
-    draws.pop("y", None)
-    samples = {k: np.asarray(v)[None] for k, v in draws.items()}
+    params, _ = fit_svi(spec, data, steps=max(cfg.svi_steps, 5000), seed=seed)
+    z = svi_init_params(params, cfg.draws, seed + 1, spread=1.0)
+    samples = _constrain_draws(spec, z, data)
+    samples = {k: np.asarray(v)[None] for k, v in samples.items() if k != "y"}
     return samples, {}, time.perf_counter() - t0
+
+
+@partial(jax.jit, static_argnums=0)
+def _constrain_draws(spec: ModelSpec, z: dict, data: dict) -> dict:
+    """Unconstrained draws (leading draw axis) -> sample and deterministic sites."""
+    from numpyro.infer.util import constrain_fn
+
+    model = partial(skills_law, spec)
+    return jax.vmap(lambda zi: constrain_fn(model, (), data, zi, return_deterministic=True))(z)
 
 
 def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None) -> dict:
@@ -308,13 +346,15 @@ def to_inference_data(
 
 def _obs_dist(spec: ModelSpec, params: dict, data: dict):
     d, _, _ = pair_dist(spec, params, data["x"], data["family"], data["instruct"], data["floor"],
-                     data["obs_model"], data["obs_bench"])
+                        data["obs_model"], data["obs_bench"])
     return d
 
 
+@partial(jax.jit, static_argnums=0)
 def _pointwise_loglik(spec, params, data):
     return _obs_dist(spec, params, data).log_prob(data["y"])
 
 
+@partial(jax.jit, static_argnums=0)
 def _replicate(spec, params, data, key):
     return _obs_dist(spec, params, data).sample(key)

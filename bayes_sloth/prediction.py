@@ -14,6 +14,8 @@ xarray objects with dims (chain, draw, model, benchmark).
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,26 +51,33 @@ def forecast_draws(
         for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift")
         if name in posterior
     }
-    key_alpha, key_y = jax.random.split(jax.random.PRNGKey(seed))
     n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0
-    # alpha for the fitted families, then one population draw per new family
-    z_new = jax.random.normal(key_alpha, (C * S, max(n_new, 1), K), dtype=flat["alpha"].dtype)
-    alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
     F = flat["alpha"].shape[1]
     fam = np.where(family_index >= 0, family_index, F + np.maximum(new_family_index, 0)).astype(np.int32)
-    params = dict(flat, alpha=alpha_all)
     om, ob = np.divmod(np.arange(N * J), J)
-    d, mu, theta = pair_dist(
-        spec, params, jnp.asarray(x, jnp.float32), jnp.asarray(fam), jnp.asarray(instruct, jnp.float32),
-        jnp.asarray(floor, jnp.float32), jnp.asarray(om), jnp.asarray(ob),
+    mu, score, theta = _forecast(
+        spec, max(n_new, 1), flat, jnp.asarray(x, jnp.float32), jnp.asarray(fam), jnp.asarray(instruct, jnp.float32),
+        jnp.asarray(floor, jnp.float32), jnp.asarray(om), jnp.asarray(ob), jax.random.PRNGKey(seed),
     )
-    score = d.sample(key_y)
     shape = (C, S, N, J)
     return (
         np.asarray(mu).reshape(shape),
         np.asarray(score).reshape(shape),
         np.asarray(theta).reshape(C, S, N, K),
     )
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key):
+    """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
+    key_alpha, key_y = jax.random.split(key)
+    K = spec.n_skills
+    # alpha for the fitted families, then one population draw per new family
+    z_new = jax.random.normal(key_alpha, (flat["alpha"].shape[0], n_new, K), dtype=flat["alpha"].dtype)
+    alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
+    params = dict(flat, alpha=alpha_all)
+    d, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
+    return mu, d.sample(key_y), theta
 
 
 def interval(draws: xr.DataArray | xr.Dataset, level: float = 0.9, dims=("chain", "draw")) -> xr.Dataset:
