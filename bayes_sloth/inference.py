@@ -268,7 +268,7 @@ def to_inference_data(
     dims = {
         "slopes": ["covariate", "skill"],
         "tau": ["skill"],
-        "family_skill": ["family", "skill"],
+        "family_z": ["family", "skill"],
         "alpha": ["family", "skill"],
         "instruct_shift": ["skill"],
         "loadings_free": ["loading_free"],

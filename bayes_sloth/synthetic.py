@@ -63,7 +63,8 @@ def simulate_leaderboard(
     slopes = rng.normal(0.0, 1.0, size=(3, K))
     slopes[0] = np.abs(slopes[0]) + 0.5  # skills grow with size
     tau = rng.uniform(0.3, 0.8, size=K)
-    alpha = tau * rng.normal(size=(F, K))
+    z = rng.normal(size=(F, K))
+    alpha = tau * (z - z.mean(axis=0))  # the model's convention: efficiencies sum to zero
     loadings = rng.uniform(0.3, 1.5, size=(J, K))
     for k in range(K):
         loadings[k, k] = 1.0

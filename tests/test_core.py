@@ -97,7 +97,7 @@ def test_parameter_recovery(recovery_fit):
     free = law.spec_.loading_structure == -1
     hits_L = _coverage(L, truth["loadings"])[free]
     A = post["alpha"].values.reshape(S, *truth["alpha"].shape)
-    # the fit centres nothing: alpha's population mean is 0 as in the truth
+    # fit and truth share the convention: efficiencies sum to zero over families
     hits_A = _coverage(A, truth["alpha"]).ravel()
     rate = np.concatenate([hits_L, hits_A]).mean()
     print(f"recovery: loadings {hits_L.mean():.3f} ({hits_L.size}), alphas {hits_A.mean():.3f} ({hits_A.size}), all {rate:.3f}")
