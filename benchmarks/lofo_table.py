@@ -156,7 +156,7 @@ def main(argv=None) -> int:
               f"{summary['seconds']:.0f} s", file=sys.stderr, flush=True)
     wall = sum(r["summary"]["seconds"] for r in rows)
     pooled = []
-    for name, sel in (("six cells (n_train 1 and 2)", lambda k: k[1] > 0), ("n_train 1", lambda k: k[1] == 1),
+    for name, sel in (("all finished n_train 1 and 2 cells", lambda k: k[1] > 0), ("n_train 1", lambda k: k[1] == 1),
                       ("n_train 2", lambda k: k[1] == 2), ("n_train 0", lambda k: k[1] == 0)):
         ps = [p for k, p in all_pairs.items() if sel(k)]
         if ps:
