@@ -1,0 +1,540 @@
+r"""Leave-family-out evaluation: the Sloth paper's protocol, and calibration.
+
+Protocol (``protocol="sloth"``, Maia Polo et al. 2024, arXiv:2412.06540;
+``../shared/reference/sloth_protocol.json``), for a benchmark set S and a
+number n of training models per test family:
+
+1. *Complete rows*: models with parameters, tokens, FLOPs and every score in S.
+2. *Kept families*: families with at least n + 1 complete rows.
+3. For each test group (a list of families, from the protocol file), each of
+   the group's families is ordered by parameters; its n smallest complete
+   models are trained on, together with every other kept family; the group's
+   other complete models are forecast on every benchmark of S.
+4. Error: mean absolute error of the forecast over a group's forecast pairs,
+   then averaged over groups.
+
+``n_train=0`` holds whole families out: nothing of the group's families is
+trained on (the sloth protocol then uses the n = 1 groups and forecasts every
+complete model of those families). ``protocol="leave-family-out"`` does the
+same on any table, each family with at least n + 1 complete rows (over the
+chosen benchmarks; FLOPs are not needed) held out in turn as its own group.
+
+Training rows (``training_rows``): ``"complete"`` trains on the paper's rows
+only; ``"all"`` also trains on the rows the paper dropped (models with
+parameters and tokens but some scores missing, FLOPs missing, or from
+families with fewer than n + 1 complete rows), their missing scores masked in
+the likelihood. In both cases the held-out families contribute exactly the
+paper's n smallest complete models and nothing else, so the forecast pairs
+are identical.
+
+Cost: the folds of one cell are the same table with different masks over the
+observed pairs (``SkillsLaw.fit(lb, obs_weight=mask)``), so all folds share
+one compiled sampler. Anchors are chosen on each fold's training scores only
+(test scores never influence a fold); when they agree across folds (the usual
+case) no fold recompiles.
+
+Metrics per forecast pair, from the posterior predictive draws of the score
+(noise included), with ``y`` the observed score:
+
+- point forecast: the predictive mean (MAE), median kept too;
+- central intervals at 50/80/90/95 %: empirical coverage and mean width;
+- interval score at 90 % (Gneiting and Raftery 2007, eq. 43), alpha = 0.1::
+
+      IS = (u - l) + (2 / alpha) (l - y) 1{y < l} + (2 / alpha) (y - u) 1{y > u}
+
+- CRPS from the draws x_1..x_D (Gneiting and Raftery 2007, eq. 21)::
+
+      CRPS = mean_d |x_d - y| - 1/2 mean_{d,e} |x_d - x_e|
+
+MAE is averaged per group then over groups (as the paper); coverage, width,
+interval score and CRPS are pooled over the forecast pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import Leaderboard, load_leaderboard, sloth_data_path
+from .errors import InputError
+from .metadata import BENCHMARK_SETS, SLOTH_COLUMNS
+
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+PROTOCOLS = ("sloth", "leave-family-out")
+TRAINING_ROWS = ("all", "complete")
+#: Default training rows, chosen by the leave-family-out errors (benchmarks/results).
+DEFAULT_TRAINING_ROWS = "all"
+FLOPS_COLUMN = "FLOPs (1E21)"
+PAIR_COLUMNS = [
+    "group", "family", "model", "benchmark", "observed", "mean", "median",
+    "lower_50", "upper_50", "lower_80", "upper_80", "lower_90", "upper_90", "lower_95", "upper_95", "crps",
+]
+
+
+# ------------------------------------------------------------------ metrics
+def crps_from_draws(draws: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """CRPS of the sample forecast ``draws`` (..., D) at observations ``y`` (...).
+
+    Exact for the empirical distribution of the draws:
+    ``mean|X - y| - 0.5 mean|X - X'|`` with the second term from the sorted
+    draws, ``(2 / D^2) sum_i (2 i - D - 1) x_(i)``, in O(D log D).
+    """
+    x = np.sort(np.asarray(draws, dtype=float), axis=-1)
+    y = np.asarray(y, dtype=float)
+    D = x.shape[-1]
+    e_xy = np.abs(x - y[..., None]).mean(axis=-1)
+    w = 2.0 * np.arange(1, D + 1) - D - 1
+    e_xx = 2.0 * (x * w).sum(axis=-1) / D**2
+    return e_xy - 0.5 * e_xx
+
+
+def interval_score(lower, upper, y, alpha: float) -> np.ndarray:
+    """Interval score of central (1 - alpha) intervals (Gneiting and Raftery 2007)."""
+    lower, upper, y = (np.asarray(a, dtype=float) for a in (lower, upper, y))
+    return (upper - lower) + (2.0 / alpha) * np.maximum(lower - y, 0.0) + (2.0 / alpha) * np.maximum(y - upper, 0.0)
+
+
+def pair_summaries(draws: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Point forecasts, interval bounds and CRPS of each row of ``draws`` (P, D)."""
+    draws = np.asarray(draws, dtype=float)
+    out = {"observed": np.asarray(y, float), "mean": draws.mean(axis=1), "median": np.median(draws, axis=1)}
+    for lv in LEVELS:
+        lo, hi = np.quantile(draws, [(1 - lv) / 2, (1 + lv) / 2], axis=1)
+        out[f"lower_{round(lv * 100)}"] = lo
+        out[f"upper_{round(lv * 100)}"] = hi
+    out["crps"] = crps_from_draws(draws, y)
+    return pd.DataFrame(out)
+
+
+def summarize_pairs(pairs: pd.DataFrame) -> dict:
+    """Summary metrics of forecast pairs (one row each, columns of ``PAIR_COLUMNS``).
+
+    ``mae``: absolute error of the mean averaged within each group then over
+    groups (the paper's); ``mae_pooled``: over all pairs. Coverage, mean width,
+    the 90 % interval score and CRPS are averaged over pairs.
+    """
+    if len(pairs) == 0:
+        raise InputError("no forecast pairs to summarise")
+    y = pairs["observed"].to_numpy(float)
+    err = np.abs(pairs["mean"].to_numpy(float) - y)
+    by_group = pd.Series(err, index=pairs.index).groupby(pairs["group"], sort=False).mean()
+    cov, width = {}, {}
+    for lv in LEVELS:
+        lo = pairs[f"lower_{round(lv * 100)}"].to_numpy(float)
+        hi = pairs[f"upper_{round(lv * 100)}"].to_numpy(float)
+        cov[str(lv)] = float(np.mean((y >= lo) & (y <= hi)))
+        width[str(lv)] = float(np.mean(hi - lo))
+    return {
+        "mae": float(by_group.mean()),
+        "mae_pooled": float(err.mean()),
+        "mae_median": float(
+            pd.Series(np.abs(pairs["median"].to_numpy(float) - y)).groupby(pairs["group"].to_numpy()).mean().mean()
+        ),
+        "coverage": cov,
+        "mean_width": width,
+        "interval_score_90": float(interval_score(pairs["lower_90"], pairs["upper_90"], y, 0.1).mean()),
+        "crps": float(pairs["crps"].mean()),
+        "n_groups": int(by_group.size),
+        "n_pairs": int(len(pairs)),
+    }
+
+
+# ------------------------------------------------------------------- folds
+@dataclass
+class Fold:
+    """One test group: what is trained on and what is forecast.
+
+    ``obs_weight`` is a boolean mask over the observed pairs of the cell's
+    leaderboard (``Leaderboard.long()`` order): False = left out of the
+    likelihood (every pair of the group's families except their n smallest
+    complete models).
+    """
+
+    group: str
+    families: tuple[str, ...]
+    train_models: list[str]
+    forecast_models: list[str]
+    obs_weight: np.ndarray
+
+    @property
+    def n_test_models(self) -> int:
+        return len(self.forecast_models)
+
+
+@dataclass
+class Design:
+    """The folds of one evaluation cell, built without fitting anything."""
+
+    leaderboard: Leaderboard
+    folds: list[Fold]
+    protocol: str
+    benchmark_set: str | None
+    n_train: int
+    training_rows: str
+    complete_models: list[str] = field(default_factory=list)
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return self.leaderboard.benchmarks
+
+    def forecast_pairs(self) -> pd.DataFrame:
+        """One row per forecast (model, benchmark) pair: group, family, model, benchmark, observed."""
+        rows = []
+        sc = self.leaderboard.scores
+        fam = self.leaderboard.covariates["family"]
+        for f in self.folds:
+            for m in f.forecast_models:
+                for b in self.benchmarks:
+                    rows.append((f.group, fam[m], m, b, float(sc.at[m, b])))
+        return pd.DataFrame(rows, columns=["group", "family", "model", "benchmark", "observed"])
+
+    def __repr__(self) -> str:
+        n_pairs = sum(f.n_test_models for f in self.folds) * len(self.benchmarks)
+        return (f"Design({self.protocol}, {self.benchmark_set or self.benchmarks}, n_train={self.n_train}, "
+                f"training_rows={self.training_rows!r}: {len(self.folds)} groups, {n_pairs} forecast pairs, "
+                f"{len(self.leaderboard)} models in the table)")
+
+
+def _reference_dir() -> Path | None:
+    """``../shared/reference`` next to the data folder or the repository, if present."""
+    cands = []
+    env = os.environ.get("BAYES_SLOTH_REFERENCE_DIR")
+    if env:
+        cands.append(Path(env))
+    data = os.environ.get("BAYES_SLOTH_DATA_DIR")
+    if data:
+        cands.append(Path(data).parent / "reference")
+    here = Path(__file__).resolve().parents[1]
+    cands += [here.parent / "shared" / "reference", Path.cwd().parent / "shared" / "reference"]
+    for c in cands:
+        if (c / "sloth_protocol.json").is_file():
+            return c
+    return None
+
+
+def load_protocol(path: str | os.PathLike | None = None) -> dict:
+    """The paper's protocol file (``sloth_protocol.json``)."""
+    if path is None:
+        ref = _reference_dir()
+        if ref is None:
+            raise InputError(
+                "cannot find sloth_protocol.json: pass protocol_file= (--protocol-file) or set "
+                "$BAYES_SLOTH_REFERENCE_DIR to the folder holding it"
+            )
+        path = ref / "sloth_protocol.json"
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _read_flops(path: str | os.PathLike) -> pd.Series:
+    df = pd.read_csv(path)
+    if FLOPS_COLUMN not in df.columns:
+        raise InputError(f"{str(path)!r} has no {FLOPS_COLUMN!r} column: the sloth protocol needs it "
+                         "(use --protocol leave-family-out for other tables)")
+    names = df[SLOTH_COLUMNS["model"]].astype(str).str.strip()
+    return pd.Series(pd.to_numeric(df[FLOPS_COLUMN], errors="coerce").to_numpy(), index=names)
+
+
+def _resolve(data, benchmarks, protocol, data_dir=None, columns=None, flops=None):
+    """(Leaderboard over ``benchmarks`` with every row, FLOPs series or None)."""
+    if data is None:
+        data = sloth_data_path(data_dir)
+    if isinstance(data, Leaderboard):
+        lb = data.select(benchmarks=benchmarks) if benchmarks is not None else data
+        if protocol == "sloth" and flops is None:
+            flops = _read_flops(sloth_data_path(data_dir))
+    else:
+        lb = load_leaderboard(data, benchmarks=benchmarks, **(columns or {}))
+        if protocol == "sloth" and flops is None:
+            if isinstance(data, pd.DataFrame):
+                if FLOPS_COLUMN not in data.columns:
+                    raise InputError(f"the DataFrame has no {FLOPS_COLUMN!r} column, needed by the sloth protocol")
+                flops = pd.Series(pd.to_numeric(data[FLOPS_COLUMN], errors="coerce").to_numpy(),
+                                  index=data[SLOTH_COLUMNS["model"]].astype(str).str.strip())
+            else:
+                flops = _read_flops(data)
+    return lb, flops
+
+
+def build_design(
+    data=None,
+    protocol: str = "sloth",
+    benchmark_set: str | None = "leaderboard_v1",
+    n_train: int = 1,
+    training_rows: str = DEFAULT_TRAINING_ROWS,
+    *,
+    benchmarks: Sequence[str] | None = None,
+    protocol_file: str | os.PathLike | None = None,
+    data_dir=None,
+    columns: dict | None = None,
+    flops: pd.Series | None = None,
+) -> Design:
+    """Rows, test groups, training and forecast models of one evaluation cell.
+
+    Nothing is fitted: this is the whole protocol, testable on its own.
+    """
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if training_rows not in TRAINING_ROWS:
+        raise InputError(f"training_rows must be one of {TRAINING_ROWS}, got {training_rows!r}")
+    if n_train not in (0, 1, 2) and not (protocol == "leave-family-out" and isinstance(n_train, int) and n_train >= 0):
+        raise InputError(f"n_train must be 0, 1 or 2 for the sloth protocol, got {n_train!r}")
+    proto = None
+    if protocol == "sloth":
+        proto = load_protocol(protocol_file)
+        if benchmark_set not in proto["benchmark_sets"]:
+            raise InputError(f"benchmark set must be one of {list(proto['benchmark_sets'])}, got {benchmark_set!r}")
+        benchmarks = list(proto["benchmark_sets"][benchmark_set])
+    elif benchmarks is None and benchmark_set is not None:
+        if benchmark_set not in BENCHMARK_SETS:
+            raise InputError(f"unknown benchmark set {benchmark_set!r}; known: {list(BENCHMARK_SETS)}")
+        benchmarks = list(BENCHMARK_SETS[benchmark_set])
+    lb, flops = _resolve(data, benchmarks, protocol, data_dir, columns, flops)
+    cov, sc = lb.covariates, lb.scores
+    has_cov = cov[["params", "tokens"]].notna().all(axis=1)
+    complete = has_cov & sc.notna().all(axis=1)
+    if protocol == "sloth":
+        fl = flops.reindex(cov.index)
+        complete &= fl.notna().to_numpy()
+    n_filter = max(n_train, 1) if protocol == "sloth" else n_train
+    n_complete = complete.groupby(cov["family"]).sum()
+    kept_fams = set(n_complete.index[n_complete >= n_filter + 1])
+    paper_rows = complete & cov["family"].isin(kept_fams)
+    if training_rows == "complete":
+        rows = paper_rows
+    else:
+        rows = has_cov & sc.notna().any(axis=1)
+    cell = lb.select(models=list(cov.index[rows.to_numpy()]))
+
+    if protocol == "sloth":
+        key = f"{benchmark_set}/n_train_models={max(n_train, 1)}"
+        groups = [tuple(g) for g in proto["test_groups"][key]]
+        missing = [f for g in groups for f in g if f not in kept_fams]
+        if missing:
+            raise InputError(f"test families {missing} of {key} have fewer than {n_filter + 1} complete rows here")
+    else:
+        groups = [(f,) for f in pd.unique(cov["family"]) if f in kept_fams]
+        if not groups:
+            raise InputError(f"no family has {n_train + 1} complete rows (params, tokens and every score)")
+
+    long = cell.long()
+    cfam = cell.covariates["family"]
+    folds = []
+    for g in groups:
+        train, test = [], []
+        for f in g:
+            members = cov[paper_rows.to_numpy() & (cov["family"] == f).to_numpy()]
+            order = members.sort_values("params", kind="mergesort").index
+            train += list(order[:n_train])
+            test += list(order[n_train:])
+        in_group = cfam.isin(g).to_numpy()
+        held = set(cell.covariates.index[in_group]) - set(train)
+        weight = ~long["model"].isin(held).to_numpy()
+        folds.append(Fold("+".join(g), g, train, test, weight))
+    return Design(cell, folds, protocol, benchmark_set, n_train, training_rows,
+                  complete_models=list(cov.index[paper_rows.to_numpy()]))
+
+
+# --------------------------------------------------------------- evaluation
+@dataclass
+class EvaluationResult:
+    """``summary`` (dict of metrics, with a per-group list) and ``pairs`` (one row per forecast pair)."""
+
+    summary: dict
+    pairs: pd.DataFrame
+    design: Design | None = None
+    fits: list = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary, default=_json_default)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        cov = ", ".join(f"{k}: {v:.2f}" for k, v in s["coverage"].items())
+        return (f"EvaluationResult(mae={s['mae']:.4f}, coverage {{{cov}}}, crps={s['crps']:.4f}, "
+                f"{s['n_groups']} groups, {s['n_pairs']} pairs, {s['seconds']:.0f} s)")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[str]:
+    """Default anchors computed on the fold's training scores only."""
+    from .model import default_anchors
+
+    long = lb.long()
+    tr = long[weight]
+    scores = tr.pivot(index="model", columns="benchmark", values="score").reindex(columns=lb.benchmarks)
+    idx = default_anchors(scores, lb.floors, n_skills)
+    return [lb.benchmarks[i] for i in idx]
+
+
+def evaluate(
+    data=None,
+    protocol: str = "sloth",
+    benchmark_set: str | None = "leaderboard_v1",
+    n_train: int = 1,
+    n_skills: int = 3,
+    training_rows: str = DEFAULT_TRAINING_ROWS,
+    *,
+    benchmarks: Sequence[str] | None = None,
+    protocol_file=None,
+    data_dir=None,
+    columns: dict | None = None,
+    keep_fits: bool = False,
+    on_fold=None,
+    **law_kwargs,
+) -> EvaluationResult:
+    """Leave-family-out evaluation of the skills law (see the module docstring).
+
+    Parameters
+    ----------
+    data : Leaderboard, CSV path, DataFrame or None (the Sloth table)
+    protocol : {"sloth", "leave-family-out"}
+    benchmark_set : name in ``BENCHMARK_SETS`` (the sloth protocol's sets)
+    n_train : 0, 1 or 2 training models per held-out family
+    n_skills : number of skills K
+    training_rows : {"all", "complete"}, see the module docstring
+    on_fold : callable(str), optional, called with a line of progress after each fold
+    **law_kwargs : passed to :class:`bayes_sloth.SkillsLaw` (chains, warmup,
+        draws, noise, instruct_shift, link, seed, ...)
+
+    Returns
+    -------
+    EvaluationResult with ``summary`` and ``pairs``.
+    """
+    from .estimator import SkillsLaw
+
+    t0 = time.perf_counter()
+    design = build_design(data, protocol, benchmark_set, n_train, training_rows, benchmarks=benchmarks,
+                          protocol_file=protocol_file, data_dir=data_dir, columns=columns)
+    lb = design.leaderboard
+    law_kwargs = dict(law_kwargs)
+    user_anchors = law_kwargs.pop("anchors", None)
+    all_pairs, per_group, fits = [], [], []
+    for i, fold in enumerate(design.folds):
+        anchors = user_anchors or _fold_anchors(lb, fold.obs_weight, n_skills)
+        law = SkillsLaw(n_skills=n_skills, anchors=anchors, **law_kwargs)
+        tf = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law.fit(lb, obs_weight=fold.obs_weight)
+            pred = law.predict(lb.select(models=fold.forecast_models))
+        score = pred.predictions["score"].transpose("model", "benchmark", "chain", "draw")
+        P = len(fold.forecast_models) * len(lb.benchmarks)
+        draws = score.sel(model=fold.forecast_models, benchmark=lb.benchmarks).values.reshape(P, -1)
+        obs = lb.scores.loc[fold.forecast_models, lb.benchmarks].to_numpy().reshape(P)
+        summ = pair_summaries(draws, obs)
+        summ.insert(0, "benchmark", np.tile(lb.benchmarks, len(fold.forecast_models)))
+        summ.insert(0, "model", np.repeat(fold.forecast_models, len(lb.benchmarks)))
+        summ.insert(0, "family", lb.covariates.loc[summ["model"], "family"].to_numpy())
+        summ.insert(0, "group", fold.group)
+        all_pairs.append(summ)
+        d = law.diagnostics_
+        g = summarize_pairs(summ)
+        per_group.append({
+            "group": fold.group, "families": list(fold.families), "train_models": fold.train_models,
+            "n_test_models": fold.n_test_models, "n_pairs": g["n_pairs"], "mae": g["mae"],
+            "coverage_90": g["coverage"]["0.9"], "coverage_50": g["coverage"]["0.5"], "crps": g["crps"],
+            "anchors": list(anchors), "max_rhat": _finite(d.max_rhat), "divergences": int(d.divergences),
+            "seconds": round(time.perf_counter() - tf, 2),
+        })
+        if keep_fits:
+            fits.append(law)
+        if on_fold is not None:
+            on_fold(f"[{i + 1}/{len(design.folds)}] {fold.group}: mae {g['mae']:.4f}, "
+                     f"90% coverage {g['coverage']['0.9']:.2f} ({per_group[-1]['seconds']:.1f} s)")
+    pairs = pd.concat(all_pairs, ignore_index=True)
+    summary = summarize_pairs(pairs)
+    summary.update({
+        "seconds": round(time.perf_counter() - t0, 2),
+        "protocol": protocol, "benchmark_set": benchmark_set, "benchmarks": lb.benchmarks, "n_train": n_train,
+        "n_skills": n_skills, "training_rows": training_rows, "n_models_in_table": len(lb),
+        "settings": {k: v for k, v in SkillsLaw(n_skills=n_skills, **law_kwargs).get_params().items()
+                     if k not in ("progress",)},
+        "groups": per_group,
+    })
+    return EvaluationResult(summary, pairs[PAIR_COLUMNS + [c for c in pairs.columns if c not in PAIR_COLUMNS]],
+                            design, fits)
+
+
+def _finite(x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------- CLI
+def cmd_evaluate(args) -> int:
+    import sys
+
+    from .cli import _benchmarks, _columns, law_from_args
+
+    law = law_from_args(args)
+    kwargs = {k: v for k, v in law.get_params().items() if k not in ("n_skills", "anchors")}
+    kwargs["instruct_shift"] = bool(args.instruct_shift)
+    say = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    data = args.data
+    benchmarks = _benchmarks(args) if args.protocol == "leave-family-out" else None
+    res = evaluate(
+        data, protocol=args.protocol, benchmark_set=args.benchmark_set if benchmarks is None else None,
+        n_train=args.n_train, n_skills=args.skills, training_rows=args.training_rows, benchmarks=benchmarks,
+        protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say, **kwargs,
+    )
+    if args.pairs_out:
+        res.pairs.to_csv(args.pairs_out, index=False)
+    if args.json:
+        print(res.to_json())
+    else:
+        s = res.summary
+        print(f"{s['protocol']} {s['benchmark_set'] or ','.join(s['benchmarks'])} n_train={s['n_train']} "
+              f"K={s['n_skills']} training_rows={s['training_rows']}: {s['n_groups']} groups, {s['n_pairs']} pairs, "
+              f"{s['seconds']:.0f} s")
+        print(f"  MAE {s['mae']:.4f} (per group, then over groups)   CRPS {s['crps']:.4f}   "
+              f"interval score 90% {s['interval_score_90']:.4f}")
+        for lv in s["coverage"]:
+            print(f"  {float(lv):.0%} interval: coverage {s['coverage'][lv]:.3f}, mean width {s['mean_width'][lv]:.3f}")
+    return 0
+
+
+def register_cli(sub) -> None:
+    """Add the ``evaluate`` subcommand to the ``bayes-sloth`` parser."""
+    from .cli import add_data_options, add_model_options
+
+    p = sub.add_parser("evaluate", help="leave-family-out evaluation: MAE, coverage, CRPS (the Sloth paper's protocol)")
+    add_data_options(p)
+    add_model_options(p)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="sloth",
+                   help="sloth: the paper's test groups and rows; leave-family-out: every family with "
+                        "n+1 complete rows held out in turn (any table, with --benchmarks)")
+    g.add_argument("--benchmark-set", default="leaderboard_v1", choices=list(BENCHMARK_SETS),
+                   help="benchmark set of the sloth protocol (default leaderboard_v1)")
+    g.add_argument("--n-train", type=int, default=1, choices=[0, 1, 2],
+                   help="smallest models of each held-out family trained on (0: whole family unseen)")
+    g.add_argument("--training-rows", choices=TRAINING_ROWS, default=DEFAULT_TRAINING_ROWS,
+                   help=f"train on all rows, incomplete ones masked, or only the paper's complete rows "
+                        f"(default {DEFAULT_TRAINING_ROWS}); forecast pairs are the same")
+    g.add_argument("--instruct-shift", action="store_true", help="add an instruct shift to the skills")
+    g.add_argument("--protocol-file", help="sloth_protocol.json (default: ../shared/reference or $BAYES_SLOTH_REFERENCE_DIR)")
+    g.add_argument("--pairs-out", help="write the forecast pairs to this CSV")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate, chains=2, warmup=500, draws=500)

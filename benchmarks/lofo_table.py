@@ -1,0 +1,178 @@
+"""Leave-family-out results table: the Sloth paper's six cells, plus n_train 0.
+
+Runs ``bayes_sloth.evaluation.evaluate`` on the three benchmark sets x
+n_train in {1, 2} (the paper's protocol, its rows, groups and forecast pairs),
+plus n_train 0 (whole families unseen, the n = 1 groups), and writes a
+Markdown table beside the paper's own errors
+(``../shared/reference/sloth_lofo_mae_summary.csv``).
+
+Each finished cell is cached as JSON + pairs CSV in ``--cache-dir``, so an
+interrupted run resumes, and ``--render-only`` rebuilds the table from the
+cache.
+
+    python benchmarks/lofo_table.py --data-dir ../shared/data \
+        --chains 2 --warmup 300 --draws 300 --out benchmarks/results/lofo_table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import bayes_sloth as bs
+from bayes_sloth.evaluation import LEVELS, _reference_dir, evaluate, summarize_pairs
+
+SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
+PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
+
+
+def paper_numbers(ref_dir: Path) -> pd.DataFrame:
+    """Paper MAE per (set, n) for the reference methods, plus the best Sloth of any d."""
+    raw = pd.read_csv(ref_dir / "sloth_lofo_mae_summary.csv", header=None)
+    sets, ns = raw.iloc[0, 1:].tolist(), raw.iloc[1, 1:].astype(int).tolist()
+    body = raw.iloc[3:].set_index(0)
+    body.columns = pd.MultiIndex.from_arrays([sets, ns])
+    body = body.astype(float)
+    out = body.loc[list(PAPER)].T
+    sloth = body.loc[[m for m in body.index if str(m).startswith("sloth_")]]
+    out["best_sloth_any_d"] = sloth.min(axis=0)
+    out["best_sloth_method"] = sloth.idxmin(axis=0)
+    return out
+
+
+def cell_key(s: str, n: int, tag: str) -> str:
+    return f"{tag}__{s}__n{n}".replace("+", "p")
+
+
+def run_cell(args, s, n, tag, kwargs):
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    key = cell_key(s, n, tag)
+    js, pc = cache / f"{key}.json", cache / f"{key}.pairs.csv"
+    if js.is_file() and pc.is_file():
+        return json.loads(js.read_text()), pd.read_csv(pc)
+    if args.render_only:
+        return None, None
+    print(f"== {s} n_train={n} ({tag})", file=sys.stderr, flush=True)
+    res = evaluate(args.data_dir and None, protocol="sloth", benchmark_set=s, n_train=n, n_skills=args.skills,
+                   training_rows=args.training_rows, data_dir=args.data_dir,
+                   on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True), **kwargs)
+    res.pairs.to_csv(pc, index=False)
+    js.write_text(res.to_json())
+    return res.summary, res.pairs
+
+
+def fmt(x, d=4):
+    return "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{d}f}"
+
+
+def render(rows, pooled, paper, settings, wall) -> str:
+    L = []
+    L.append("# Leave-family-out results (the Sloth paper's protocol)\n")
+    L.append(f"Settings: {settings}. Total wall time of the runs in this table: {wall:.0f} s "
+             "(2-core shared CPU machine).\n")
+    L.append("MAE: absolute error of the posterior predictive mean, averaged per test group then over groups "
+             "(the paper's). Paper columns are the paper's published numbers "
+             "(`../shared/reference/sloth_lofo_mae_summary.csv`). Coverage/width/IS/CRPS pooled over forecast pairs.\n")
+    L.append("| set | n_train | groups | pairs | **MAE (ours)** | sloth_sigmoid_d3 | sloth_trainlink_d3 | best sloth (any d) "
+             "| pca_d3 | logF_sigmoid | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 90 | IS 90 | CRPS | s |")
+    L.append("|" + "---|" * 19)
+    for r in rows:
+        s, n, sm = r["set"], r["n"], r["summary"]
+        p = paper.loc[(s, n)] if n > 0 and (s, n) in paper.index else None
+        pc = lambda k: "" if p is None else fmt(float(p[k]))  # noqa: E731
+        best = "" if p is None else f"{float(p['best_sloth_any_d']):.4f} ({p['best_sloth_method']})"
+        c, w = sm["coverage"], sm["mean_width"]
+        L.append(f"| {s} | {n} | {sm['n_groups']} | {sm['n_pairs']} | **{fmt(sm['mae'])}** | {pc('sloth_sigmoid_d3')} | "
+                 f"{pc('sloth_trainlink_d3')} | {best} | {pc('pca_d3')} | {pc('logF_sigmoid')} | "
+                 f"{fmt(c['0.5'], 3)} | {fmt(c['0.8'], 3)} | {fmt(c['0.9'], 3)} | {fmt(c['0.95'], 3)} | "
+                 f"{fmt(w['0.5'], 3)} | {fmt(w['0.9'], 3)} | {fmt(sm['interval_score_90'])} | {fmt(sm['crps'])} | "
+                 f"{sm['seconds']:.0f} |")
+    L.append("")
+    six = [r for r in rows if r["n"] > 0]
+    if six:
+        sig = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "sloth_sigmoid_d3"] for r in six)
+        tl = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "sloth_trainlink_d3"] for r in six)
+        L.append(f"Cells at or below the paper's sloth_sigmoid_d3: **{sig} of {len(six)}**; "
+                 f"at or below sloth_trainlink_d3: **{tl} of {len(six)}**.\n")
+    L.append("Pooled calibration (all forecast pairs of the cells in each row):\n")
+    L.append("| cells | pairs | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 80 | width 90 | width 95 | IS 90 | CRPS |")
+    L.append("|" + "---|" * 12)
+    for name, sm in pooled:
+        c, w = sm["coverage"], sm["mean_width"]
+        L.append(f"| {name} | {sm['n_pairs']} | " + " | ".join(fmt(c[str(lv)], 3) for lv in LEVELS) + " | "
+                 + " | ".join(fmt(w[str(lv)], 3) for lv in LEVELS)
+                 + f" | {fmt(sm['interval_score_90'])} | {fmt(sm['crps'])} |")
+    L.append("")
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None, help="folder holding sloth/data_v2.csv (default $BAYES_SLOTH_DATA_DIR)")
+    ap.add_argument("--skills", type=int, default=3)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--draws", type=int, default=300)
+    ap.add_argument("--noise", default="normal", choices=["normal", "student"])
+    ap.add_argument("--instruct-shift", action="store_true")
+    ap.add_argument("--training-rows", default="all", choices=["all", "complete"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cells", default="all", help="comma list like leaderboard_v2:1,leaderboard_v1:0 (default: six cells + n0 on every set)")
+    ap.add_argument("--tag", default=None, help="cache name of this configuration")
+    ap.add_argument("--cache-dir", default="/tmp/bayes_sloth_lofo")
+    ap.add_argument("--render-only", action="store_true", help="only rebuild the table from cached cells")
+    ap.add_argument("--out", default="benchmarks/results/lofo_table.md")
+    args = ap.parse_args(argv)
+
+    kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
+                  instruct_shift=args.instruct_shift, seed=args.seed)
+    tag = args.tag or (f"K{args.skills}_{args.noise}{'_instr' if args.instruct_shift else ''}_{args.training_rows}"
+                       f"_c{args.chains}w{args.warmup}d{args.draws}")
+    if args.cells == "all":
+        cells = [(s, n) for n in (1, 2) for s in SETS] + [(s, 0) for s in SETS]
+    else:
+        cells = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells.split(",")]
+    ref = _reference_dir()
+    if ref is None:
+        print("error: ../shared/reference not found (set BAYES_SLOTH_REFERENCE_DIR)", file=sys.stderr)
+        return 2
+    paper = paper_numbers(ref)
+    rows, all_pairs = [], {}
+    t0 = time.perf_counter()
+    for s, n in cells:
+        summary, pairs = run_cell(args, s, n, tag, kwargs)
+        if summary is None:
+            continue
+        rows.append({"set": s, "n": n, "summary": summary})
+        all_pairs[(s, n)] = pairs.assign(group=f"{s}/{n}/" + pairs["group"].astype(str))
+        print(f"   {s} n={n}: MAE {summary['mae']:.4f}, cov90 {summary['coverage']['0.9']:.3f}, "
+              f"{summary['seconds']:.0f} s", file=sys.stderr, flush=True)
+    wall = sum(r["summary"]["seconds"] for r in rows)
+    pooled = []
+    for name, sel in (("all finished n_train 1 and 2 cells", lambda k: k[1] > 0), ("n_train 1", lambda k: k[1] == 1),
+                      ("n_train 2", lambda k: k[1] == 2), ("n_train 0", lambda k: k[1] == 0)):
+        ps = [p for k, p in all_pairs.items() if sel(k)]
+        if ps:
+            pooled.append((name, summarize_pairs(pd.concat(ps, ignore_index=True))))
+    settings = (f"K={args.skills}, noise={args.noise}, instruct_shift={args.instruct_shift}, "
+                f"training_rows={args.training_rows}, link=sigmoid, {args.chains} chains x {args.warmup} warmup x "
+                f"{args.draws} draws, seed {args.seed}")
+    md = render(rows, pooled, paper, settings, wall)
+    cmd = "python benchmarks/lofo_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    md = md + f"\nCommand: `{cmd}`\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(md)
+    print(md)
+    print(f"elapsed {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

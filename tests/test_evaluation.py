@@ -1,0 +1,214 @@
+"""Evaluation: fold construction, metrics, and the sloth protocol's counts.
+
+No test here runs a full evaluation: fold construction is checked without
+fitting, metrics on hand-computable cases, and one tiny fit checks the
+plumbing (pairs table, summary keys, one compile across folds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_sloth as bs
+from bayes_sloth.data import Leaderboard
+from bayes_sloth.evaluation import (
+    LEVELS,
+    PAIR_COLUMNS,
+    build_design,
+    crps_from_draws,
+    interval_score,
+    pair_summaries,
+    summarize_pairs,
+)
+
+
+# ------------------------------------------------------------------ fixtures
+def _toy_leaderboard() -> Leaderboard:
+    """3 families: A (4 models), B (3 models, one incomplete), C (1 model)."""
+    rows = [
+        # model, family, params, tokens, b1, b2
+        ("a-7", "A", 7.0, 1.0, 0.50, 0.40),
+        ("a-1", "A", 1.0, 1.0, 0.30, 0.20),
+        ("a-3", "A", 3.0, 1.0, 0.40, 0.30),
+        ("a-13", "A", 13.0, 1.0, 0.60, 0.50),
+        ("b-2", "B", 2.0, 2.0, 0.35, np.nan),  # incomplete: smallest B, never trained on as a B training model
+        ("b-4", "B", 4.0, 2.0, 0.45, 0.35),
+        ("b-8", "B", 8.0, 2.0, 0.55, 0.45),
+        ("c-5", "C", 5.0, 3.0, 0.42, 0.33),
+    ]
+    df = pd.DataFrame(rows, columns=["model", "family", "params", "tokens", "b1", "b2"])
+    return bs.load_leaderboard(df, floors={"b1": 0.0, "b2": 0.0})
+
+
+def _mask_by_model(design, fold):
+    long = design.leaderboard.long()
+    return long.assign(w=fold.obs_weight).groupby("model")["w"].agg(["all", "any"])
+
+
+# ------------------------------------------------------------ fold structure
+def test_folds_n1_complete_rows():
+    d = build_design(_toy_leaderboard(), "leave-family-out", None, 1, "complete")
+    # C has one complete row (< n+1 = 2): dropped; B's incomplete row dropped
+    assert set(d.leaderboard.models) == {"a-1", "a-3", "a-7", "a-13", "b-4", "b-8"}
+    assert [f.group for f in d.folds] == ["A", "B"]
+    fa, fb = d.folds
+    assert fa.train_models == ["a-1"] and fa.forecast_models == ["a-3", "a-7", "a-13"]
+    assert fb.train_models == ["b-4"] and fb.forecast_models == ["b-8"]
+    m = _mask_by_model(d, fa)
+    assert m.loc["a-1", "all"] and m.loc["b-4", "all"] and m.loc["b-8", "all"]
+    assert not m.loc[["a-3", "a-7", "a-13"], "any"].any()
+    pairs = d.forecast_pairs()
+    assert len(pairs) == (3 + 1) * 2
+    assert set(pairs.loc[pairs.group == "B", "model"]) == {"b-8"}
+
+
+def test_folds_all_rows_train_on_incomplete_but_forecast_the_same():
+    dc = build_design(_toy_leaderboard(), "leave-family-out", None, 1, "complete")
+    da = build_design(_toy_leaderboard(), "leave-family-out", None, 1, "all")
+    assert set(da.leaderboard.models) == set(_toy_leaderboard().models)  # all rows, C and b-2 too
+    pd.testing.assert_frame_equal(dc.forecast_pairs(), da.forecast_pairs())
+    fa, fb = da.folds
+    ma, mb = _mask_by_model(da, fa), _mask_by_model(da, fb)
+    # holding out A: B's incomplete row and C are trained on
+    assert ma.loc["b-2", "all"] and ma.loc["c-5", "all"]
+    # holding out B: its training model is the smallest COMPLETE one (b-4); b-2 is held out too
+    assert fb.train_models == ["b-4"]
+    assert not mb.loc["b-2", "any"] and not mb.loc["b-8", "any"] and mb.loc["b-4", "all"]
+    # number of masked pairs = observed pairs of held-out models
+    assert (~fb.obs_weight).sum() == 1 + 2
+
+
+def test_folds_n0_hold_out_whole_families():
+    d = build_design(_toy_leaderboard(), "leave-family-out", None, 0, "all")
+    assert [f.group for f in d.folds] == ["A", "B", "C"]
+    fa = d.folds[0]
+    assert fa.train_models == [] and fa.forecast_models == ["a-1", "a-3", "a-7", "a-13"]
+    m = _mask_by_model(d, fa)
+    assert not m.loc[["a-1", "a-3", "a-7", "a-13"], "any"].any() and m.drop(["a-1", "a-3", "a-7", "a-13"])["all"].all()
+
+
+def test_folds_n2():
+    d = build_design(_toy_leaderboard(), "leave-family-out", None, 2, "complete")
+    assert [f.group for f in d.folds] == ["A"]  # B has only 2 complete rows
+    assert d.folds[0].train_models == ["a-1", "a-3"] and d.folds[0].forecast_models == ["a-7", "a-13"]
+
+
+def test_bad_options_raise():
+    with pytest.raises(bs.InputError, match="protocol"):
+        build_design(_toy_leaderboard(), "kfold", None, 1)
+    with pytest.raises(bs.InputError, match="training_rows"):
+        build_design(_toy_leaderboard(), "leave-family-out", None, 1, "some")
+
+
+# ------------------------------------------------------------------ metrics
+def test_crps_hand_cases():
+    # point mass: CRPS = |c - y|
+    assert crps_from_draws(np.full(10, 0.3), np.array(0.7)) == pytest.approx(0.4)
+    # two equally likely values {0, 1}, y = 0: E|X-y| = 0.5, E|X-X'| = 0.5 -> 0.25
+    assert crps_from_draws(np.array([1.0, 0.0]), np.array(0.0)) == pytest.approx(0.25)
+    # uniform(0,1) at y = 0.5: 1/4 - 1/6 = 1/12 (many draws)
+    u = (np.arange(20000) + 0.5) / 20000
+    assert crps_from_draws(u, np.array(0.5)) == pytest.approx(1 / 12, abs=1e-6)
+    # vectorized over rows
+    out = crps_from_draws(np.array([[0.0, 1.0], [0.2, 0.2]]), np.array([0.0, 0.5]))
+    np.testing.assert_allclose(out, [0.25, 0.3])
+
+
+def test_interval_score_hand_cases():
+    assert interval_score(0.2, 0.4, 0.3, 0.1) == pytest.approx(0.2)  # inside: width only
+    assert interval_score(0.2, 0.4, 0.5, 0.1) == pytest.approx(0.2 + 20 * 0.1)  # above
+    assert interval_score(0.2, 0.4, 0.1, 0.1) == pytest.approx(0.2 + 20 * 0.1)  # below
+
+
+def test_summaries_coverage_width_and_group_mae():
+    rng = np.random.default_rng(0)
+    draws = rng.uniform(0, 1, size=(4, 4001))
+    y = np.array([0.5, 0.5, 0.995, 0.005])
+    p = pair_summaries(draws, y)
+    assert list(p.columns[:3]) == ["observed", "mean", "median"]
+    np.testing.assert_allclose(p["lower_90"], 0.05, atol=0.02)
+    np.testing.assert_allclose(p["upper_50"], 0.75, atol=0.02)
+    p["group"] = ["g1", "g1", "g2", "g2"]
+    s = summarize_pairs(p)
+    assert s["coverage"]["0.5"] == 0.5 and s["coverage"]["0.9"] == 0.5 and s["coverage"]["0.95"] == 0.5
+    assert s["mean_width"]["0.8"] == pytest.approx(0.8, abs=0.02)
+    # group MAE: g1 errors ~0, g2 errors ~0.495 each -> mean over groups of the group means
+    e = np.abs(p["mean"] - y)
+    assert s["mae"] == pytest.approx((e[:2].mean() + e[2:].mean()) / 2)
+    assert s["n_groups"] == 2 and s["n_pairs"] == 4
+    # unequal group sizes make the per-group average differ from the pooled one
+    p2 = p.assign(group=["g1", "g2", "g2", "g2"])
+    s2 = summarize_pairs(p2)
+    assert s2["mae"] == pytest.approx((e[0] + e[1:].mean()) / 2)
+    assert s2["mae"] != pytest.approx(s2["mae_pooled"])
+
+
+# ------------------------------------------------- one tiny end-to-end check
+def test_evaluate_small_synthetic_end_to_end():
+    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3),
+                                    missing=0.0, seed=1)
+    # fixed anchors and a shallow tree keep it to one cheap compile (CI budget)
+    res = bs.evaluation.evaluate(lb, protocol="leave-family-out", benchmark_set=None, n_train=1, n_skills=1,
+                                 anchors=["bench_00"], chains=1, warmup=50, draws=50, max_tree_depth=5, seed=0)
+    p = res.pairs
+    assert list(p.columns[: len(PAIR_COLUMNS)]) == PAIR_COLUMNS
+    assert len(p) == res.summary["n_pairs"] == sum(f.n_test_models for f in res.design.folds) * 3
+    assert (p["lower_50"] <= p["upper_50"]).all() and (p["lower_95"] <= p["lower_50"]).all()
+    assert (p["upper_95"] >= p["upper_90"]).all() and (p["crps"] >= 0).all()
+    s = res.summary
+    for key in ("mae", "coverage", "mean_width", "interval_score_90", "crps", "n_groups", "n_pairs", "seconds", "groups"):
+        assert key in s
+    assert set(s["coverage"]) == {str(lv) for lv in LEVELS}
+    assert s["n_groups"] == len(s["groups"]) == len(res.design.folds)
+    assert 0 < s["mae"] < 0.3
+    json.loads(res.to_json())
+    # the observed column is the data, not a forecast
+    m, b = p.iloc[0][["model", "benchmark"]]
+    assert p.iloc[0]["observed"] == lb.scores.loc[m, b]
+
+
+# ------------------------------------------------------------- real data
+def _data_dir():
+    d = os.environ.get("BAYES_SLOTH_DATA_DIR")
+    cands = [Path(d)] if d else []
+    cands.append(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    for c in cands:
+        if (c / "sloth" / "data_v2.csv").is_file():
+            return c
+    return None
+
+
+@pytest.mark.realdata
+def test_sloth_protocol_counts_match_reference():
+    data = _data_dir()
+    ref_dir = None if data is None else data.parent / "reference"
+    if data is None or not (ref_dir / "sloth_lofo_mae_by_group.csv").is_file():
+        pytest.skip("real Sloth data or ../shared/reference not found (set BAYES_SLOTH_DATA_DIR)")
+    ref = pd.read_csv(ref_dir / "sloth_lofo_mae_by_group.csv")
+    ref = ref[ref["method"] == "sloth_trainlink_d3"]
+    path = data / "sloth" / "data_v2.csv"
+    for s in ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2"):
+        for n in (1, 2):
+            want = ref[(ref["benchmarks"] == s) & (ref["n_train_models"] == n)].set_index("test_group")["n_test_models"]
+            for rows in ("complete", "all"):
+                d = build_design(path, "sloth", s, n, rows, protocol_file=ref_dir / "sloth_protocol.json")
+                got = pd.Series({f.group: f.n_test_models for f in d.folds})
+                assert sorted(got.index) == sorted(want.index), (s, n)
+                assert (got[want.index] == want).all(), (s, n, rows)
+                assert len(d.forecast_pairs()) == want.sum() * len(d.benchmarks)
+                for f in d.folds:
+                    assert len(f.train_models) == n * len(f.families)
+                    held = d.leaderboard.long()["model"].isin(f.forecast_models).to_numpy()
+                    assert not f.obs_weight[held].any()
+    # n_train 0 uses the n = 1 groups and forecasts every complete row of them
+    d0 = build_design(path, "sloth", "leaderboard_v2", 0, "all", protocol_file=ref_dir / "sloth_protocol.json")
+    d1 = build_design(path, "sloth", "leaderboard_v2", 1, "all", protocol_file=ref_dir / "sloth_protocol.json")
+    assert [f.group for f in d0.folds] == [f.group for f in d1.folds]
+    for f0, f1 in zip(d0.folds, d1.folds):
+        assert f0.n_test_models == f1.n_test_models + len(f1.families) and f0.train_models == []
