@@ -328,7 +328,7 @@ def load_leaderboard(
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
                 f"column {cols[key]!r} ({what}) must be a finite positive number; model {models[i]!r} "
-                f"(row {i}) has {v.iloc[i]!r}: fix it, or leave it empty if unknown (fits then drop "
+                f"(row {i}) has {v.iloc[i]:g}: fix it, or leave it empty if unknown (fits then drop "
                 "the model with a warning)"
             )
         cov[key] = v.to_numpy()
@@ -398,7 +398,10 @@ def load_leaderboard(
     if require_scores:
         empty = [b for b in benchmarks if scores[b].isna().all()]
         if empty:
-            raise InputError(f"benchmark {_fmt_rows(empty)} has no observed score in {name}")
+            raise InputError(
+                f"benchmark {_fmt_rows(empty)} has no observed score in {name}: leave it out of "
+                "benchmarks= (--benchmarks) or add its scores"
+            )
 
     fl = _resolve_floors(benchmarks, floors)
     return Leaderboard(covariates, scores, fl)
