@@ -171,6 +171,9 @@ def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"data file {str(path)!r} does not exist")
     if path.is_dir():
         raise InputError(f"data path {str(path)!r} is a folder, not a CSV file")
+    reason = _sniff_not_csv(path)
+    if reason:
+        raise InputError(f"data file {str(path)!r} is not a CSV table: {reason}")
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -192,7 +195,7 @@ def _is_sloth_table(df: pd.DataFrame) -> bool:
     return all(col in df.columns for col in SLOTH_COLUMNS.values())
 
 
-def _numeric_column(df: pd.DataFrame, col: str, what: str, models: pd.Index) -> pd.Series:
+def _numeric_column(df: pd.DataFrame, col: str, what: str, models: pd.Index, hint: str = "") -> pd.Series:
     raw = df[col]
     num = pd.to_numeric(raw, errors="coerce")
     bad = num.isna() & raw.notna()
@@ -200,9 +203,23 @@ def _numeric_column(df: pd.DataFrame, col: str, what: str, models: pd.Index) -> 
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
             f"column {col!r} ({what}) has non-numeric value {raw.iloc[i]!r} in row "
-            f"{i} (model {models[i]!r}); {int(bad.sum())} such value(s) in all"
+            f"{i} (model {models[i]!r}); {int(bad.sum())} such value(s) in all: write a number, "
+            f"or leave the cell empty for a missing value{hint}"
         )
     return num.astype(float)
+
+
+def _sniff_not_csv(path: Path) -> str | None:
+    """A reason why a file is clearly not a CSV table (JSON, HDF5/netCDF, zip/xlsx), or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
+        return "it is a netCDF/HDF5 file (a saved fit? use `bayes-sloth predict FIT.nc --data NEW.csv`)"
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive (an .xlsx workbook?): export the sheet as CSV"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "it looks like JSON: export the table as CSV"
+    return None
 
 
 def load_leaderboard(
@@ -306,12 +323,13 @@ def load_leaderboard(
     cov = {"family": fam.to_numpy()}
     for key, what in (("params", "parameters, billions"), ("tokens", "training tokens, trillions")):
         v = _numeric_column(df, cols[key], what, models)
-        bad = v <= 0
+        bad = (v <= 0) | np.isinf(v)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"column {cols[key]!r} ({what}) must be positive; model {models[i]!r} "
-                f"(row {i}) has {v.iloc[i]!r}"
+                f"column {cols[key]!r} ({what}) must be a finite positive number; model {models[i]!r} "
+                f"(row {i}) has {v.iloc[i]:g}: fix it, or leave it empty if unknown (fits then drop "
+                "the model with a warning)"
             )
         cov[key] = v.to_numpy()
     if cols["instruct"] in df.columns:
@@ -334,6 +352,7 @@ def load_leaderboard(
 
     # --- scores
     used = {cols[k] for k in _CANONICAL}
+    explicit = benchmarks is not None
     if benchmarks is None:
         if sloth:
             benchmarks = list(DEFAULT_BENCHMARKS)
@@ -353,29 +372,36 @@ def load_leaderboard(
     if len(set(benchmarks)) != len(benchmarks):
         raise InputError(f"benchmark list names a column twice: {benchmarks}")
     scores = {}
+    chosen = "" if explicit else "; or choose the score columns with benchmarks= (--benchmarks)"
     for b in benchmarks:
-        v = _numeric_column(df, b, "benchmark score", models)
-        hi = v.max()
+        v = _numeric_column(df, b, "benchmark score", models, chosen)
         if score_scale == "percent":
             v = v / 100.0
-        elif hi > 1 and hi <= 100 and (v.dropna() >= 0).all():
-            raise InputError(
-                f"benchmark column {b!r} looks like a percent scale (max {hi:g}); scores must be "
-                "in [0, 1]: divide by 100 or pass score_scale='percent' (--percent)"
-            )
         out = (v < 0) | (v > 1)
         if out.any():
             i = int(np.flatnonzero(out.to_numpy())[0])
+            obs = v.dropna()
+            # a percent-scale column: nothing negative, nothing above 100, most values above 1
+            if score_scale == "unit" and (obs >= 0).all() and obs.max() <= 100 and (obs > 1).mean() >= 0.5:
+                raise InputError(
+                    f"benchmark column {b!r} looks like a percent scale ({int((obs > 1).sum())} of {len(obs)} "
+                    f"scores above 1, max {obs.max():g}); scores must be in [0, 1]: divide by 100 or pass "
+                    "score_scale='percent' (--percent)"
+                )
             raise InputError(
                 f"benchmark column {b!r} has score {v.iloc[i]:g} for model {models[i]!r} "
-                f"(row {i}) outside [0, 1]"
+                f"(row {i}) outside [0, 1] ({int(out.sum())} such value(s)): fix it, or leave the cell "
+                "empty for a missing score"
             )
         scores[b] = v.to_numpy()
     scores = pd.DataFrame(scores, index=models, columns=benchmarks, dtype=float)
     if require_scores:
         empty = [b for b in benchmarks if scores[b].isna().all()]
         if empty:
-            raise InputError(f"benchmark {_fmt_rows(empty)} has no observed score in {name}")
+            raise InputError(
+                f"benchmark {_fmt_rows(empty)} has no observed score in {name}: leave it out of "
+                "benchmarks= (--benchmarks) or add its scores"
+            )
 
     fl = _resolve_floors(benchmarks, floors)
     return Leaderboard(covariates, scores, fl)

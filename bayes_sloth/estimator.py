@@ -271,7 +271,8 @@ class SkillsLaw:
             m = cov.index[bad][0]
             col = "params" if np.isnan(cov.loc[m, "params"]) else "tokens"
             raise InputError(
-                f"cannot forecast model {m!r}: its {col} is missing; a forecast needs parameters and tokens"
+                f"cannot forecast model {m!r}: its {col} value is missing ({int(bad.sum())} such model(s)); a "
+                "forecast needs parameters and tokens: fill them in or remove the row"
             )
         fam_index = pd.Index(self.families_)
         fidx = fam_index.get_indexer(cov["family"])

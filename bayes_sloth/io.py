@@ -56,11 +56,15 @@ def stamp(law) -> dict:
     return {_ATTR: json.dumps(meta)}
 
 
-def read_meta(idata) -> dict:
+def read_meta(idata, path=None) -> dict:
+    where = "file" if path is None else f"fit file {str(path)!r}"
     try:
         return json.loads(idata.posterior.attrs[_ATTR])
     except (KeyError, AttributeError, TypeError, ValueError):
-        raise FitFileError("file is not a bayes_sloth fit (no bayes_sloth metadata in its posterior)") from None
+        raise FitFileError(
+            f"{where} is not a bayes_sloth fit (no bayes_sloth metadata in its posterior): "
+            "save fits with SkillsLaw.save or `bayes-sloth fit --out`"
+        ) from None
 
 
 def save(law, path: str | os.PathLike) -> Path:
@@ -87,13 +91,18 @@ def load(cls, path: str | os.PathLike):
         raise FitFileError(f"cannot read fit file {str(path)!r}: not a netCDF fit or corrupted ({type(exc).__name__})") from None
     if "posterior" not in idata.groups():
         raise FitFileError(f"fit file {str(path)!r} has no posterior group: not a bayes_sloth fit")
-    meta = read_meta(idata)
+    meta = read_meta(idata, path)
     fmt = str(meta.get("fit_format", "?"))
     if fmt.split(".")[0] != FIT_FORMAT.split(".")[0]:
         written = meta.get("versions", {}).get("bayes_sloth", "unknown")
         raise FitFileError(
             f"fit file {str(path)!r} has format {fmt} (written by bayes_sloth {written}); this version reads "
             f"format {FIT_FORMAT}: refit with this version"
+        )
+    missing = [g for g in ("constant_data",) if g not in idata.groups()]
+    if missing:
+        raise FitFileError(
+            f"fit file {str(path)!r} has no {missing[0]} group: incomplete or corrupted; refit and save again"
         )
     try:
         law = cls(**meta["params"])
@@ -118,7 +127,9 @@ def load(cls, path: str | os.PathLike):
         floors = pd.Series(cd["floor"].values.astype(float), index=pd.Index(law.benchmarks_, name="benchmark"), name="floor")
         law.leaderboard_ = Leaderboard(cov, scores, floors)
     except (KeyError, TypeError, ValueError) as exc:
-        raise FitFileError(f"fit file {str(path)!r} is incomplete or corrupted (missing {exc})") from None
+        raise FitFileError(
+            f"fit file {str(path)!r} is incomplete or corrupted ({type(exc).__name__}: {exc}); refit and save again"
+        ) from None
     law.idata_ = idata
     from .diagnostics import diagnose
 

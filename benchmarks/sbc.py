@@ -1,0 +1,373 @@
+"""Simulation-based calibration (SBC) of the skills law (Talts et al. 2018).
+
+For each replication r:
+
+1. draw every parameter from the model's own prior
+   (``numpyro.infer.Predictive(skills_law, ...)``),
+2. simulate the scores of a FIXED design (same models, families, covariates,
+   benchmarks and observed (model, benchmark) pairs in every replication, so
+   one compiled sampler is reused) from those parameters,
+3. fit the leaderboard with :class:`bayes_sloth.SkillsLaw` (the package's own
+   NUTS path, with the true anchor so the scale and sign are the truth's),
+4. record the rank of each true scalar parameter among L thinned posterior
+   draws (L + 1 possible ranks).
+
+If the sampler and the model code are right, every rank is uniform on
+0..L. The script bins the ranks (10 bins by default), prints each parameter's
+chi-square statistic and p-value, and a summary per parameter group: how many
+p-values fall below 0.05 and 0.01 against the number expected by chance.
+Replications with divergences are kept and counted (discarding them would bias
+the ranks); the table reports them.
+
+``--wrong-prior`` simulates with tau drawn from HalfNormal(3) and sigma from
+HalfNormal(0.3) (the model says HalfNormal(1) and HalfNormal(0.1)): a
+deliberate miscalibration that SBC must flag.
+
+Usage::
+
+    python benchmarks/sbc.py --reps 200 --out benchmarks/results/sbc.md
+    python benchmarks/sbc.py --reps 40 --warmup 200 --draws 200       # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import bayes_sloth as bs  # noqa: F401  (sets XLA host devices before JAX starts)
+import jax
+from numpyro.infer import Predictive
+
+from bayes_sloth.data import Leaderboard
+from bayes_sloth.inference import model_arrays
+from bayes_sloth.model import ModelSpec, Standardizer, skills_law
+
+#: Sites drawn from the prior that define a replication's truth (alpha,
+#: loadings are deterministic functions of these).
+PRIOR_SITES = ("slopes", "tau", "family_z", "loadings_free", "intercept", "sigma")
+
+
+@dataclass
+class Design:
+    """A fixed leaderboard layout: everything but the scores."""
+
+    covariates: pd.DataFrame
+    floors: pd.Series
+    observed: np.ndarray  # (N, J) bool: which pairs have a score
+    n_skills: int = 1
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return list(self.floors.index)
+
+    @property
+    def families(self) -> list[str]:
+        return list(pd.unique(self.covariates["family"]))
+
+    @property
+    def spec(self) -> ModelSpec:
+        # anchors: the first K benchmarks, passed to the fit by name
+        return ModelSpec(n_skills=self.n_skills, n_benchmarks=len(self.benchmarks),
+                         n_families=len(self.families), anchors=tuple(range(self.n_skills)))
+
+    def arrays(self) -> dict:
+        cov = self.covariates
+        std = Standardizer.fit(cov["params"], cov["tokens"])  # exactly what SkillsLaw.fit computes
+        om, ob = np.nonzero(self.observed)
+        return model_arrays(
+            x=std.transform(cov["params"], cov["tokens"]),
+            family=pd.Index(self.families).get_indexer(cov["family"]),
+            instruct=cov["instruct"].to_numpy(dtype=float),
+            floor=self.floors.to_numpy(),
+            obs_model=om, obs_bench=ob, y=np.zeros(len(om)),
+        )
+
+    def leaderboard(self, y: np.ndarray) -> Leaderboard:
+        scores = np.full(self.observed.shape, np.nan)
+        scores[self.observed] = np.asarray(y, dtype=float)  # row-major order == np.nonzero order
+        sc = pd.DataFrame(scores, index=self.covariates.index, columns=self.benchmarks)
+        return Leaderboard(self.covariates, sc, self.floors)
+
+
+def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: int = 4, n_skills: int = 1,
+                missing: float = 0.1, seed: int = 123) -> Design:
+    """Families of equal size from 0.1B to 70B parameters, a family token budget, a few missing pairs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(n_families):
+        sizes = np.sort(np.exp(rng.uniform(np.log(0.1), np.log(70.0), size=models_per_family)))
+        budget = np.exp(rng.uniform(np.log(0.3), np.log(15.0)))
+        for i, s in enumerate(sizes):
+            rows.append((f"fam{f:02d}-m{i}", f"fam{f:02d}", float(s), float(budget * np.exp(rng.normal(0, 0.15))), False))
+    cov = pd.DataFrame(rows, columns=["model", "family", "params", "tokens", "instruct"]).set_index("model")
+    base = [0.25, 0.0, 0.25, 0.1, 0.5, 0.0]
+    J = n_benchmarks
+    floors = pd.Series([base[j % len(base)] for j in range(J)], index=pd.Index([f"b{j}" for j in range(J)], name="benchmark"),
+                       name="floor", dtype=float)
+    obs = rng.random((len(cov), J)) >= missing
+    obs[:, 0] = True  # the anchor is observed on every model
+    return Design(cov, floors, obs, n_skills)
+
+
+def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False) -> dict:
+    """n prior draws of the parameters and the scores they generate (numpy arrays)."""
+    spec, arrays = design.spec, design.arrays()
+    args = {k: v for k, v in arrays.items() if k != "y"}
+    model = partial(skills_law, spec)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    draws = Predictive(model, num_samples=n)(k1, **args)
+    params = {k: np.asarray(draws[k]) for k in PRIOR_SITES}
+    if wrong_prior:
+        # family spread and misfit three times larger than the model's priors say:
+        # tau ~ HalfNormal(3) instead of HalfNormal(1), sigma ~ HalfNormal(0.3) instead of HalfNormal(0.1)
+        ka, kb = jax.random.split(k2)
+        params["tau"] = np.abs(3.0 * np.asarray(jax.random.normal(ka, params["tau"].shape)))
+        params["sigma"] = np.abs(0.3 * np.asarray(jax.random.normal(kb, params["sigma"].shape)))
+    sim = Predictive(model, posterior_samples={k: jax.numpy.asarray(v) for k, v in params.items()},
+                     return_sites=["y", "alpha"])(k3, **args)
+    params["alpha"] = np.asarray(sim["alpha"])
+    params["y"] = np.asarray(sim["y"])
+    return params
+
+
+def scalar_params(spec: ModelSpec, n_alpha: int = 3) -> list[tuple[str, str, tuple]]:
+    """(group, label, index) of the scalar parameters that are ranked."""
+    K, J = spec.n_skills, spec.n_benchmarks
+    out = []
+    covs = ("logS", "logT", "logSxT")
+    for c in range(3):
+        for k in range(K):
+            out.append(("slopes", f"slopes[{covs[c]},{k}]", (c, k)))
+    out += [("tau", f"tau[{k}]", (k,)) for k in range(K)]
+    out += [("loadings_free", f"loadings_free[{i}]", (i,)) for i in range(len(spec.free_loading_index))]
+    out += [("intercept", f"intercept[{j}]", (j,)) for j in range(J)]
+    out += [("sigma", f"sigma[{j}]", (j,)) for j in range(J)]
+    out += [("alpha", f"alpha[{f},{k}]", (f, k)) for f in range(min(n_alpha, spec.n_families)) for k in range(K)]
+    return out
+
+
+@dataclass
+class SBCResult:
+    ranks: pd.DataFrame  # replications x parameters, ranks in 0..L
+    groups: dict  # parameter label -> group
+    n_ranks: int  # L + 1
+    runs: pd.DataFrame  # per replication: divergences, max_rhat, min_ess, depth hits, seconds
+    settings: dict = field(default_factory=dict)
+
+    def table(self, bins: int = 10) -> pd.DataFrame:
+        rows = []
+        for label in self.ranks.columns:
+            r = self.ranks[label].to_numpy()
+            counts = np.bincount((r * bins) // self.n_ranks, minlength=bins)
+            chi2, p = stats.chisquare(counts)
+            rows.append({"group": self.groups[label], "parameter": label, "chi2": chi2, "df": bins - 1, "p": p,
+                         "mean_rank": r.mean() / (self.n_ranks - 1), "counts": " ".join(map(str, counts))})
+        return pd.DataFrame(rows)
+
+    def summary(self, bins: int = 10) -> pd.DataFrame:
+        tab = self.table(bins)
+        g = tab.groupby("group", sort=False)
+        out = pd.DataFrame({
+            "n_params": g.size(),
+            "min_p": g["p"].min(),
+            "n_p<0.05": g["p"].apply(lambda p: int((p < 0.05).sum())),
+            "expected_0.05": g.size() * 0.05,
+            "n_p<0.01": g["p"].apply(lambda p: int((p < 0.01).sum())),
+            "expected_0.01": g.size() * 0.01,
+        })
+        # pooled test per group: ranks of all parameters of the group together
+        pooled = []
+        for name in out.index:
+            labels = [lab for lab, grp in self.groups.items() if grp == name]
+            r = self.ranks[labels].to_numpy().ravel()
+            counts = np.bincount((r * bins) // self.n_ranks, minlength=bins)
+            pooled.append(stats.chisquare(counts).pvalue)
+        out["pooled_p"] = pooled  # parameters of a group are dependent: indicative only
+        return out
+
+
+RUN_COLUMNS = ("rep", "divergences", "max_rhat", "min_ess_bulk", "tree_depth_hits", "seconds")
+
+
+def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300, draws: int = 300, chains: int = 2,
+            n_ranks: int = 100, seed: int = 0, wrong_prior: bool = False, verbose: bool = True,
+            start: int = 0, stop: int | None = None, rows_out: str | None = None) -> SBCResult:
+    """Run replications ``start..stop`` of ``reps``; ranks among ``n_ranks - 1`` thinned draws.
+
+    The truth of replication r depends only on (design, reps, seed, r), so a
+    run split into chunks (``start``/``stop``, e.g. in separate processes) is
+    the same run. With ``rows_out`` each replication's row (ranks, then
+    sampler diagnostics) is appended to that CSV as soon as it is done.
+    """
+    design = design or make_design()
+    spec = design.spec
+    stop = reps if stop is None else stop
+    truth = prior_draws(design, reps, seed, wrong_prior)
+    params = scalar_params(spec)
+    L = n_ranks - 1
+    total = chains * draws
+    if total < L:
+        raise ValueError(f"need at least {L} draws in all, got {total}")
+    keep = np.linspace(0, total - 1, L).round().astype(int)  # evenly thinned
+    rows = []
+    t_all = time.perf_counter()
+    for r in range(start, stop):
+        lb = design.leaderboard(truth["y"][r])
+        law = bs.SkillsLaw(n_skills=spec.n_skills, anchors=design.benchmarks[: spec.n_skills], chains=chains,
+                           warmup=warmup, draws=draws, seed=seed * 100003 + r)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law.fit(lb)
+        post = law.idata_.posterior
+        row = {}
+        for group, label, idx in params:
+            d = post[group].values.reshape((total,) + post[group].shape[2:])[keep]
+            row[label] = int((d[(slice(None),) + idx] < truth[group][r][idx]).sum())
+        dg = law.diagnostics_
+        row.update({"rep": r, "divergences": dg.divergences, "max_rhat": dg.max_rhat,
+                    "min_ess_bulk": dg.min_ess_bulk, "tree_depth_hits": dg.max_tree_depth_hits,
+                    "seconds": time.perf_counter() - t0})
+        rows.append(row)
+        if rows_out:
+            pd.DataFrame([row]).to_csv(rows_out, mode="a", header=not _nonempty(rows_out), index=False)
+        if verbose and (r + 1) % 10 == 0:
+            print(f"  {r + 1}/{reps} replications, {time.perf_counter() - t_all:.0f} s", file=sys.stderr, flush=True)
+    settings = dict(reps=reps, warmup=warmup, draws=draws, chains=chains, L=L, seed=seed, wrong_prior=wrong_prior,
+                    n_models=len(design.covariates), n_families=len(design.families),
+                    n_benchmarks=len(design.benchmarks), n_skills=spec.n_skills,
+                    n_observed=int(design.observed.sum()), seconds=time.perf_counter() - t_all)
+    return from_rows(pd.DataFrame(rows), spec, n_ranks, settings)
+
+
+def _nonempty(path) -> bool:
+    import os
+
+    return os.path.exists(path) and os.path.getsize(path) > 0
+
+
+def from_rows(rows: pd.DataFrame, spec: ModelSpec, n_ranks: int, settings: dict) -> SBCResult:
+    params = scalar_params(spec)
+    rows = rows.sort_values("rep").reset_index(drop=True)
+    ranks = rows[[lab for _, lab, _ in params]].astype(int)
+    runs = rows[list(RUN_COLUMNS)]
+    return SBCResult(ranks, {lab: g for g, lab, _ in params}, n_ranks, runs, settings)
+
+
+def _markdown(df: pd.DataFrame, index: bool = True) -> str:
+    """A markdown table without the optional ``tabulate`` dependency."""
+    if index:
+        df = df.reset_index()
+
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.4g}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule] + body)
+
+
+def report(res: SBCResult, bins: int = 10) -> str:
+    s = res.settings
+    runs = res.runs
+    lines = [
+        f"# SBC of the skills law ({'WRONG prior in the simulator' if s['wrong_prior'] else 'prior = model prior'})",
+        "",
+        f"{s['reps']} replications; design {s['n_families']} families, {s['n_models']} models, "
+        f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}; "
+        f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, ranks among L={s['L']} thinned "
+        f"draws, {bins} bins (chi-square df={bins - 1}); seed {s['seed']}; {s['seconds']:.0f} s.",
+        "",
+        f"Sampler: {int((runs['divergences'] > 0).sum())} of {len(runs)} replications had divergences "
+        f"({int(runs['divergences'].sum())} divergent draws in all, kept); "
+        f"{int((runs['tree_depth_hits'] > 0).sum())} hit max tree depth; "
+        f"{int((runs['max_rhat'] > 1.01).sum())} had max R-hat > 1.01; median min bulk ESS "
+        f"{runs['min_ess_bulk'].median():.0f}.",
+        "",
+        "## Per parameter",
+        "",
+        _markdown(res.table(bins), index=False),
+        "",
+        "## Per group (expected counts are under uniform ranks)",
+        "",
+        _markdown(res.summary(bins)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import os
+    import subprocess
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--draws", type=int, default=300)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--families", type=int, default=8)
+    p.add_argument("--models-per-family", type=int, default=3)
+    p.add_argument("--benchmarks", type=int, default=4)
+    p.add_argument("--skills", type=int, default=1)
+    p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--wrong-prior", action="store_true")
+    p.add_argument("--chunk", type=int, default=25,
+                   help="replications per worker process (0: all in this process); each fit leaks JIT code "
+                        "memory, so long runs are split (default 25)")
+    p.add_argument("--out", help="also write the report (markdown) here")
+    p.add_argument("--ranks-out", help="CSV of per-replication ranks and diagnostics (appended as it goes; "
+                                       "replications already in it are not rerun)")
+    p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills)
+    kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior)
+    if a.worker:
+        run_sbc(a.reps, start=a.start, stop=a.stop, rows_out=a.ranks_out, **kw)
+        return 0
+    if not a.chunk:
+        res = run_sbc(a.reps, rows_out=a.ranks_out, **kw)
+    else:
+        import tempfile
+
+        rows_path = a.ranks_out or os.path.join(tempfile.mkdtemp(prefix="sbc_"), "ranks.csv")
+        t0 = time.perf_counter()
+        done = set(pd.read_csv(rows_path)["rep"]) if _nonempty(rows_path) else set()
+        forwarded = [x for x in (argv if argv is not None else sys.argv[1:])]
+        for s in range(0, a.reps, a.chunk):
+            e = min(s + a.chunk, a.reps)
+            todo = [r for r in range(s, e) if r not in done]
+            if not todo:
+                continue
+            cmd = [sys.executable, os.path.abspath(__file__), *forwarded, "--worker", "--ranks-out", rows_path,
+                   "--start", str(todo[0]), "--stop", str(e)]
+            subprocess.run(cmd, check=True)
+        rows = pd.read_csv(rows_path).drop_duplicates("rep", keep="last")
+        settings = dict(reps=a.reps, warmup=a.warmup, draws=a.draws, chains=a.chains, L=99, seed=a.seed,
+                        wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
+                        n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
+                        n_observed=int(design.observed.sum()), seconds=time.perf_counter() - t0)
+        res = from_rows(rows, design.spec, 100, settings)
+    text = report(res, a.bins)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""Catalogue of bad inputs: each gets one clear line, through the API and the CLI.
+
+Every case builds one bad input and is run twice:
+
+- through the Python API: the expected exception type, and a message that
+  names the column, row or value at fault (the ``expect`` substrings) and says
+  what to do;
+- through the command line (``bayes_sloth.cli.main``): exit code 2, exactly
+  one line on stderr starting with ``error:``, no traceback, and no output file
+  when ``--out`` was given.
+
+Every case fails before any sampling (the CLI asks for a 1-chain, 5-draw fit
+anyway, so a case that slipped through validation would fail fast on the
+"nothing written" check instead of hanging).
+
+Values the package handles rather than refuses (missing parameters or
+tokens, missing scores) are tested at the end: documented behaviour, and a
+warning that counts whatever is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_sloth as bs
+from bayes_sloth import cli
+from bayes_sloth.data import DATA_DIR_ENV
+
+from .conftest import TINY_BENCHMARKS, make_tiny_frame
+
+FAST = ["--chains", "1", "--warmup", "5", "--draws", "5", "--seed", "0"]
+
+
+class Ctx:
+    """What a case needs to build its input: a temp folder, a good table, a fit file."""
+
+    def __init__(self, tmp_path: Path, fit_path: Path, monkeypatch):
+        self.tmp = tmp_path
+        self.fit_path = fit_path
+        self.monkeypatch = monkeypatch
+        self.out_nc = tmp_path / "out" / "fit.nc"
+        self.out_csv = tmp_path / "out" / "pred.csv"
+
+    def frame(self) -> pd.DataFrame:
+        return make_tiny_frame()
+
+    def csv(self, df: pd.DataFrame, name: str = "bad.csv") -> Path:
+        path = self.tmp / name
+        df.to_csv(path, index=False)
+        return path
+
+    def raw(self, content: bytes | str, name: str) -> Path:
+        path = self.tmp / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+    # the two ways in
+    def fit_api(self, path, **kw):
+        return lambda: bs.SkillsLaw(**{"n_skills": 1, "chains": 1, "warmup": 5, "draws": 5, **kw}).fit(path)
+
+    def fit_argv(self, path, *extra):
+        return ["fit", "--data", str(path), "--skills", "1", *FAST, "--out", str(self.out_nc), *extra]
+
+    def predict_api(self, data, fit=None):
+        return lambda: bs.SkillsLaw.load(fit or self.fit_path).predict(data)
+
+    def predict_argv(self, data, fit=None):
+        return ["predict", str(fit or self.fit_path), "--data", str(data), "--out", str(self.out_csv)]
+
+    def new_models(self) -> pd.DataFrame:
+        """Rows to forecast: one of a seen family, one of a new family."""
+        return pd.DataFrame({"model": ["new-a", "new-b"], "family": ["family_00", "brand-new"],
+                             "params": [7.0, 3.0], "tokens": [2.0, 1.0]})
+
+
+@dataclass
+class Case:
+    id: str
+    build: Callable[[Ctx], tuple]  # -> (api callable, argv)
+    exc: type
+    expect: tuple[str, ...]  # substrings of the message (case-sensitive)
+
+
+def _set(df, row, col, value):
+    df = df.copy()
+    df[col] = df[col].astype(object)
+    df.loc[row, col] = value
+    return df
+
+
+def _scores_percent(c):
+    df = c.frame()
+    df["ARC"] = df["ARC"] * 100
+    p = c.csv(df)
+    return c.fit_api(p), c.fit_argv(p)
+
+
+def _score_value(value, row=3, col="GSM8K"):
+    def build(c):
+        p = c.csv(_set(c.frame(), row, col, value))
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _cov_value(col, value, row=2):
+    def build(c):
+        p = c.csv(_set(c.frame(), row, col, value))
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _drop_col(col):
+    def build(c):
+        p = c.csv(c.frame().drop(columns=[col]))
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _duplicate_model(c):
+    df = c.frame()
+    df.loc[4, "model"] = df.loc[1, "model"]
+    p = c.csv(df)
+    return c.fit_api(p), c.fit_argv(p)
+
+
+def _empty_benchmark(c):
+    df = c.frame()
+    df["GSM8K"] = np.nan
+    p = c.csv(df)
+    return c.fit_api(p), c.fit_argv(p)
+
+
+def _unknown_benchmark(c):
+    p = c.csv(c.frame())
+    return (lambda: bs.SkillsLaw(n_skills=1).fit(p, benchmarks=["MMLU", "HumanEvil"]),
+            c.fit_argv(p, "--benchmarks", "MMLU,HumanEvil"))
+
+
+def _n_skills(k):
+    def build(c):
+        p = c.csv(c.frame())
+        return c.fit_api(p, n_skills=k), c.fit_argv(p)[:-len(FAST) - 2 - 2] + ["--skills", str(k), *FAST, "--out", str(c.out_nc)]
+    return build
+
+
+def _too_few_models(c):
+    df = c.frame().iloc[:4]
+    p = c.csv(df)
+    return c.fit_api(p), c.fit_argv(p)
+
+
+def _bad_sampler(name, flag, value):
+    def build(c):
+        p = c.csv(c.frame())
+        argv = ["fit", "--data", str(p), "--skills", "1", *FAST, flag, str(value), "--out", str(c.out_nc)]
+        return c.fit_api(p, **{name: value}), argv
+    return build
+
+
+def _predict_missing(col):
+    def build(c):
+        df = c.new_models()
+        df.loc[1, col] = np.nan
+        p = c.csv(df, "new.csv")
+        return c.predict_api(p), c.predict_argv(p)
+    return build
+
+
+def _predict_no_family_col(c):
+    p = c.csv(c.new_models().drop(columns=["family"]), "new.csv")
+    return c.predict_api(p), c.predict_argv(p)
+
+
+def _predict_bad_level(c):
+    p = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(c.fit_path).forecast(p, level=1.5),
+            c.predict_argv(p) + ["--interval", "1.5"])
+
+
+def _file(content, name):
+    def build(c):
+        p = c.raw(content, name)
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _missing_file(c):
+    p = c.tmp / "nowhere.csv"
+    return c.fit_api(p), c.fit_argv(p)
+
+
+# -------- fit files
+def _edit_fit(c, edit) -> Path:
+    import shutil
+
+    import h5py
+
+    bad = c.tmp / "edited.nc"
+    shutil.copy(c.fit_path, bad)
+    with h5py.File(bad, "r+") as f:
+        edit(f)
+    return bad
+
+
+def _fit_other_version(c):
+    def edit(f):
+        meta = json.loads(f["posterior"].attrs["bayes_sloth"])
+        meta["fit_format"] = "99.0"
+        meta["versions"]["bayes_sloth"] = "99.1.0"
+        f["posterior"].attrs["bayes_sloth"] = json.dumps(meta)
+    bad = _edit_fit(c, edit)
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+def _fit_no_meta(c):
+    def edit(f):
+        del f["posterior"].attrs["bayes_sloth"]
+    bad = _edit_fit(c, edit)
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+def _fit_missing_group(c):
+    def edit(f):
+        del f["constant_data"]
+    bad = _edit_fit(c, edit)
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+def _fit_truncated(c):
+    data = Path(c.fit_path).read_bytes()
+    bad = c.raw(data[: len(data) // 2], "truncated.nc")
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+def _fit_is_csv(c):
+    bad = c.csv(c.frame(), "not_a_fit.nc")
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+def _fit_missing(c):
+    bad = c.tmp / "gone.nc"
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+# -------- the real table: local folder, download, offline
+def _download_env(c, downloader):
+    """No data dir, an empty temp cache, and pooch's HTTP download replaced (no network)."""
+    import pooch
+    import pooch.downloaders
+
+    c.monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    cache = c.tmp / "cache"
+    c.monkeypatch.setattr(pooch, "os_cache", lambda project: cache)
+    c.monkeypatch.setattr(pooch.downloaders.HTTPDownloader, "__call__", downloader)
+
+
+def _download_sha_mismatch(c):
+    def wrong_bytes(self, url, output_file, pooch, check_only=False):
+        text = "Model,Family2\nnot,the pinned table\n"
+        if hasattr(output_file, "write"):
+            output_file.write(text.encode())
+        else:
+            Path(output_file).write_text(text)
+
+    _download_env(c, wrong_bytes)
+    return (lambda: bs.load_sloth()), ["fit", "--skills", "1", *FAST, "--out", str(c.out_nc)]
+
+
+def _offline(c):
+    import requests
+
+    def no_network(self, url, output_file, pooch, check_only=False):
+        raise requests.exceptions.ConnectionError(f"Failed to resolve host for {url}")
+
+    _download_env(c, no_network)
+    return (lambda: bs.load_sloth()), ["fit", "--skills", "1", *FAST, "--out", str(c.out_nc)]
+
+
+def _data_dir_wrong_file(c):
+    folder = c.tmp / "data"
+    (folder / "sloth").mkdir(parents=True)
+    c.frame().to_csv(folder / "sloth" / "data_v2.csv", index=False)
+    return (lambda: bs.load_sloth(data_dir=folder)), ["fit", "--data-dir", str(folder), "--skills", "1", *FAST,
+                                                     "--out", str(c.out_nc)]
+
+
+def _data_dir_empty(c):
+    folder = c.tmp / "empty_data"
+    folder.mkdir()
+    return (lambda: bs.load_sloth(data_dir=folder)), ["fit", "--data-dir", str(folder), "--skills", "1", *FAST,
+                                                     "--out", str(c.out_nc)]
+
+
+I, F, D = bs.InputError, bs.FitFileError, bs.DataUnavailableError
+
+CASES = [
+    # --- scores
+    Case("scores-percent-scale", _scores_percent, I, ("'ARC'", "percent", "--percent")),
+    Case("score-below-0", _score_value(-0.2), I, ("'GSM8K'", "-0.2", "row 3", "outside [0, 1]")),
+    Case("score-above-1", _score_value(1.3, col="MMLU"), I, ("'MMLU'", "1.3", "row 3", "outside [0, 1]")),
+    Case("score-far-above-100", _score_value(250.0), I, ("'GSM8K'", "250", "row 3", "outside [0, 1]")),
+    Case("score-non-numeric", _score_value("n/a?"), I, ("'GSM8K'", "'n/a?'", "row 3", "empty")),
+    Case("score-infinite", _score_value("inf"), I, ("'GSM8K'", "inf", "row 3")),
+    # --- covariates
+    Case("params-zero", _cov_value("params", 0.0), I, ("'params'", "row 2", "positive")),
+    Case("params-negative", _cov_value("params", -7.0), I, ("'params'", "-7", "row 2", "positive")),
+    Case("params-non-numeric", _cov_value("params", "7B"), I, ("'params'", "'7B'", "row 2")),
+    Case("params-infinite", _cov_value("params", "inf"), I, ("'params'", "inf", "row 2", "finite")),
+    Case("tokens-zero", _cov_value("tokens", 0.0), I, ("'tokens'", "row 2", "positive")),
+    Case("tokens-negative", _cov_value("tokens", -1.5), I, ("'tokens'", "-1.5", "row 2", "positive")),
+    Case("family-missing-value", _cov_value("family", np.nan), I, ("'family'", "every model needs a family")),
+    Case("model-name-missing", _cov_value("model", np.nan), I, ("'model'", "row", "2")),
+    Case("instruct-not-boolean", lambda c: (lambda p: (c.fit_api(p), c.fit_argv(p)))(
+        c.csv(c.frame().assign(instruct=["maybe"] + [False] * (len(c.frame()) - 1)))), I,
+        ("'instruct'", "'maybe'", "row 0", "true/false")),
+    # --- columns and names
+    Case("no-family-column", _drop_col("family"), I, ("family column 'family'", "--family-col")),
+    Case("no-model-column", _drop_col("model"), I, ("model column 'model'", "--model-col")),
+    Case("no-params-column", _drop_col("params"), I, ("params column 'params'", "--params-col")),
+    Case("no-tokens-column", _drop_col("tokens"), I, ("tokens column 'tokens'", "--tokens-col")),
+    Case("duplicate-model-names", _duplicate_model, I, ("duplicate model name", "one row")),
+    Case("benchmark-no-observed-score", _empty_benchmark, I, ("'GSM8K'", "no observed score")),
+    Case("benchmark-not-in-table", _unknown_benchmark, I, ("'HumanEvil'", "not a column", "MMLU")),
+    # --- model size and sampler settings
+    Case("n-skills-zero", _n_skills(0), I, ("n_skills=0", "1 <= n_skills <= 3")),
+    Case("n-skills-too-many", _n_skills(4), I, ("n_skills=4", "4 benchmarks", "1 <= n_skills <= 3")),
+    Case("too-few-models", _too_few_models, I, ("only 4 models", "at least 5")),
+    Case("chains-zero", _bad_sampler("chains", "--chains", 0), I, ("chains", "positive integer", "0")),
+    Case("draws-negative", _bad_sampler("draws", "--draws", -10), I, ("draws", "positive integer", "-10")),
+    # --- files
+    Case("empty-file", _file(b"", "empty.csv"), I, ("empty.csv", "is empty")),
+    Case("header-only-file", _file("model,family,params,tokens,MMLU\n", "header.csv"), I, ("header.csv", "no rows")),
+    Case("binary-not-csv", _file(bytes(range(256)) * 8, "scores.xlsx"), I, ("scores.xlsx", "not a readable CSV")),
+    Case("json-not-csv", _file('{"model": "a", "MMLU": 0.5}\n', "scores.json"), I, ("scores.json", "CSV")),
+    Case("missing-file", _missing_file, I, ("nowhere.csv", "does not exist")),
+    # --- prediction inputs
+    Case("predict-missing-tokens", _predict_missing("tokens"), I, ("'new-b'", "tokens", "missing")),
+    Case("predict-missing-params", _predict_missing("params"), I, ("'new-b'", "params", "missing")),
+    Case("predict-no-family-column", _predict_no_family_col, I, ("family column 'family'", "--family-col")),
+    Case("predict-interval-level", _predict_bad_level, I, ("interval level", "1.5", "(0, 1)")),
+    # --- fit files
+    Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 1.0", "refit")),
+    Case("fit-no-metadata", _fit_no_meta, F, ("edited.nc", "not a bayes_sloth fit")),
+    Case("fit-missing-group", _fit_missing_group, F, ("edited.nc", "constant_data", "refit")),
+    Case("fit-truncated", _fit_truncated, F, ("truncated.nc", "corrupted")),
+    Case("fit-is-a-csv", _fit_is_csv, F, ("not_a_fit.nc", "not a netCDF fit")),
+    Case("fit-missing", _fit_missing, F, ("gone.nc", "does not exist")),
+    # --- the real table
+    Case("download-sha256-mismatch", _download_sha_mismatch, D, ("sha256", "not using it")),
+    Case("offline-no-cache", _offline, D, ("could not download", "offline", DATA_DIR_ENV)),
+    Case("data-dir-wrong-file", _data_dir_wrong_file, D, ("data_v2.csv", "sha256", "pinned")),
+    Case("data-dir-without-table", _data_dir_empty, D, ("empty_data", "sloth/data_v2.csv")),
+]
+
+
+def test_catalogue_is_big_enough():
+    assert len(CASES) >= 25
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_fit, monkeypatch):
+    return Ctx(tmp_path, tiny_fit[1], monkeypatch)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_api(case, ctx):
+    api, _ = case.build(ctx)
+    with pytest.raises(case.exc) as info:
+        api()
+    msg = str(info.value)
+    assert "\n" not in msg, f"message spans lines: {msg!r}"
+    for s in case.expect:
+        assert s in msg, f"{s!r} not in message {msg!r}"
+    assert not ctx.out_nc.exists() and not ctx.out_csv.exists()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_cli(case, ctx, capsys):
+    _, argv = case.build(ctx)
+    capsys.readouterr()
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, f"exit code {code}; stderr: {err!r}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"stderr not one error line: {err!r}"
+    assert "Traceback" not in err + out
+    for s in case.expect:
+        assert s in lines[0], f"{s!r} not in {lines[0]!r}"
+    assert not ctx.out_nc.exists(), "a fit file was written"
+    assert not ctx.out_csv.exists(), "a forecast file was written"
+
+
+def test_cli_subprocess_no_traceback(tmp_path):
+    """A real process: one line on stderr, exit 2, for an empty file and a future fit file."""
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "bayes_sloth.cli", "fit", "--data", str(empty), "--out",
+                        str(tmp_path / "x.nc")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: "), r.stderr
+    assert "is empty" in r.stderr and not (tmp_path / "x.nc").exists()
+
+
+# ------------------------------------------------- handled, with a warning
+def test_missing_covariates_dropped_with_counting_warning(tiny_frame):
+    """Documented: fit drops models with missing params or tokens and says how many and which."""
+    df = tiny_frame.copy()
+    df.loc[[1, 5], "tokens"] = np.nan
+    df.loc[7, "params"] = np.nan
+    lb = bs.load_leaderboard(df)  # loading keeps them (a forecast table may use them)
+    assert len(lb) == len(df) and lb.covariates["tokens"].isna().sum() == 2
+    with pytest.warns(UserWarning, match=rf"dropped 3 of {len(df)} models with missing parameters or tokens") as rec:
+        kept = lb.complete_covariates()
+    assert len(kept) == len(df) - 3
+    msg = str(rec[0].message)
+    for i in (1, 5, 7):
+        assert repr(df.loc[i, "model"]) in msg
+
+
+def test_missing_scores_are_kept_not_dropped(tiny_frame):
+    """Documented: a missing score is NaN, masked in the likelihood; the model stays."""
+    df = tiny_frame.copy()
+    df.loc[0, ["MMLU", "ARC", "GSM8K"]] = np.nan
+    lb = bs.load_leaderboard(df)
+    assert len(lb) == len(df)
+    assert lb.scores.loc[df.loc[0, "model"]].notna().sum() == 1
+    assert lb.n_observed == int(df[TINY_BENCHMARKS].notna().to_numpy().sum())
+
+
+def test_unknown_floor_warns_and_uses_zero(tiny_frame):
+    df = tiny_frame.rename(columns={"GSM8K": "MyBench"})
+    with pytest.warns(UserWarning, match="no chance floor known for benchmark.*'MyBench'.*using 0"):
+        lb = bs.load_leaderboard(df)
+    assert lb.floors["MyBench"] == 0.0
+
+
+def test_percent_option_rescales(tiny_frame):
+    df = tiny_frame.copy()
+    df[TINY_BENCHMARKS] = df[TINY_BENCHMARKS] * 100
+    lb = bs.load_leaderboard(df, score_scale="percent")
+    np.testing.assert_allclose(lb.scores.to_numpy(), tiny_frame[TINY_BENCHMARKS].to_numpy(), equal_nan=True)
+
+
+def test_exact_zero_and_one_scores_are_kept(tiny_frame):
+    df = tiny_frame.copy()
+    df.loc[0, "GSM8K"] = 0.0
+    df.loc[1, "MMLU"] = 1.0
+    lb = bs.load_leaderboard(df)
+    assert lb.scores.iloc[0]["GSM8K"] == 0.0 and lb.scores.iloc[1]["MMLU"] == 1.0
