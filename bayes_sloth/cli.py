@@ -69,7 +69,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and sampler")
     g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
     g.add_argument("--link", default="sigmoid", help="link function (default sigmoid)")
-    g.add_argument("--noise", default="normal", choices=["normal", "student"], help="misfit distribution")
+    g.add_argument("--noise", default="normal", choices=["normal"], help="misfit distribution (truncated Normal)")
     g.add_argument("--chains", type=int, default=4)
     g.add_argument("--warmup", type=int, default=1000)
     g.add_argument("--draws", type=int, default=1000)

@@ -81,7 +81,7 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
     names = [v for v in var_names if v in post]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = az.summary(idata, var_names=names, kind="diagnostics")
+        table = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     rhat = table["r_hat"].to_numpy(dtype=float)
     ess_b = table["ess_bulk"].to_numpy(dtype=float)
     ess_t = table["ess_tail"].to_numpy(dtype=float)

@@ -46,8 +46,8 @@ class SkillsLaw:
         Monotone link g from skill to score.
     loadings : {"positive", "real"}
         Sign constraint on the free loadings.
-    noise : {"normal", "student"}
-        Truncated-Normal or truncated-Student-t misfit around the law.
+    noise : {"normal"}
+        Misfit around the law: a Normal truncated to [0, 1].
     instruct_shift : bool
         Add a shift delta * instruct to the skills.
     anchors : list of str, optional

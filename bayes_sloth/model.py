@@ -50,10 +50,9 @@ Noise: the spread around the law is misfit, estimated per benchmark::
     y_ij ~ TruncatedNormal(m_ij, sigma_j, low=0, high=1),   sigma_j ~ HalfNormal(0.1)
 
 so predictive draws stay in [0, 1], exact 0 and 1 scores have a finite
-density and scores below the chance floor are allowed. ``noise="student"``
-swaps the Normal for a Student-t with 5 degrees of freedom (heavier tails;
-the degrees of freedom are fixed because JAX has no gradient of the
-Student-t CDF with respect to them).
+density and scores below the chance floor are allowed. (A truncated Student-t was
+tried and removed: JAX has neither the gradient of its CDF in the degrees of
+freedom nor its inverse CDF, which truncated sampling needs.)
 Only observed (model, benchmark) pairs enter the likelihood: missing scores
 are neither imputed nor a reason to drop a model.
 """
@@ -74,8 +73,7 @@ from .errors import InputError
 COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
 LINKS = ("sigmoid",)
 LOADINGS = ("positive", "real")
-NOISES = ("normal", "student")
-STUDENT_DF = 5.0
+NOISES = ("normal",)
 
 
 @dataclass(frozen=True)
@@ -265,8 +263,6 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
 
 def noise_dist(spec: ModelSpec, mean, sigma):
     """Distribution of a score around its mean, supported on [0, 1]."""
-    if spec.noise == "student":
-        return dist.TruncatedDistribution(dist.StudentT(STUDENT_DF, mean, sigma), low=0.0, high=1.0)
     return dist.TruncatedNormal(mean, sigma, low=0.0, high=1.0)
 
 

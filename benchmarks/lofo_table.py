@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)
-    ap.add_argument("--noise", default="normal", choices=["normal", "student"])
+    ap.add_argument("--noise", default="normal", choices=["normal"])
     ap.add_argument("--instruct-shift", action="store_true")
     ap.add_argument("--training-rows", default="all", choices=["all", "complete"])
     ap.add_argument("--seed", type=int, default=0)

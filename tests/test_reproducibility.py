@@ -95,10 +95,6 @@ def test_save_load_predict_identical(tiny_fit, tmp_path):
     assert reloaded.diagnostics_.to_dict() == law.diagnostics_.to_dict()
 
 
-@pytest.mark.xfail(reason="bug in bayes_sloth/prediction.py:110 (forecast_table): predictions carry a 'family' "
-                   "coordinate, so to_dataframe() already has a 'family' column and tab.insert(1, 'family', ...) "
-                   "raises ValueError; SkillsLaw.forecast and `bayes-sloth predict` fail on every input",
-                   raises=ValueError, strict=False)
 def test_save_load_forecast_table_identical(tiny_fit):
     law, path = tiny_fit
     loaded = bs.SkillsLaw.load(path)

@@ -152,12 +152,9 @@ def test_model_variants_finite(variant):
     check_finite(_adversarial("zeros-and-ones"), n_skills=2, anchors=(0, 1), **variant)
 
 
-@pytest.mark.xfail(reason="bug in bayes_sloth/model.py noise_dist: TruncatedDistribution(StudentT) needs the StudentT "
-                   "CDF (betainc), whose gradient in the degrees of freedom nu is not implemented in JAX, so "
-                   "noise='student' cannot be sampled by NUTS (ValueError: Betainc gradient with respect to a and b "
-                   "not supported)", raises=ValueError, strict=False)
-def test_student_noise_gradient():
-    check_finite(_adversarial("zeros-and-ones"), n_skills=2, anchors=(0, 1), noise="student")
+def test_removed_student_noise_is_refused():
+    with pytest.raises(bs.InputError, match="noise must be one of"):
+        bs.SkillsLaw(1, noise="student").fit(_adversarial("zeros-and-ones"))
 
 
 def test_two_skills_at_ceiling_finite():
