@@ -24,8 +24,8 @@ import xarray as xr
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import InputError
-from .inference import SamplerConfig, model_arrays, run_nuts, run_svi, to_inference_data
-from .model import COVARIATES, ModelSpec, Standardizer, default_anchors
+from .inference import SamplerConfig, leaderboard_arrays, run_nuts, run_svi, to_inference_data
+from .model import ModelSpec, Standardizer, default_anchors
 from .prediction import forecast_draws, forecast_table
 
 
@@ -171,7 +171,6 @@ class SkillsLaw:
         lb = _as_leaderboard(data, benchmarks, columns).complete_covariates()
         self._validate(lb)
         families = lb.families
-        fam_index = pd.Index(families)
         std = Standardizer.fit(lb.covariates["params"], lb.covariates["tokens"])
         spec = ModelSpec(
             n_skills=int(self.n_skills),
@@ -183,17 +182,7 @@ class SkillsLaw:
             noise=self.noise,
             instruct_shift=bool(self.instruct_shift),
         )
-        long = lb.long()
-        arrays = model_arrays(
-            x=std.transform(lb.covariates["params"], lb.covariates["tokens"]),
-            family=fam_index.get_indexer(lb.covariates["family"]),
-            instruct=lb.covariates["instruct"].to_numpy(dtype=float),
-            floor=lb.floors.to_numpy(),
-            obs_model=pd.Index(lb.models).get_indexer(long["model"]),
-            obs_bench=pd.Index(lb.benchmarks).get_indexer(long["benchmark"]),
-            y=long["score"].to_numpy(),
-            obs_weight=obs_weight,
-        )
+        arrays = leaderboard_arrays(lb, std, families, obs_weight)
         cfg = self._sampler_config()
         if self.method == "nuts":
             samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))

@@ -238,6 +238,26 @@ def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight
     return out
 
 
+def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
+    """The model's array arguments for a leaderboard: standardized covariates,
+    family indices (into ``families``), instruct flags, floors and the
+    observed (model, benchmark) pairs in ``lb.long()`` order."""
+    import pandas as pd
+
+    long = lb.long()
+    cov = lb.covariates
+    return model_arrays(
+        x=standardizer.transform(cov["params"], cov["tokens"]),
+        family=pd.Index(families).get_indexer(cov["family"]),
+        instruct=cov["instruct"].to_numpy(dtype=float),
+        floor=lb.floors.to_numpy(),
+        obs_model=pd.Index(lb.models).get_indexer(long["model"]),
+        obs_bench=pd.Index(lb.benchmarks).get_indexer(long["benchmark"]),
+        y=long["score"].to_numpy(),
+        obs_weight=obs_weight,
+    )
+
+
 def to_inference_data(
     samples: dict,
     extra: dict,

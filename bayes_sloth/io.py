@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 import arviz as az
-import numpy as np
 import pandas as pd
 
 from .data import Leaderboard

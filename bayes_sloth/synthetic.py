@@ -56,7 +56,6 @@ def simulate_leaderboard(
             tokens = budget * np.exp(rng.normal(0.0, 0.15))
             rows.append((f"{fam}-{s:.2f}b-{i}", fam, float(s), float(tokens), bool(instruct_family)))
     cov = pd.DataFrame(rows, columns=["model", "family", "params", "tokens", "instruct"]).set_index("model")
-    N = len(cov)
 
     std = Standardizer.fit(cov["params"], cov["tokens"])
     x = std.transform(cov["params"], cov["tokens"])

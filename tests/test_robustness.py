@@ -33,7 +33,7 @@ from numpyro.infer.util import potential_energy
 
 import bayes_sloth as bs
 from bayes_sloth.diagnostics import diagnose
-from bayes_sloth.inference import model_arrays
+from bayes_sloth.inference import leaderboard_arrays
 from bayes_sloth.model import ModelSpec, Standardizer, default_anchors, skills_law
 
 from .conftest import TINY_BENCHMARKS, make_tiny_frame
@@ -50,16 +50,7 @@ def model_inputs(lb: bs.Leaderboard, n_skills: int, anchors=None, **spec_kw):
         anchors = default_anchors(lb.scores, lb.floors, n_skills)
     spec = ModelSpec(n_skills=n_skills, n_benchmarks=len(lb.benchmarks), n_families=len(fams),
                      anchors=tuple(anchors), **spec_kw)
-    long = lb.long()
-    arrays = model_arrays(
-        x=std.transform(lb.covariates["params"], lb.covariates["tokens"]),
-        family=fams.get_indexer(lb.covariates["family"]),
-        instruct=lb.covariates["instruct"].to_numpy(dtype=float),
-        floor=lb.floors.to_numpy(),
-        obs_model=pd.Index(lb.models).get_indexer(long["model"]),
-        obs_bench=pd.Index(lb.benchmarks).get_indexer(long["benchmark"]),
-        y=long["score"].to_numpy(),
-    )
+    arrays = leaderboard_arrays(lb, std, lb.families)
     return spec, arrays
 
 
