@@ -2,8 +2,12 @@
 
 Chains run in parallel on the CPU's devices (the package asks XLA for one host
 device per core at import, see ``bayes_sloth/__init__.py``) and vectorized on
-a single accelerator. Compiled samplers are cached per model structure, so
-refits of same-shaped data (new data, cross-validation masks) compile once.
+a single accelerator. MCMC objects, the variational fit, the log-likelihood
+and forecasts are compiled once per model structure and reused for
+same-shaped data (new data, cross-validation masks). Known gap: with
+``chain_method="parallel"`` NumPyro wraps each run in a fresh ``pmap`` with
+the data baked in, so every run recompiles the sampler (one compile a fit)
+and memory grows by tens of MB per fit in a long-lived process.
 """
 
 from __future__ import annotations
@@ -51,7 +55,6 @@ class SamplerConfig:
     max_tree_depth: int = 10
     chain_method: str | None = None
     progress: bool = False
-    dense_mass: bool | tuple = False
     init: str = "svi"
     svi_steps: int = 2000
 
@@ -65,8 +68,7 @@ _CACHE_SIZE = 8
 
 def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
     """An MCMC object for this structure, reused across runs so its compiled code is too."""
-    dm = cfg.dense_mass if isinstance(cfg.dense_mass, bool) else tuple(tuple(b) for b in cfg.dense_mass)
-    key = (spec, dm, cfg.chains, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth,
+    key = (spec, cfg.chains, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth,
            cfg.resolved_chain_method(), cfg.progress)
     if key in _MCMC_CACHE:
         _MCMC_CACHE.move_to_end(key)
@@ -75,7 +77,6 @@ def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
         partial(skills_law, spec),
         target_accept_prob=cfg.target_accept,
         max_tree_depth=cfg.max_tree_depth,
-        dense_mass=cfg.dense_mass,
         init_strategy=init_to_uniform(radius=2.0),
     )
     mcmc = MCMC(

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-import bayes_sloth as bs
 from bayes_sloth.evaluation import LEVELS, _reference_dir, evaluate, summarize_pairs
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
