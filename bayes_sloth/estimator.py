@@ -311,15 +311,14 @@ class SkillsLaw:
         If ``new`` carries observed scores for the fitted benchmarks, they are
         added as an ``observed`` column.
         """
-        pred = self.predict(new, seed=seed, columns=columns)
-        observed = None
-        if not isinstance(new, Leaderboard):
-            try:
-                observed = _as_leaderboard(new, list(self.benchmarks_), columns, require_scores=False).scores
-            except InputError:
-                observed = None
-        else:
-            observed = new.scores
+        lb = new if isinstance(new, Leaderboard) else None
+        if lb is None:
+            try:  # read the input once, with any observed scores of the fitted benchmarks
+                lb = _as_leaderboard(new, list(self.benchmarks_), columns, require_scores=False)
+            except InputError:  # unusable score columns: forecast from the covariates alone
+                lb = None
+        pred = self.predict(lb if lb is not None else new, seed=seed, columns=columns)
+        observed = None if lb is None else lb.scores
         if observed is not None:
             observed = observed[[b for b in self.benchmarks_ if b in observed.columns]]
             if observed.shape[1] == 0:
