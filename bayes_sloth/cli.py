@@ -69,7 +69,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and sampler")
     g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
     g.add_argument("--link", default="sigmoid", help="link function (default sigmoid)")
-    g.add_argument("--noise", default="normal", choices=["normal"], help="misfit distribution (truncated Normal)")
+    g.add_argument("--noise", default="normal", choices=["normal", "logistic"], help="misfit distribution on [0, 1]: truncated normal or (heavier-tailed) truncated logistic")
+    g.add_argument("--instruct-shift", action="store_true", help="add an instruct shift to the skills")
+    g.add_argument("--family-slopes", action="store_true",
+                   help="give each family its own partially pooled slope in log parameters")
     g.add_argument("--chains", type=int, default=4)
     g.add_argument("--warmup", type=int, default=1000)
     g.add_argument("--draws", type=int, default=1000)
@@ -82,7 +85,8 @@ def law_from_args(args):
 
     return SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
-        draws=args.draws, seed=args.seed, progress=args.progress,
+        draws=args.draws, seed=args.seed, progress=args.progress, instruct_shift=bool(args.instruct_shift),
+        family_slopes=bool(args.family_slopes),
     )
 
 
@@ -192,6 +196,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("BAYES_SLOTH_DEBUG")
+    # catch_warnings() restores the filters but not formatwarning: put it back
+    # ourselves so that calling main() from Python leaves warnings as they were
+    formatwarning = warnings.formatwarning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -213,6 +220,8 @@ def main(argv=None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(set BAYES_SLOTH_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

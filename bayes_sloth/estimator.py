@@ -46,10 +46,13 @@ class SkillsLaw:
         Monotone link g from skill to score.
     loadings : {"positive", "real"}
         Sign constraint on the free loadings.
-    noise : {"normal"}
-        Misfit around the law: a Normal truncated to [0, 1].
+    noise : {"normal", "logistic"}
+        Misfit around the law, truncated to [0, 1]: a Normal, or a logistic
+        (heavier tails; cheaper to evaluate).
     instruct_shift : bool
         Add a shift delta * instruct to the skills.
+    family_slopes : bool
+        Give each family its own, partially pooled, slope in log parameters.
     anchors : list of str, optional
         Anchor benchmark of each skill (unit loading, zero loadings on later
         skills). Default: chosen by :func:`bayes_sloth.model.default_anchors`.
@@ -79,6 +82,7 @@ class SkillsLaw:
         loadings: str = "positive",
         noise: str = "normal",
         instruct_shift: bool = False,
+        family_slopes: bool = False,
         anchors: Sequence[str] | None = None,
         chains: int = 4,
         warmup: int = 1000,
@@ -96,6 +100,7 @@ class SkillsLaw:
         self.loadings = loadings
         self.noise = noise
         self.instruct_shift = instruct_shift
+        self.family_slopes = family_slopes
         self.anchors = None if anchors is None else list(anchors)
         self.chains = chains
         self.warmup = warmup
@@ -108,7 +113,7 @@ class SkillsLaw:
         self.seed = seed
         self.progress = progress
 
-    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "anchors", "chains", "warmup",
+    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "family_slopes", "anchors", "chains", "warmup",
                "draws", "target_accept", "max_tree_depth", "chain_method", "init", "method", "seed", "progress")
 
     def get_params(self) -> dict:
@@ -181,6 +186,7 @@ class SkillsLaw:
             loadings=self.loadings,
             noise=self.noise,
             instruct_shift=bool(self.instruct_shift),
+            family_slopes=bool(self.family_slopes),
         )
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         cfg = self._sampler_config()

@@ -501,7 +501,6 @@ def cmd_evaluate(args) -> int:
 
     law = law_from_args(args)
     kwargs = {k: v for k, v in law.get_params().items() if k not in ("n_skills", "anchors")}
-    kwargs["instruct_shift"] = bool(args.instruct_shift)
     say = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     data = args.data
     benchmarks = _benchmarks(args) if args.protocol == "leave-family-out" else None
@@ -544,7 +543,6 @@ def register_cli(sub) -> None:
     g.add_argument("--training-rows", choices=TRAINING_ROWS, default=DEFAULT_TRAINING_ROWS,
                    help=f"train on all rows, incomplete ones masked, or only the paper's complete rows "
                         f"(default {DEFAULT_TRAINING_ROWS}); forecast pairs are the same")
-    g.add_argument("--instruct-shift", action="store_true", help="add an instruct shift to the skills")
     g.add_argument("--protocol-file", help="sloth_protocol.json (default: ../shared/reference or $BAYES_SLOTH_REFERENCE_DIR)")
     g.add_argument("--pairs-out", help="write the forecast pairs to this CSV")
     g.add_argument("--json", action="store_true", help="print one JSON object")

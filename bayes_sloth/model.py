@@ -17,6 +17,16 @@ Skills::
     B       ~ Normal(0, 2)          tau ~ HalfNormal(1)
     delta   ~ Normal(0, 1)          (only with ``instruct_shift=True``)
 
+With ``family_slopes=True`` each family also gets its own slope in log S
+(partially pooled, non-centered, summing to zero like alpha)::
+
+    theta_i += gamma_f(i) * x_i,logS
+    gamma_f = omega * (u_f - mean_g u_g),  u_f ~ Normal(0, I_K),  omega ~ HalfNormal(0.5)
+
+so a family seen through one or two small models forecasts its larger
+models with the uncertainty of how families differ in scaling, and a
+never-seen family draws gamma_new = omega * u.
+
 The family efficiencies are centered (they sum to zero over the fitted
 families): the location of the skills is absorbed by the benchmark
 intercepts b_j. Without the centering, a common shift of every alpha_f
@@ -50,7 +60,9 @@ Noise: the spread around the law is misfit, estimated per benchmark::
     y_ij ~ TruncatedNormal(m_ij, sigma_j, low=0, high=1),   sigma_j ~ HalfNormal(0.1)
 
 so predictive draws stay in [0, 1], exact 0 and 1 scores have a finite
-density and scores below the chance floor are allowed. (A truncated Student-t was
+density and scores below the chance floor are allowed. With
+``noise="logistic"`` the Normal is replaced by a logistic of scale sigma_j,
+truncated the same way (:class:`TruncatedLogistic01`). (A truncated Student-t was
 tried and removed: JAX has neither the gradient of its CDF in the degrees of
 freedom nor its inverse CDF, which truncated sampling needs.)
 Only observed (model, benchmark) pairs enter the likelihood: missing scores
@@ -73,7 +85,7 @@ from .errors import InputError
 COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
 LINKS = ("sigmoid",)
 LOADINGS = ("positive", "real")
-NOISES = ("normal",)
+NOISES = ("normal", "logistic")
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class ModelSpec:
     loadings: str = "positive"
     noise: str = "normal"
     instruct_shift: bool = False
+    family_slopes: bool = False
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -242,12 +255,14 @@ def assemble_loadings(spec: ModelSpec, free):
     return flat.reshape(batch + (spec.n_benchmarks, spec.n_skills)) + fixed
 
 
-def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None):
-    """theta_i = alpha_f(i) + B' x_i (+ delta * instruct_i), shape (..., N, K).
+def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None):
+    """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i), shape (..., N, K).
 
     Parameters may carry leading batch (draw) dimensions.
     """
     theta = jnp.take(alpha, family, axis=-2) + jnp.einsum("...nc,...ck->...nk", x, slopes)
+    if family_slope is not None:
+        theta = theta + jnp.take(family_slope, family, axis=-2) * x[:, 0:1]
     if instruct_shift is not None:
         theta = theta + instruct[:, None] * instruct_shift[..., None, :]
     return theta
@@ -261,8 +276,49 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
     return c + (1.0 - c) * link_fn(eta, spec.link)
 
 
+class TruncatedLogistic01(dist.Distribution):
+    """Logistic(loc, scale) truncated to [0, 1], for ``0 <= loc <= 1``.
+
+    Heavier tails than the Normal (excess kurtosis 1.2) and a closed-form CDF
+    and quantile, so the density, its gradient and exact draws (inverse CDF)
+    are cheap. The truncation mass ``sigmoid((1 - loc) / s) - sigmoid(-loc / s)``
+    is at least about 1/2 because the law's mean lies in [0, 1].
+    """
+
+    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
+    support = dist.constraints.unit_interval
+    reparametrized_params = ["loc", "scale"]
+
+    def __init__(self, loc, scale, *, validate_args=None):
+        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc), jnp.asarray(scale))
+        super().__init__(batch_shape=jnp.shape(self.loc), validate_args=validate_args)
+
+    def _cdf_bounds(self):
+        return jax.nn.sigmoid(-self.loc / self.scale), jax.nn.sigmoid((1.0 - self.loc) / self.scale)
+
+    def log_prob(self, value):
+        z = (value - self.loc) / self.scale
+        lo, hi = self._cdf_bounds()
+        return -z - 2.0 * jax.nn.softplus(-z) - jnp.log(self.scale) - jnp.log(hi - lo)
+
+    def sample(self, key, sample_shape=()):
+        lo, hi = self._cdf_bounds()
+        shape = sample_shape + self.batch_shape
+        u = jax.random.uniform(key, shape, minval=jnp.finfo(jnp.result_type(lo)).tiny, maxval=1.0)
+        p = lo + u * (hi - lo)
+        return jnp.clip(self.loc + self.scale * (jnp.log(p) - jnp.log1p(-p)), 0.0, 1.0)
+
+    def cdf(self, value):
+        lo, hi = self._cdf_bounds()
+        return jnp.clip((jax.nn.sigmoid((value - self.loc) / self.scale) - lo) / (hi - lo), 0.0, 1.0)
+
+
 def noise_dist(spec: ModelSpec, mean, sigma):
-    """Distribution of a score around its mean, supported on [0, 1]."""
+    """Distribution of a score around its mean, supported on [0, 1]:
+    ``sigma`` is the Normal's sd (``noise="normal"``) or the logistic's scale
+    (``noise="logistic"``, sd = sigma * pi / sqrt(3) before truncation)."""
+    if spec.noise == "logistic":
+        return TruncatedLogistic01(mean, sigma)
     return dist.TruncatedNormal(mean, sigma, low=0.0, high=1.0)
 
 
@@ -270,12 +326,13 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     """Distribution of the scores of (model, benchmark) pairs given parameters.
 
     ``params`` maps site names (``alpha``, ``slopes``, ``loadings``,
-    ``intercept``, ``sigma`` and optional ``instruct_shift``) to values
+    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``family_slope``) to values
     with any leading batch dimensions. Returns (distribution, mean, skills).
     Shared by the model, the log-likelihood,
     replicated data and forecasts so the law is written once.
     """
-    theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"))
+    theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
+                      params.get("family_slope"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench)
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
     return noise_dist(spec, m, sigma), m, theta
@@ -314,6 +371,10 @@ def skills_law(
     tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([K]).to_event(1))
     z = numpyro.sample("family_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
     p["alpha"] = numpyro.deterministic("alpha", tau * (z - z.mean(axis=0)))
+    if spec.family_slopes:
+        omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5).expand([K]).to_event(1))
+        u = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
+        p["family_slope"] = numpyro.deterministic("family_slope", omega * (u - u.mean(axis=0)))
     if spec.instruct_shift:
         p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
     if spec.loadings == "positive":

@@ -5,7 +5,8 @@ For each posterior draw s and each new model i with covariates x_i:
 - family seen in the fit: alpha_f(i) is that family's draw alpha_f^(s);
 - family never seen: alpha_new^(s) = tau^(s) * z^(s), z^(s) ~ Normal(0, I_K),
   one draw per new family shared by all of its models (so forecasts of two
-  models of the same new family move together, as they should);
+  models of the same new family move together, as they should); with
+  family-specific slopes, likewise gamma_new^(s) = omega^(s) * u^(s);
 
 then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
 around it (TruncatedNormal on [0, 1] by default). Results are labelled
@@ -48,7 +49,8 @@ def forecast_draws(
     N = len(x)
     flat = {
         name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
-        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift")
+        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift",
+                     "family_slope", "family_slope_sd")
         if name in posterior
     }
     n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0
@@ -70,12 +72,16 @@ def forecast_draws(
 @partial(jax.jit, static_argnums=(0, 1))
 def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key):
     """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
-    key_alpha, key_y = jax.random.split(key)
+    key_alpha, key_y, key_slope = jax.random.split(key, 3)
     K = spec.n_skills
     # alpha for the fitted families, then one population draw per new family
     z_new = jax.random.normal(key_alpha, (flat["alpha"].shape[0], n_new, K), dtype=flat["alpha"].dtype)
     alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
     params = dict(flat, alpha=alpha_all)
+    if spec.family_slopes:
+        u_new = jax.random.normal(key_slope, z_new.shape, dtype=z_new.dtype)
+        params["family_slope"] = jnp.concatenate(
+            [flat["family_slope"], flat["family_slope_sd"][:, None, :] * u_new], axis=1)
     d, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
     return mu, d.sample(key_y), theta
 

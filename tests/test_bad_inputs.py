@@ -406,6 +406,15 @@ def test_cli(case, ctx, capsys):
     assert not ctx.out_csv.exists(), "a forecast file was written"
 
 
+def test_cli_main_leaves_warning_format_as_it_was(ctx):
+    """main() formats warnings as one line while it runs, then puts Python's formatter back."""
+    import warnings
+
+    before = warnings.formatwarning
+    cli.main(CASES[0].build(ctx)[1])
+    assert warnings.formatwarning is before
+
+
 def test_cli_subprocess_no_traceback(tmp_path):
     """A real process: one line on stderr, exit 2, for an empty file and a future fit file."""
     empty = tmp_path / "empty.csv"
