@@ -29,6 +29,7 @@ def simulate_leaderboard(
     missing: float = 0.15,
     sigma: tuple[float, float] = (0.01, 0.04),
     floors: np.ndarray | None = None,
+    family_slope_sd: float = 0.0,
     seed: int = 0,
 ) -> tuple[Leaderboard, dict]:
     """Simulate a leaderboard from the skills law with known parameters.
@@ -37,6 +38,11 @@ def simulate_leaderboard(
     ``tau`` (K,), ``alpha`` (F, K), ``loadings`` (J, K), ``intercept`` (J,),
     ``sigma`` (J,), ``skills`` (N, K), ``mu`` (N, J) as numpy arrays, plus
     ``anchors``, ``families``, ``benchmarks`` and ``models`` names.
+
+    ``family_slope_sd > 0`` gives each family its own slope in log S
+    (``truth["family_slope"]``, (F, K), summing to zero), the structure of
+    ``SkillsLaw(family_slopes=True)``; its random numbers come from a separate
+    stream, so everything else is the same as with 0.
     """
     rng = np.random.default_rng(seed)
     K, J, F = n_skills, n_benchmarks, n_families
@@ -73,6 +79,11 @@ def simulate_leaderboard(
 
     fam_idx = pd.Index(families).get_indexer(cov["family"])
     theta = alpha[fam_idx] + x @ slopes
+    family_slope = np.zeros((F, K))
+    if family_slope_sd > 0:
+        u = np.random.default_rng([seed, 1]).normal(size=(F, K))
+        family_slope = family_slope_sd * (u - u.mean(axis=0))
+        theta = theta + family_slope[fam_idx] * x[:, :1]
     eta = theta @ loadings.T + intercept
     mu = floors + (1 - floors) / (1 + np.exp(-eta))
     y = _truncnorm(rng, mu, np.broadcast_to(sig, mu.shape))
@@ -86,7 +97,7 @@ def simulate_leaderboard(
     lb = Leaderboard(cov, scores, pd.Series(floors, index=pd.Index(benchmarks, name="benchmark"), name="floor"))
     truth = {
         "slopes": slopes, "tau": tau, "alpha": alpha, "loadings": loadings, "intercept": intercept,
-        "sigma": sig, "skills": theta, "mu": mu, "floors": floors,
+        "sigma": sig, "family_slope": family_slope, "skills": theta, "mu": mu, "floors": floors,
         "anchors": benchmarks[:K], "families": families, "benchmarks": benchmarks,
         "models": list(cov.index), "seed": seed,
     }
