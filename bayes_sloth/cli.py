@@ -77,7 +77,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=int, default=1000)
     g.add_argument("--draws", type=int, default=1000)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--progress", action="store_true", help="show the sampler's progress bar")
+    g.add_argument("--progress", action="store_true", help="print the sampler's progress (every 10 %% of the iterations) on stderr")
 
 
 def law_from_args(args):

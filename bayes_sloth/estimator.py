@@ -71,7 +71,7 @@ class SkillsLaw:
     seed : int
         Seed of the sampler; the same seed on the same machine gives identical draws.
     progress : bool
-        Show NumPyro's progress bar.
+        Print a line on stderr every 10 % of each chain's iterations.
     """
 
     def __init__(

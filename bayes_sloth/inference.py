@@ -2,12 +2,13 @@
 
 Chains run in parallel on the CPU's devices (the package asks XLA for one host
 device per core at import, see ``bayes_sloth/__init__.py``) and vectorized on
-a single accelerator. MCMC objects, the variational fit, the log-likelihood
+a single accelerator. The samplers, the variational fit, the log-likelihood
 and forecasts are compiled once per model structure and reused for
-same-shaped data (new data, cross-validation masks). Known gap: with
-``chain_method="parallel"`` NumPyro wraps each run in a fresh ``pmap`` with
-the data baked in, so every run recompiles the sampler (one compile a fit)
-and memory grows by tens of MB per fit in a long-lived process.
+same-shaped data (new data, cross-validation masks): the chain is a pure
+function of (key, start, data) built from NumPyro's NUTS kernel, mapped over
+devices with ``jax.pmap`` once per structure. (NumPyro's ``MCMC`` driver
+wraps every run in a fresh ``pmap`` with the data baked in as constants, so it
+recompiled on every fit and grew memory in a long-lived process.)
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS, init_to_uniform
+from numpyro.infer import NUTS, init_to_uniform
 
 from .model import COVARIATES, ModelSpec, pair_dist, skills_law
 
@@ -62,42 +63,105 @@ class SamplerConfig:
         return self.chain_method or default_chain_method(self.chains)
 
 
-_MCMC_CACHE: "OrderedDict[tuple, MCMC]" = OrderedDict()
+_SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def get_mcmc(spec: ModelSpec, cfg: SamplerConfig) -> MCMC:
-    """An MCMC object for this structure, reused across runs so its compiled code is too."""
-    key = (spec, cfg.chains, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth,
-           cfg.resolved_chain_method(), cfg.progress)
-    if key in _MCMC_CACHE:
-        _MCMC_CACHE.move_to_end(key)
-        return _MCMC_CACHE[key]
+def _cached(cache: OrderedDict, key, build):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    cache[key] = build()
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return cache[key]
+
+
+def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
+    """One NUTS chain as a pure function ``(key, init, data) -> (z, stats)``.
+
+    Warm-up (step size and diagonal mass matrix adaptation, NumPyro's
+    windowed scheme) runs for ``cfg.warmup`` iterations, then ``cfg.draws``
+    unconstrained draws are kept with the sampler's statistics. The data are
+    an argument, not a constant baked into the program: refits with new data
+    of the same shape and cross-validation masks reuse the compiled code.
+    """
     kernel = NUTS(
         partial(skills_law, spec),
         target_accept_prob=cfg.target_accept,
         max_tree_depth=cfg.max_tree_depth,
         init_strategy=init_to_uniform(radius=2.0),
     )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=cfg.warmup,
-        num_samples=cfg.draws,
-        num_chains=cfg.chains,
-        chain_method=cfg.resolved_chain_method(),
-        progress_bar=cfg.progress,
-        jit_model_args=True,
-    )
-    _MCMC_CACHE[key] = mcmc
-    while len(_MCMC_CACHE) > _CACHE_SIZE:
-        _MCMC_CACHE.popitem(last=False)
-    return mcmc
+
+    total = cfg.warmup + cfg.draws
+    every = max(total // 10, 1)
+
+    def step(state, data):
+        state = kernel.sample(state, (), data)
+        if cfg.progress:  # a line every 10 % of the iterations (from the host, per chain)
+            jax.lax.cond(state.i % every == 0, lambda i: jax.debug.callback(_report_progress, i, total),
+                         lambda i: None, state.i)
+        return state
+
+    def chain(key, init, data):
+        state = kernel.init(key, cfg.warmup, init, model_args=(), model_kwargs=data)
+
+        def warm(state, _):
+            return step(state, data), None
+
+        def draw(state, _):
+            state = step(state, data)
+            return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
+                                     "energy": state.energy})
+
+        state, _ = jax.lax.scan(warm, state, None, length=cfg.warmup)
+        _, out = jax.lax.scan(draw, state, None, length=cfg.draws)
+        return out
+
+    return chain
+
+
+def _report_progress(i, total):
+    import sys
+
+    print(f"NUTS iteration {int(i)}/{total}", file=sys.stderr, flush=True)
+
+
+def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str):
+    """The compiled sampler for this structure and settings, built once and reused.
+
+    ``method``: "parallel" maps chains over the CPU's devices (``jax.pmap``),
+    "vectorized" batches them in one program (``jax.vmap``, for an
+    accelerator), "sequential" runs one compiled chain after another. Each
+    takes ``(keys, inits, data)`` with a leading chain axis on keys and inits.
+    """
+    key = (spec, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth, cfg.progress, method)
+
+    def build():
+        chain = _chain_program(spec, cfg)
+        if method == "parallel":
+            return jax.pmap(chain, in_axes=(0, 0, None))
+        if method == "vectorized":
+            return jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
+        one = jax.jit(chain)
+
+        def sequential(keys, inits, data):
+            outs = [one(keys[c], jax.tree.map(lambda v: v[c], inits), data) for c in range(keys.shape[0])]
+            return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+        return sequential
+
+    return _cached(_SAMPLER_CACHE, key, build)
 
 
 _SVI_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def _svi_program(spec: ModelSpec, steps: int, lr: float):
+    return _cached(_SVI_CACHE, (spec, steps, lr), lambda: _build_svi_program(spec, steps, lr))
+
+
+def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
     """Jitted variational fit for this structure, compiled once and reused.
 
     The guide is built inside the trace, so nothing of the model runs eagerly
@@ -107,10 +171,6 @@ def _svi_program(spec: ModelSpec, steps: int, lr: float):
     from numpyro.infer.autoguide import AutoNormal
     from numpyro.optim import Adam
 
-    key = (spec, steps, lr)
-    if key in _SVI_CACHE:
-        _SVI_CACHE.move_to_end(key)
-        return _SVI_CACHE[key]
     model = partial(skills_law, spec)
 
     def run(rng_key, data):
@@ -125,10 +185,7 @@ def _svi_program(spec: ModelSpec, steps: int, lr: float):
         state, losses = jax.lax.scan(body, state, None, length=steps)
         return svi.get_params(state), losses
 
-    _SVI_CACHE[key] = jax.jit(run)
-    while len(_SVI_CACHE) > _CACHE_SIZE:
-        _SVI_CACHE.popitem(last=False)
-    return _SVI_CACHE[key]
+    return jax.jit(run)
 
 
 def fit_svi(spec: ModelSpec, data: dict, *, steps: int = 2000, seed: int = 0, lr: float = 0.02):
@@ -170,37 +227,37 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
 
     With ``chain_method="parallel"`` and more chains than CPU devices, chains
     run in rounds of one chain per device (4 chains on 2 cores: 2 rounds of 2)
-    that share one compiled program; round r uses the key
-    ``fold_in(PRNGKey(seed), r)``. Returns ``(samples, extra, seconds)`` with
-    arrays of shape (chain, draw, ...).
+    through one compiled program. Chain c uses the key
+    ``fold_in(PRNGKey(seed), c)``, whatever the chain method. Returns
+    ``(samples, extra, seconds)`` with arrays of shape (chain, draw, ...).
     """
     method = cfg.resolved_chain_method()
     per_round = _chains_per_round(cfg.chains, method)
-    mcmc = get_mcmc(spec, replace(cfg, chains=per_round, chain_method=method))
-    key = jax.random.PRNGKey(seed)
-    samples, extra = [], []
+    sampler = get_sampler(spec, cfg, method)
+    base = jax.random.PRNGKey(seed)
+    keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
-    init = None
     if cfg.init == "svi":
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
         init = svi_init_params(params, cfg.chains, seed + 1)
-    elif cfg.init != "uniform":
+    elif cfg.init == "uniform":
+        init = None
+    else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
+    zs, stats = [], []
     for r in range(cfg.chains // per_round):
-        rkey = key if per_round == cfg.chains else jax.random.fold_in(key, r)
-        rinit = None
-        if init is not None:
-            rinit = {k: v[r * per_round : (r + 1) * per_round] for k, v in init.items()}
-            if per_round == 1:
-                rinit = {k: v[0] for k, v in rinit.items()}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="There are not enough devices")
-            mcmc.run(rkey, extra_fields=("diverging", "num_steps", "energy"), init_params=rinit, **data)
-        samples.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
-        extra.append(jax.device_get(mcmc.get_extra_fields(group_by_chain=True)))
-    seconds = time.perf_counter() - t0
-    cat = lambda parts: {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}  # noqa: E731
-    return cat(samples), cat(extra), seconds
+        sl = slice(r * per_round, (r + 1) * per_round)
+        rinit = None if init is None else {k: v[sl] for k, v in init.items()}
+        z, st = jax.device_get(sampler(keys[sl], rinit, data))
+        zs.append(z)
+        stats.append(st)
+    cat = lambda parts: jax.tree.map(lambda *v: np.concatenate(v, axis=0), *parts)  # noqa: E731
+    z, extra = cat(zs), cat(stats)
+    C, S = cfg.chains, cfg.draws
+    flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
+    samples = jax.device_get(_constrain_draws(spec, flat, data))
+    samples = {k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in samples.items() if k != "y"}
+    return samples, extra, time.perf_counter() - t0
 
 
 def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
@@ -224,16 +281,23 @@ def _constrain_draws(spec: ModelSpec, z: dict, data: dict) -> dict:
     return jax.vmap(lambda zi: constrain_fn(model, (), data, zi, return_deterministic=True))(z)
 
 
+def real_dtype():
+    """float32 by default; float64 when JAX's 64-bit mode is on
+    (``jax.config.update("jax_enable_x64", True)`` before fitting)."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
 def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None) -> dict:
     """Model arguments as JAX arrays of fixed dtypes (same dtypes -> same compiled code)."""
+    real = real_dtype()
     out = dict(
-        x=jnp.asarray(x, dtype=jnp.float32),
+        x=jnp.asarray(x, dtype=real),
         family=jnp.asarray(family, dtype=jnp.int32),
-        instruct=jnp.asarray(instruct, dtype=jnp.float32),
-        floor=jnp.asarray(floor, dtype=jnp.float32),
+        instruct=jnp.asarray(instruct, dtype=real),
+        floor=jnp.asarray(floor, dtype=real),
         obs_model=jnp.asarray(obs_model, dtype=jnp.int32),
         obs_bench=jnp.asarray(obs_bench, dtype=jnp.int32),
-        y=jnp.asarray(y, dtype=jnp.float32),
+        y=jnp.asarray(y, dtype=real),
     )
     out["obs_weight"] = jnp.ones(out["y"].shape, dtype=bool) if obs_weight is None else jnp.asarray(obs_weight, dtype=bool)
     return out

@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
+from .inference import real_dtype
 from .model import ModelSpec, pair_dist
 
 
@@ -57,9 +58,10 @@ def forecast_draws(
     F = flat["alpha"].shape[1]
     fam = np.where(family_index >= 0, family_index, F + np.maximum(new_family_index, 0)).astype(np.int32)
     om, ob = np.divmod(np.arange(N * J), J)
+    real = real_dtype()
     mu, score, theta = _forecast(
-        spec, max(n_new, 1), flat, jnp.asarray(x, jnp.float32), jnp.asarray(fam), jnp.asarray(instruct, jnp.float32),
-        jnp.asarray(floor, jnp.float32), jnp.asarray(om), jnp.asarray(ob), jax.random.PRNGKey(seed),
+        spec, max(n_new, 1), flat, jnp.asarray(x, real), jnp.asarray(fam), jnp.asarray(instruct, real),
+        jnp.asarray(floor, real), jnp.asarray(om), jnp.asarray(ob), jax.random.PRNGKey(seed),
     )
     shape = (C, S, N, J)
     return (

@@ -154,3 +154,32 @@ def test_real_table_is_the_pinned_file(real_data_dir):
     assert _sha256_file(path) == SLOTH_DATA["sha256"]
     lb1, lb2 = bs.load_sloth(real_data_dir), bs.load_sloth(real_data_dir)
     assert lb1.sha256() == lb2.sha256()
+
+
+def test_refits_of_the_same_shape_compile_nothing():
+    """One compilation per model structure: after a first fit, a refit with a
+    cross-validation mask and a refit with new scores of the same shape run
+    the variational start, the sampler, the log-likelihood and the
+    replicated data without a single XLA compilation."""
+    import jax.monitoring
+
+    from bayes_sloth.data import Leaderboard
+
+    compiles = []
+
+    def listen(name, secs, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3),
+                                    missing=0.0, seed=1)
+    kw = dict(anchors=["bench_00"], chains=2, warmup=20, draws=20, max_tree_depth=4, seed=0)
+    bs.SkillsLaw(1, **kw).fit(lb)
+    first = len(compiles)
+    assert first > 0  # the listener does see compilations
+    mask = np.ones(lb.n_observed, dtype=bool)
+    mask[:5] = False
+    bs.SkillsLaw(1, **kw).fit(lb, obs_weight=mask)
+    bs.SkillsLaw(1, **dict(kw, seed=1)).fit(Leaderboard(lb.covariates, lb.scores * 0.98, lb.floors))
+    assert len(compiles) == first, f"{len(compiles) - first} compilation(s) in refits of the same shape"
