@@ -35,6 +35,33 @@ def _ask_for_cpu_devices() -> None:
 
 _ask_for_cpu_devices()
 
+
+def _use_compilation_cache() -> None:
+    """Keep XLA's compiled programs on disk so a new process (each
+    ``bayes-sloth`` command, each notebook kernel) does not compile the
+    sampler again: ``$BAYES_SLOTH_XLA_CACHE`` names the folder (default: the
+    user cache, ``~/.cache/bayes_sloth/xla`` on Linux), ``0`` turns it off.
+    A cache folder the user gave JAX already (``JAX_COMPILATION_CACHE_DIR``
+    or ``jax.config``) is left alone.
+    """
+    import jax
+
+    setting = _os.environ.get("BAYES_SLOTH_XLA_CACHE", "")
+    if setting.lower() in ("0", "off", "false", "no") or jax.config.jax_compilation_cache_dir:
+        return
+    if not setting:
+        import pooch
+
+        setting = str(pooch.os_cache("bayes_sloth") / "xla")
+    try:
+        _os.makedirs(setting, exist_ok=True)
+    except OSError:  # read-only home: compile in memory only
+        return
+    jax.config.update("jax_compilation_cache_dir", setting)
+
+
+_use_compilation_cache()
+
 import warnings as _warnings  # noqa: E402
 
 with _warnings.catch_warnings():
