@@ -74,7 +74,7 @@ def render(rows, pooled, paper, settings, wall) -> str:
     L = []
     L.append("# Leave-family-out results (the Sloth paper's protocol)\n")
     L.append(f"Settings: {settings}. Total wall time of the runs in this table: {wall:.0f} s "
-             "(2-core shared CPU machine).\n")
+             "(2-core CPU).\n")
     L.append("MAE: absolute error of the posterior predictive mean, averaged per test group then over groups "
              "(the paper's). Paper columns are the paper's published numbers "
              "(`../shared/reference/sloth_lofo_mae_summary.csv`). Coverage/width/IS/CRPS pooled over forecast pairs.\n")
