@@ -99,7 +99,7 @@ def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
     def step(state, data):
         state = kernel.sample(state, (), data)
         if cfg.progress:  # a line every 10 % of the iterations (from the host, per chain)
-            jax.lax.cond(state.i % every == 0, lambda i: jax.debug.callback(_report_progress, i, total),
+            jax.lax.cond(state.i % every == 0, lambda i: jax.debug.callback(_report_progress, i, total, cfg.warmup),
                          lambda i: None, state.i)
         return state
 
@@ -121,10 +121,11 @@ def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
     return chain
 
 
-def _report_progress(i, total):
+def _report_progress(i, total, warmup):
     import sys
 
-    print(f"NUTS iteration {int(i)}/{total}", file=sys.stderr, flush=True)
+    phase = "warm-up" if int(i) <= warmup else "sampling"
+    print(f"NUTS chain at iteration {int(i)}/{int(total)} ({phase})", file=sys.stderr, flush=True)
 
 
 def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str):

@@ -448,7 +448,7 @@ def register_cli(subparsers) -> None:
                                                           "models are fitted (default 1)")
     p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
     p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or stage messages")
+    p.add_argument("--quiet", action="store_true", help="no progress or stage messages")
     add_data_options(p)
     add_model_options(p)
     p.set_defaults(func=cmd_report)

@@ -185,3 +185,12 @@ def test_refits_of_the_same_shape_compile_nothing():
     bs.SkillsLaw(1, **kw).fit(lb, obs_weight=mask)
     bs.SkillsLaw(1, **dict(kw, seed=1)).fit(Leaderboard(lb.covariates, lb.scores * 0.98, lb.floors))
     assert len(compiles) == first, f"{len(compiles) - first} compilation(s) in refits of the same shape"
+
+
+def test_progress_reports_each_tenth_of_the_iterations(capsys):
+    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=1)
+    bs.SkillsLaw(1, anchors=["bench_00"], chains=1, warmup=10, draws=10, max_tree_depth=4, progress=True).fit(lb)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("NUTS chain at iteration")]
+    assert len(lines) == 10, err
+    assert lines[0].endswith("2/20 (warm-up)") and lines[-1].endswith("20/20 (sampling)"), lines
