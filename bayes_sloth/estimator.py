@@ -148,7 +148,9 @@ class SkillsLaw:
 
     def _anchor_index(self, lb: Leaderboard) -> tuple[int, ...]:
         if self.anchors is None:
-            return default_anchors(lb.scores, lb.floors, self.n_skills)
+            cov = lb.covariates
+            log_compute = np.log(cov["params"].to_numpy(dtype=float) * cov["tokens"].to_numpy(dtype=float))
+            return default_anchors(lb.scores, lb.floors, self.n_skills, log_compute=log_compute)
         if len(self.anchors) != self.n_skills:
             raise InputError(f"anchors names {len(self.anchors)} benchmarks, need one per skill ({self.n_skills})")
         unknown = [a for a in self.anchors if a not in lb.benchmarks]

@@ -198,8 +198,10 @@ def varimax(L: np.ndarray, iters: int = 200, tol: float = 1e-8) -> np.ndarray:
     return R
 
 
-def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int) -> tuple[int, ...]:
-    """Anchor benchmarks: the clearest marker of each varimax-rotated factor.
+def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_compute=None,
+                    min_scaling: float = 0.6) -> tuple[int, ...]:
+    """Anchor benchmarks: the clearest marker of each varimax-rotated factor
+    among the benchmarks that scale.
 
     Scores are put on the link scale (``logit((y - c) / (1 - c))``, clipped to
     (0.01, 0.99) before the logit), their pairwise correlation matrix is taken
@@ -208,16 +210,31 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int) -> t
     them towards simple structure. Factors are ordered by explained variance;
     each takes as anchor the not-yet-chosen benchmark with the largest loading
     on it relative to its communality-weighted loadings elsewhere (the purest
-    strong marker). A benchmark dominated by noise has small loadings on every
-    factor and is never chosen, so each skill's unit anchor loading is far from
-    zero and the posterior has no scale ridge.
+    strong marker).
+
+    With ``log_compute`` (log(params x tokens) per model, aligned with
+    ``scores``' rows) only benchmarks whose link-scale scores correlate with it
+    at ``min_scaling`` or more can be anchors (the K best if fewer pass). An
+    anchor fixes its skill's scale and the skill is driven by size and
+    tokens: a benchmark that barely scales (TruthfulQA and MUSR on the Sloth
+    table, correlation 0.44 and 0.43) makes a factor of its own, the purest
+    marker, but anchors a skill the covariates hardly move, whose family
+    spread and loadings the sampler then explores badly.
     """
     J = scores.shape[1]
     if not 1 <= n_skills < J:
         raise InputError(f"n_skills must be between 1 and {J - 1} (number of benchmarks - 1), got {n_skills}")
     c = floors.reindex(scores.columns).to_numpy()
     p = np.clip((scores.to_numpy() - c) / (1 - c), 0.01, 0.99)
-    z = pd.DataFrame(np.log(p / (1 - p)), columns=scores.columns)
+    z = pd.DataFrame(np.log(p / (1 - p)), columns=scores.columns, index=scores.index)
+    eligible = np.ones(J, dtype=bool)
+    if log_compute is not None:
+        r = z.corrwith(pd.Series(np.asarray(log_compute, dtype=float), index=z.index)).to_numpy()
+        r = np.where(np.isfinite(r), r, -np.inf)
+        eligible = r >= min_scaling
+        if eligible.sum() < n_skills:
+            eligible = np.zeros(J, dtype=bool)
+            eligible[np.argsort(-r)[:n_skills]] = True
     R = z.corr(min_periods=3).to_numpy()
     R = np.where(np.isfinite(R), R, 0.0)
     np.fill_diagonal(R, 1.0)
@@ -232,6 +249,7 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int) -> t
     for k in range(n_skills):
         others = np.delete(L, k, axis=1)
         purity = L[:, k] - (np.abs(others).max(axis=1) if n_skills > 1 else 0.0)
+        purity[~eligible] = -np.inf
         purity[chosen] = -np.inf
         chosen.append(int(np.argmax(purity)))
     return tuple(chosen)

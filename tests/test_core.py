@@ -192,3 +192,24 @@ def test_shipped_synthetic_data_is_reproducible(tmp_path):
     truth = json.loads((shipped / "synthetic_truth.json").read_text())
     lb = bs.load_leaderboard(shipped / "synthetic_leaderboard.csv", floors=truth["floors_by_benchmark"])
     assert lb.models == truth["models"] and lb.benchmarks == truth["benchmarks"]
+
+
+def test_default_anchors_skip_benchmarks_that_do_not_scale():
+    """A benchmark of pure noise is its own factor and the purest marker of it;
+    given log compute it is not eligible as an anchor, a scaling benchmark is."""
+    from bayes_sloth.model import default_anchors
+
+    rng = np.random.default_rng(0)
+    n = 120
+    lc = rng.uniform(0.0, 6.0, n)
+    general = lc + rng.normal(0.0, 0.5, n)
+    maths = 0.7 * lc + rng.normal(0.0, 1.0, n)  # scales, but with a skill of its own
+    cols = {f"b{j}": 1 / (1 + np.exp(-(general - 3 + rng.normal(0.0, 0.3, n)))) for j in range(4)}
+    cols["maths"] = 1 / (1 + np.exp(-(maths - 2)))
+    cols["noise"] = rng.uniform(0.05, 0.95, n)
+    scores = pd.DataFrame(cols)
+    floors = pd.Series(0.0, index=scores.columns)
+    names = list(scores.columns)
+    assert names[default_anchors(scores, floors, 2)[1]] == "noise"
+    chosen = [names[i] for i in default_anchors(scores, floors, 2, log_compute=lc)]
+    assert "noise" not in chosen and chosen[1] == "maths", chosen
