@@ -25,7 +25,7 @@ from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import InputError
 from .inference import SamplerConfig, leaderboard_arrays, run_nuts, run_svi, to_inference_data
-from .model import ModelSpec, Standardizer, default_anchors
+from .model import ModelSpec, Standardizer, default_anchors, log_compute
 from .prediction import forecast_draws, forecast_table
 
 
@@ -148,9 +148,7 @@ class SkillsLaw:
 
     def _anchor_index(self, lb: Leaderboard) -> tuple[int, ...]:
         if self.anchors is None:
-            cov = lb.covariates
-            log_compute = np.log(cov["params"].to_numpy(dtype=float) * cov["tokens"].to_numpy(dtype=float))
-            return default_anchors(lb.scores, lb.floors, self.n_skills, log_compute=log_compute)
+            return default_anchors(lb.scores, lb.floors, self.n_skills, log_compute=log_compute(lb.covariates))
         if len(self.anchors) != self.n_skills:
             raise InputError(f"anchors names {len(self.anchors)} benchmarks, need one per skill ({self.n_skills})")
         unknown = [a for a in self.anchors if a not in lb.benchmarks]

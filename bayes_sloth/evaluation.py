@@ -376,17 +376,14 @@ def _json_default(o):
 
 def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[str]:
     """Default anchors computed on the fold's training scores only."""
-    from .model import default_anchors
+    from .model import default_anchors, log_compute
 
     long = lb.long()
     tr = long[weight]
     scores = tr.pivot(index="model", columns="benchmark", values="score").reindex(columns=lb.benchmarks)
-    idx = default_anchors(scores, lb.floors, n_skills, log_compute=_log_compute(lb.covariates.loc[scores.index]))
+    idx = default_anchors(scores, lb.floors, n_skills, log_compute=log_compute(lb.covariates.loc[scores.index]))
     return [lb.benchmarks[i] for i in idx]
 
-
-def _log_compute(covariates) -> np.ndarray:
-    return np.log(covariates["params"].to_numpy(dtype=float) * covariates["tokens"].to_numpy(dtype=float))
 
 
 def evaluate(

@@ -198,6 +198,11 @@ def varimax(L: np.ndarray, iters: int = 200, tol: float = 1e-8) -> np.ndarray:
     return R
 
 
+def log_compute(covariates: pd.DataFrame) -> np.ndarray:
+    """log(params x tokens) per model: the scale :func:`default_anchors` checks benchmarks against."""
+    return np.log(covariates["params"].to_numpy(dtype=float) * covariates["tokens"].to_numpy(dtype=float))
+
+
 def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_compute=None,
                     min_scaling: float = 0.6) -> tuple[int, ...]:
     """Anchor benchmarks: the clearest marker of each varimax-rotated factor
