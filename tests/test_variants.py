@@ -17,12 +17,11 @@ FAST = dict(chains=2, warmup=300, draws=300)
 @pytest.fixture(scope="module")
 def sloped():
     """A leaderboard whose families differ in how fast skills grow with size
-    (omega = 0.8 on the standardized log S), fitted with and without family slopes."""
+    (omega = 0.8 on the standardized log S), fitted with family slopes."""
     lb, truth = bs.simulate_leaderboard(n_families=25, n_benchmarks=6, n_skills=1, models_per_family=(2, 6),
                                         family_slope_sd=0.8, seed=4)
-    with_slopes = bs.SkillsLaw(1, anchors=truth["anchors"], family_slopes=True, seed=1, **FAST).fit(lb)
-    without = bs.SkillsLaw(1, anchors=truth["anchors"], seed=1, **FAST).fit(lb)
-    return lb, truth, with_slopes, without
+    law = bs.SkillsLaw(1, anchors=truth["anchors"], family_slopes=True, seed=1, **FAST).fit(lb)
+    return lb, truth, law
 
 
 def _largest_family(lb):
@@ -40,7 +39,7 @@ def test_family_slopes_are_recovered(sloped):
     it (on this seed the interaction is 2.8 sd above its truth, which shifts
     every gamma_f together: gamma_f alone covers 11 of 25).
     """
-    lb, truth, law, _ = sloped
+    lb, truth, law = sloped
     post = law.idata_.posterior
     assert post["family_slope"].dims == ("chain", "draw", "family", "skill")
     lo, hi = np.quantile(post["family_slope_sd"].values.ravel(), [0.05, 0.95])
@@ -67,7 +66,7 @@ def test_family_slopes_widen_size_extrapolation(sloped):
     with family slopes its skill carries the uncertainty of how that family
     scales, so its interval is wider than without (skills are linear in the
     slopes; scores would saturate near 1 and hide the difference)."""
-    lb, truth, _, _ = sloped
+    lb, truth, _ = sloped
     fam = _largest_family(lb)
     members = lb.covariates.index[lb.covariates["family"] == fam]
     sizes = lb.covariates.loc[members, "params"].sort_values()
@@ -84,7 +83,7 @@ def test_family_slopes_widen_size_extrapolation(sloped):
 
 
 def test_unseen_family_draws_its_slope_from_the_population(sloped):
-    lb, truth, law, _ = sloped
+    lb, truth, law = sloped
     new = lb.to_frame().reset_index().iloc[[0]].copy().drop(columns=lb.benchmarks)
     new["model"], new["family"] = "stranger-7b", "never-seen"
     pred = law.predict(new).predictions
