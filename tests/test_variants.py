@@ -100,3 +100,44 @@ def test_logistic_noise_fit_recovers_noise_scale():
     scale = law.idata_.posterior["sigma"].mean(("chain", "draw")).values
     # moment matching: normal sd 0.03 <-> logistic scale 0.0165; tails differ, so allow 35 %
     np.testing.assert_allclose(scale, 0.03 * np.sqrt(3) / np.pi, rtol=0.35)
+
+
+@pytest.fixture(scope="module")
+def jittered():
+    """A leaderboard whose models deviate from their family's law by their own
+    skill offset (sd 0.4), fitted with model effects."""
+    lb, truth = bs.simulate_leaderboard(n_families=20, n_benchmarks=6, n_skills=1, models_per_family=(2, 6),
+                                        model_effect_sd=0.4, seed=5)
+    law = bs.SkillsLaw(1, anchors=truth["anchors"], model_effects=True, seed=1, **FAST).fit(lb)
+    return lb, truth, law
+
+
+def test_model_effect_scale_is_recovered(jittered):
+    """The scale of the models' own deviations is inside its 90 % interval, and
+    the deviations themselves are recovered (each model is seen through ~5
+    scores, so its deviation is well determined)."""
+    lb, truth, law = jittered
+    post = law.idata_.posterior
+    assert post["model_effect"].dims == ("chain", "draw", "model", "skill")
+    lo, hi = np.quantile(post["model_sd"].values.ravel(), [0.05, 0.95])
+    assert lo < 0.4 < hi, (lo, hi)
+    est = post["model_effect"].sel(model=truth["models"], skill=0).mean(("chain", "draw")).values
+    assert np.corrcoef(est, truth["model_effect"][:, 0])[0, 1] > 0.8
+
+
+def test_model_effects_fitted_model_keeps_its_deviation(jittered):
+    """Predicting a fitted model by its name keeps its posterior deviation; the
+    same covariates under a new name are a new model with a fresh deviation,
+    so its skill interval is wider (by about sqrt(1 + s^2 / posterior var))."""
+    lb, truth, law = jittered
+    row = lb.to_frame().reset_index().iloc[[0]].drop(columns=lb.benchmarks)
+    twin = row.assign(model="twin-of-" + row["model"].iloc[0])
+    w = {}
+    for name, frame in (("fitted", row), ("new", twin)):
+        iv = bs.interval(law.predict(frame).predictions["skills"].sel(skill=0), 0.9)
+        w[name] = float((iv["upper"] - iv["lower"]).squeeze())
+    assert w["new"] > 1.5 * w["fitted"], w
+    # and the fitted model's skill is its own, posterior mean close to the fitted skills
+    fitted = law.idata_.posterior["skills"].sel(model=row["model"].iloc[0], skill=0).mean().item()
+    pred = law.predict(row).predictions["skills"].sel(skill=0).mean().item()
+    assert abs(fitted - pred) < 1e-4
