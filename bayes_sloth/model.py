@@ -27,18 +27,6 @@ so a family seen through one or two small models forecasts its larger
 models with the uncertainty of how families differ in scaling, and a
 never-seen family draws gamma_new = omega * u.
 
-With ``model_effects=True`` each model also gets its own deviation in skill
-space (non-centered, one scale per skill)::
-
-    theta_i += e_i,   e_i = s * v_i,   v_i ~ Normal(0, I_K),   s ~ HalfNormal(0.5)
-
-Without it, a family seen through one small model takes that model's
-idiosyncrasies (its skills, correlated across benchmarks through the
-loadings) as the family's own, with no uncertainty for how the family's
-other models differ from it; the per-benchmark noise sigma_j cannot carry
-that, because it is independent across benchmarks. A new model draws a fresh
-e from the population; a fitted model keeps its posterior e.
-
 The family efficiencies are centered (they sum to zero over the fitted
 families): the location of the skills is absorbed by the benchmark
 intercepts b_j. Without the centering, a common shift of every alpha_f
@@ -116,7 +104,6 @@ class ModelSpec:
     noise: str = "normal"
     instruct_shift: bool = False
     family_slopes: bool = False
-    model_effects: bool = False
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -291,14 +278,12 @@ def assemble_loadings(spec: ModelSpec, free):
     return flat.reshape(batch + (spec.n_benchmarks, spec.n_skills)) + fixed
 
 
-def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None, model_effect=None):
-    """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i) (+ e_i), shape (..., N, K).
+def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None):
+    """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i), shape (..., N, K).
 
     Parameters may carry leading batch (draw) dimensions.
     """
     theta = jnp.take(alpha, family, axis=-2) + jnp.einsum("...nc,...ck->...nk", x, slopes)
-    if model_effect is not None:
-        theta = theta + model_effect
     if family_slope is not None:
         theta = theta + jnp.take(family_slope, family, axis=-2) * x[:, 0:1]
     if instruct_shift is not None:
@@ -370,7 +355,7 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     replicated data and forecasts so the law is written once.
     """
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
-                      params.get("family_slope"), params.get("model_effect"))
+                      params.get("family_slope"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench)
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
     return noise_dist(spec, m, sigma), m, theta
@@ -413,10 +398,6 @@ def skills_law(
         omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5).expand([K]).to_event(1))
         u = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
         p["family_slope"] = numpyro.deterministic("family_slope", omega * (u - u.mean(axis=0)))
-    if spec.model_effects:
-        s_model = numpyro.sample("model_sd", dist.HalfNormal(0.5).expand([K]).to_event(1))
-        e = numpyro.sample("model_z", dist.Normal(0.0, 1.0).expand([x.shape[0], K]).to_event(2))
-        p["model_effect"] = numpyro.deterministic("model_effect", s_model * e)
     if spec.instruct_shift:
         p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
     if spec.loadings == "positive":
