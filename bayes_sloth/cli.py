@@ -73,6 +73,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--instruct-shift", action="store_true", help="add an instruct shift to the skills")
     g.add_argument("--family-slopes", action="store_true",
                    help="give each family its own partially pooled slope in log parameters")
+    g.add_argument("--model-effects", action="store_true",
+                   help="give each model its own partially pooled offset on the link scale, common to all benchmarks")
     g.add_argument("--chains", type=int, default=4)
     g.add_argument("--warmup", type=int, default=1000)
     g.add_argument("--draws", type=int, default=1000)
@@ -86,7 +88,7 @@ def law_from_args(args):
     return SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
         draws=args.draws, seed=args.seed, progress=args.progress, instruct_shift=bool(args.instruct_shift),
-        family_slopes=bool(args.family_slopes),
+        family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
 
 

@@ -53,6 +53,11 @@ class SkillsLaw:
         Add a shift delta * instruct to the skills.
     family_slopes : bool
         Give each family its own, partially pooled, slope in log parameters.
+    model_effects : bool
+        Give each model its own, partially pooled, offset on the link scale
+        (common to all benchmarks), so that a family seen through one or two
+        models is not taken to be exactly like them. A fitted model passed to
+        :meth:`predict` keeps its offset.
     anchors : list of str, optional
         Anchor benchmark of each skill (unit loading, zero loadings on later
         skills). Default: chosen by :func:`bayes_sloth.model.default_anchors`.
@@ -83,6 +88,7 @@ class SkillsLaw:
         noise: str = "normal",
         instruct_shift: bool = False,
         family_slopes: bool = False,
+        model_effects: bool = False,
         anchors: Sequence[str] | None = None,
         chains: int = 4,
         warmup: int = 1000,
@@ -101,6 +107,7 @@ class SkillsLaw:
         self.noise = noise
         self.instruct_shift = instruct_shift
         self.family_slopes = family_slopes
+        self.model_effects = model_effects
         self.anchors = None if anchors is None else list(anchors)
         self.chains = chains
         self.warmup = warmup
@@ -113,7 +120,8 @@ class SkillsLaw:
         self.seed = seed
         self.progress = progress
 
-    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "family_slopes", "anchors", "chains", "warmup",
+    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "family_slopes", "model_effects",
+               "anchors", "chains", "warmup",
                "draws", "target_accept", "max_tree_depth", "chain_method", "init", "method", "seed", "progress")
 
     def get_params(self) -> dict:
@@ -187,6 +195,7 @@ class SkillsLaw:
             noise=self.noise,
             instruct_shift=bool(self.instruct_shift),
             family_slopes=bool(self.family_slopes),
+            model_effects=bool(self.model_effects),
         )
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         cfg = self._sampler_config()
@@ -247,7 +256,10 @@ class SkillsLaw:
             Rows with model, family, params, tokens (and optional instruct);
             score columns are not needed. A family in the fit uses its fitted
             efficiency; any other family is a never-seen family whose
-            efficiency is drawn from the population.
+            efficiency is drawn from the population. With ``model_effects``,
+            a row named like a fitted model of the same family keeps that
+            model's posterior offset (a forecast of the benchmarks it was
+            not scored on); any other row is a new model with a fresh one.
         seed : int, optional
             Seed of the predictive draws (default: the fit's seed).
 
@@ -274,11 +286,16 @@ class SkillsLaw:
         unseen = pd.Index(pd.unique(cov["family"][fidx < 0]))
         new_idx = unseen.get_indexer(cov["family"])
         seed = int(self.seed) if seed is None else int(seed)
+        fitted = self.idata_.constant_data
+        midx = pd.Index(fitted["model"].values).get_indexer(cov.index)
+        same_family = np.zeros(len(cov), dtype=bool)
+        same_family[midx >= 0] = fitted["model_family"].values[midx[midx >= 0]] == cov["family"].to_numpy(dtype=str)[midx >= 0]
+        midx = np.where(same_family, midx, -1)
         mu, score, theta = forecast_draws(
             self.spec_, self.idata_.posterior,
             self.standardizer_.transform(cov["params"], cov["tokens"]),
             fidx, new_idx, cov["instruct"].to_numpy(dtype=float),
-            self.idata_.constant_data["floor"].values, seed,
+            self.idata_.constant_data["floor"].values, seed, model_index=midx,
         )
         post = self.idata_.posterior
         coords = {

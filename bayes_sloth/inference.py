@@ -360,6 +360,8 @@ def to_inference_data(
         "family_slope_sd": ["skill"],
         "family_slope_z": ["family", "skill"],
         "family_slope": ["family", "skill"],
+        "model_z": ["model"],
+        "model_effect": ["model"],
         "loadings_free": ["loading_free"],
         "loadings": ["benchmark", "skill"],
         "intercept": ["benchmark"],

@@ -27,6 +27,22 @@ so a family seen through one or two small models forecasts its larger
 models with the uncertainty of how families differ in scaling, and a
 never-seen family draws gamma_new = omega * u.
 
+With ``model_effects=True`` each model also gets its own offset on the link
+scale, the same on every benchmark (non-centered)::
+
+    eta_ij += e_i,   e_i = s * v_i,   v_i ~ Normal(0, 1),   s ~ HalfNormal(0.5)
+
+Without it, a family seen through one small model takes that model's
+idiosyncrasies as the family's own: a model that is better or worse than its
+law on every benchmark at once moves alpha_f, and the independent
+per-benchmark noise sigma_j makes the posterior of alpha_f shrink as if those
+deviations averaged out over benchmarks, which they do not. The offset is one
+number per model, common to all benchmarks, so it cannot take over a single
+benchmark's misfit (offsets per skill did: a benchmark that dominates a skill
+lost its own noise, a Heywood case; see ``benchmarks/results/NOTES.md``). A
+new model draws a fresh e from the population; a fitted model keeps its
+posterior e.
+
 The family efficiencies are centered (they sum to zero over the fitted
 families): the location of the skills is absorbed by the benchmark
 intercepts b_j. Without the centering, a common shift of every alpha_f
@@ -104,6 +120,7 @@ class ModelSpec:
     noise: str = "normal"
     instruct_shift: bool = False
     family_slopes: bool = False
+    model_effects: bool = False
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -291,10 +308,12 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
     return theta
 
 
-def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench):
-    """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j) for the listed (i, j) pairs."""
+def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench, model_effect=None):
+    """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j (+ e_i)) for the listed (i, j) pairs."""
     eta = jnp.sum(jnp.take(theta, obs_model, axis=-2) * jnp.take(loadings, obs_bench, axis=-2), axis=-1)
     eta = eta + jnp.take(intercept, obs_bench, axis=-1)
+    if model_effect is not None:
+        eta = eta + jnp.take(model_effect, obs_model, axis=-1)
     c = floor[obs_bench]
     return c + (1.0 - c) * link_fn(eta, spec.link)
 
@@ -356,7 +375,8 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     """
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
                       params.get("family_slope"))
-    m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench)
+    m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench,
+                  params.get("model_effect"))
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
     return noise_dist(spec, m, sigma), m, theta
 
@@ -398,6 +418,10 @@ def skills_law(
         omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5).expand([K]).to_event(1))
         u = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
         p["family_slope"] = numpyro.deterministic("family_slope", omega * (u - u.mean(axis=0)))
+    if spec.model_effects:
+        s_model = numpyro.sample("model_sd", dist.HalfNormal(0.5))
+        e = numpyro.sample("model_z", dist.Normal(0.0, 1.0).expand([x.shape[0]]).to_event(1))
+        p["model_effect"] = numpyro.deterministic("model_effect", s_model * e)
     if spec.instruct_shift:
         p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
     if spec.loadings == "positive":

@@ -7,6 +7,8 @@ For each posterior draw s and each new model i with covariates x_i:
   one draw per new family shared by all of its models (so forecasts of two
   models of the same new family move together, as they should); with
   family-specific slopes, likewise gamma_new^(s) = omega^(s) * u^(s);
+- with model effects, a model that was in the fit keeps its posterior
+  offset e_i^(s); any other model draws e^(s) = s^(s) * v, v ~ Normal(0, 1);
 
 then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
 around it (TruncatedNormal on [0, 1] by default). Results are labelled
@@ -37,12 +39,14 @@ def forecast_draws(
     instruct: np.ndarray,
     floor: np.ndarray,
     seed: int,
+    model_index: np.ndarray | None = None,
 ):
     """Draws of the mean law and of predicted scores for new rows.
 
     ``family_index[i]`` is the fitted family of row i, or -1 if unseen, in
     which case ``new_family_index[i]`` (0..n_new-1) groups rows of one new
-    family. Returns numpy arrays ``(mu, score, theta)`` of shape
+    family. ``model_index[i]`` is the row's index among the fitted models, or
+    -1 for a new model (used only with model effects). Returns numpy arrays ``(mu, score, theta)`` of shape
     (chain, draw, N, J) and (chain, draw, N, K).
     """
     C, S = posterior.sizes["chain"], posterior.sizes["draw"]
@@ -51,7 +55,7 @@ def forecast_draws(
     flat = {
         name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
         for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift",
-                     "family_slope", "family_slope_sd")
+                     "family_slope", "family_slope_sd", "model_effect", "model_sd")
         if name in posterior
     }
     n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0
@@ -59,9 +63,11 @@ def forecast_draws(
     fam = np.where(family_index >= 0, family_index, F + np.maximum(new_family_index, 0)).astype(np.int32)
     om, ob = np.divmod(np.arange(N * J), J)
     real = real_dtype()
+    midx = np.full(N, -1) if model_index is None else np.asarray(model_index)
     mu, score, theta = _forecast(
         spec, max(n_new, 1), flat, jnp.asarray(x, real), jnp.asarray(fam), jnp.asarray(instruct, real),
         jnp.asarray(floor, real), jnp.asarray(om), jnp.asarray(ob), jax.random.PRNGKey(seed),
+        jnp.asarray(midx.astype(np.int32)),
     )
     shape = (C, S, N, J)
     return (
@@ -72,9 +78,9 @@ def forecast_draws(
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key):
+def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key, midx):
     """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
-    key_alpha, key_y, key_slope = jax.random.split(key, 3)
+    key_alpha, key_y, key_slope, key_model = jax.random.split(key, 4)
     K = spec.n_skills
     # alpha for the fitted families, then one population draw per new family
     z_new = jax.random.normal(key_alpha, (flat["alpha"].shape[0], n_new, K), dtype=flat["alpha"].dtype)
@@ -84,6 +90,11 @@ def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key):
         u_new = jax.random.normal(key_slope, z_new.shape, dtype=z_new.dtype)
         params["family_slope"] = jnp.concatenate(
             [flat["family_slope"], flat["family_slope_sd"][:, None, :] * u_new], axis=1)
+    if spec.model_effects:
+        fresh = flat["model_sd"][:, None] * jax.random.normal(
+            key_model, (flat["model_sd"].shape[0], x.shape[0]), dtype=z_new.dtype)
+        fitted = jnp.take(flat["model_effect"], jnp.maximum(midx, 0), axis=1)
+        params["model_effect"] = jnp.where((midx >= 0)[None, :], fitted, fresh)
     d, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
     return mu, d.sample(key_y), theta
 

@@ -30,6 +30,7 @@ def simulate_leaderboard(
     sigma: tuple[float, float] = (0.01, 0.04),
     floors: np.ndarray | None = None,
     family_slope_sd: float = 0.0,
+    model_effect_sd: float = 0.0,
     seed: int = 0,
 ) -> tuple[Leaderboard, dict]:
     """Simulate a leaderboard from the skills law with known parameters.
@@ -43,6 +44,11 @@ def simulate_leaderboard(
     (``truth["family_slope"]``, (F, K), summing to zero), the structure of
     ``SkillsLaw(family_slopes=True)``; its random numbers come from a separate
     stream, so everything else is the same as with 0.
+
+    ``model_effect_sd > 0`` adds to each model's link-scale score on every
+    benchmark its own offset ``truth["model_effect"]`` (N,) ~ Normal(0, model_effect_sd^2), the
+    structure of ``SkillsLaw(model_effects=True)``; also from a separate
+    stream.
     """
     rng = np.random.default_rng(seed)
     K, J, F = n_skills, n_benchmarks, n_families
@@ -84,7 +90,10 @@ def simulate_leaderboard(
         u = np.random.default_rng([seed, 1]).normal(size=(F, K))
         family_slope = family_slope_sd * (u - u.mean(axis=0))
         theta = theta + family_slope[fam_idx] * x[:, :1]
-    eta = theta @ loadings.T + intercept
+    model_effect = np.zeros(len(cov))
+    if model_effect_sd > 0:
+        model_effect = model_effect_sd * np.random.default_rng([seed, 2]).normal(size=len(cov))
+    eta = theta @ loadings.T + intercept + model_effect[:, None]
     mu = floors + (1 - floors) / (1 + np.exp(-eta))
     y = _truncnorm(rng, mu, np.broadcast_to(sig, mu.shape))
     y = np.round(y, 4)
@@ -97,7 +106,7 @@ def simulate_leaderboard(
     lb = Leaderboard(cov, scores, pd.Series(floors, index=pd.Index(benchmarks, name="benchmark"), name="floor"))
     truth = {
         "slopes": slopes, "tau": tau, "alpha": alpha, "loadings": loadings, "intercept": intercept,
-        "sigma": sig, "family_slope": family_slope, "skills": theta, "mu": mu, "floors": floors,
+        "sigma": sig, "family_slope": family_slope, "model_effect": model_effect, "skills": theta, "mu": mu, "floors": floors,
         "anchors": benchmarks[:K], "families": families, "benchmarks": benchmarks,
         "models": list(cov.index), "seed": seed,
     }

@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
     ap.add_argument("--instruct-shift", action="store_true")
     ap.add_argument("--family-slopes", action="store_true")
+    ap.add_argument("--model-effects", action="store_true")
     ap.add_argument("--training-rows", default="all", choices=["all", "complete"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cells", default="all", help="comma list like leaderboard_v2:1,leaderboard_v1:0 (default: six cells + n0 on every set)")
@@ -131,9 +132,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
-                  instruct_shift=args.instruct_shift, family_slopes=args.family_slopes, seed=args.seed)
+                  instruct_shift=args.instruct_shift, family_slopes=args.family_slopes,
+                  model_effects=args.model_effects, seed=args.seed)
     tag = args.tag or (f"K{args.skills}_{args.noise}{'_instr' if args.instruct_shift else ''}"
-                       f"{'_fslopes' if args.family_slopes else ''}_{args.training_rows}"
+                       f"{'_fslopes' if args.family_slopes else ''}{'_meff' if args.model_effects else ''}"
+                       f"_{args.training_rows}"
                        f"_c{args.chains}w{args.warmup}d{args.draws}")
     if args.cells == "all":
         cells = [(s, n) for n in (1, 2) for s in SETS] + [(s, 0) for s in SETS]
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
         if ps:
             pooled.append((name, summarize_pairs(pd.concat(ps, ignore_index=True))))
     settings = (f"K={args.skills}, noise={args.noise}, instruct_shift={args.instruct_shift}, "
-                f"family_slopes={args.family_slopes}, "
+                f"family_slopes={args.family_slopes}, model_effects={args.model_effects}, "
                 f"training_rows={args.training_rows}, link=sigmoid, {args.chains} chains x {args.warmup} warmup x "
                 f"{args.draws} draws, seed {args.seed}")
     md = render(rows, pooled, paper, settings, wall)

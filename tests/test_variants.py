@@ -100,3 +100,52 @@ def test_logistic_noise_fit_recovers_noise_scale():
     scale = law.idata_.posterior["sigma"].mean(("chain", "draw")).values
     # moment matching: normal sd 0.03 <-> logistic scale 0.0165; tails differ, so allow 35 %
     np.testing.assert_allclose(scale, 0.03 * np.sqrt(3) / np.pi, rtol=0.35)
+
+
+@pytest.fixture(scope="module")
+def jittered():
+    """A leaderboard whose models sit above or below their family's law by their
+    own offset on the link scale (sd 0.4, the same on every benchmark), fitted
+    with model effects."""
+    lb, truth = bs.simulate_leaderboard(n_families=20, n_benchmarks=6, n_skills=1, models_per_family=(2, 6),
+                                        model_effect_sd=0.4, seed=5)
+    law = bs.SkillsLaw(1, anchors=truth["anchors"], model_effects=True, seed=1, **FAST).fit(lb)
+    return lb, truth, law
+
+
+def test_model_effect_scale_is_recovered(jittered):
+    """The scale of the models' offsets is inside its 90 % interval, and the
+    offsets themselves are recovered (each model is seen through ~5 scores)."""
+    lb, truth, law = jittered
+    post = law.idata_.posterior
+    assert post["model_effect"].dims == ("chain", "draw", "model")
+    assert law.diagnostics_.divergences == 0
+    lo, hi = np.quantile(post["model_sd"].values.ravel(), [0.05, 0.95])
+    assert lo < 0.4 < hi, (lo, hi)
+    est = post["model_effect"].sel(model=truth["models"]).mean(("chain", "draw")).values
+    assert np.corrcoef(est, truth["model_effect"])[0, 1] > 0.8
+
+
+def test_model_effects_fitted_model_keeps_its_offset(jittered):
+    """Predicting a fitted model by its name keeps its posterior offset; the
+    same covariates under a new name are a new model with a fresh offset, so
+    its link-scale interval is wider and its law interval with it."""
+    lb, truth, law = jittered
+    row = lb.to_frame().reset_index().iloc[[0]].drop(columns=lb.benchmarks)
+    twin = row.assign(model="twin-of-" + row["model"].iloc[0])
+    w = {}
+    for name, frame in (("fitted", row), ("new", twin)):
+        mu = law.predict(frame).predictions["mu"].isel(model=0)
+        logit = np.log(mu - 0.0 + 1e-12) - np.log1p(-mu)  # monotone, so interval ends map through it
+        iv = bs.interval(logit.sel(benchmark=truth["anchors"][0]), 0.9)
+        w[name] = float(iv["upper"] - iv["lower"])
+    assert w["new"] > 1.5 * w["fitted"], w
+    # the fitted model's law is its own: the same as the fit's posterior at that model
+    post = law.idata_.posterior
+    b = truth["anchors"][0]
+    eta = (post["skills"].sel(model=row["model"].iloc[0]) * post["loadings"].sel(benchmark=b)).sum("skill") \
+        + post["intercept"].sel(benchmark=b) + post["model_effect"].sel(model=row["model"].iloc[0])
+    floor = float(law.idata_.constant_data["floor"].sel(benchmark=b))
+    mu_fit = floor + (1 - floor) / (1 + np.exp(-eta))
+    pred = law.predict(row).predictions["mu"].sel(benchmark=b).isel(model=0)
+    np.testing.assert_allclose(pred.values, mu_fit.values, rtol=1e-4, atol=1e-6)
