@@ -213,3 +213,23 @@ def test_default_anchors_skip_benchmarks_that_do_not_scale():
     assert names[default_anchors(scores, floors, 2)[1]] == "noise"
     chosen = [names[i] for i in default_anchors(scores, floors, 2, log_compute=lc)]
     assert "noise" not in chosen and chosen[1] == "maths", chosen
+
+
+def test_first_anchor_is_the_general_benchmark_scored_for_every_model():
+    """The first skill is anchored on the benchmark that loads most on the general
+    factor, among those scored for (nearly) every model: a benchmark that follows
+    the general factor even more closely but was scored for half of the models
+    does not get it."""
+    from bayes_sloth.model import default_anchors
+
+    rng = np.random.default_rng(1)
+    n = 150
+    g = rng.normal(0.0, 1.5, n)
+    noise = {"close": 0.2, "wide": 0.5, "b2": 0.9, "b3": 1.2}
+    scores = pd.DataFrame({k: 1 / (1 + np.exp(-(g + rng.normal(0.0, s, n)))) for k, s in noise.items()})
+    scores["other"] = 1 / (1 + np.exp(-(0.5 * g + rng.normal(0.0, 1.0, n))))
+    floors = pd.Series(0.0, index=scores.columns)
+    names = list(scores.columns)
+    assert names[default_anchors(scores, floors, 2)[0]] == "close"
+    scores.loc[scores.index[::2], "close"] = np.nan  # now scored for half of the models
+    assert names[default_anchors(scores, floors, 2)[0]] == "wide"
