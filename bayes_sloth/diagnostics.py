@@ -34,8 +34,8 @@ ESS_MIN = 400
 BFMI_MIN = 0.3
 
 #: Parameters whose convergence matters: every loading, skill and hyperparameter.
-CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "family_slope_sd", "family_slope", "loadings_free", "intercept", "sigma",
-           "skills")
+CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "family_slope_sd", "family_slope", "model_sd", "model_effect",
+           "loadings_free", "intercept", "sigma", "skills")
 
 
 @dataclass

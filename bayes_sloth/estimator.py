@@ -288,9 +288,8 @@ class SkillsLaw:
         seed = int(self.seed) if seed is None else int(seed)
         fitted = self.idata_.constant_data
         midx = pd.Index(fitted["model"].values).get_indexer(cov.index)
-        same_family = np.zeros(len(cov), dtype=bool)
-        same_family[midx >= 0] = fitted["model_family"].values[midx[midx >= 0]] == cov["family"].to_numpy(dtype=str)[midx >= 0]
-        midx = np.where(same_family, midx, -1)
+        same_family = fitted["model_family"].values[np.maximum(midx, 0)] == cov["family"].to_numpy(dtype=str)
+        midx = np.where((midx >= 0) & same_family, midx, -1)  # a fitted model keeps its own offset
         mu, score, theta = forecast_draws(
             self.spec_, self.idata_.posterior,
             self.standardizer_.transform(cov["params"], cov["tokens"]),
