@@ -280,14 +280,14 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_
     L = L[:, np.argsort(-(L**2).sum(axis=0))]
     # the first skill: the benchmark that loads most on the general (first principal) factor,
     # among those scored for (nearly) every model
-    general = v[:, np.argmax(w)] * np.sign(v[:, np.argmax(w)].sum() + 1e-12)
+    pc1 = v[:, np.argmax(w)]
+    general = pc1 * np.sign(pc1.sum() + 1e-12)
     n_obs = scores.notna().sum().to_numpy()
     wide = eligible & (n_obs >= 0.9 * n_obs[eligible].max())
     first = int(np.argmax(np.where(wide, general, -np.inf)))
     chosen: list[int] = [first]
     for k in range(1, n_skills):
-        others = np.delete(L, k, axis=1)
-        purity = L[:, k] - (np.abs(others).max(axis=1) if n_skills > 1 else 0.0)
+        purity = L[:, k] - np.abs(np.delete(L, k, axis=1)).max(axis=1)
         purity[~eligible] = -np.inf
         purity[chosen] = -np.inf
         chosen.append(int(np.argmax(purity)))

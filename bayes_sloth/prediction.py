@@ -46,8 +46,8 @@ def forecast_draws(
     ``family_index[i]`` is the fitted family of row i, or -1 if unseen, in
     which case ``new_family_index[i]`` (0..n_new-1) groups rows of one new
     family. ``model_index[i]`` is the row's index among the fitted models, or
-    -1 for a new model (used only with model effects). Returns numpy arrays ``(mu, score, theta)`` of shape
-    (chain, draw, N, J) and (chain, draw, N, K).
+    -1 for a new model (used only with model effects). Returns numpy arrays
+    ``(mu, score, theta)`` of shape (chain, draw, N, J) and (chain, draw, N, K).
     """
     C, S = posterior.sizes["chain"], posterior.sizes["draw"]
     K, J = spec.n_skills, spec.n_benchmarks
