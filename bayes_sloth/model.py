@@ -327,12 +327,53 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
 
 def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench, model_effect=None):
     """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j (+ e_i)) for the listed (i, j) pairs."""
-    eta = jnp.sum(jnp.take(theta, obs_model, axis=-2) * jnp.take(loadings, obs_bench, axis=-2), axis=-1)
-    eta = eta + jnp.take(intercept, obs_bench, axis=-1)
+    # every (model, benchmark) pair in one small matrix product, then the listed pairs picked from it:
+    # cheaper than gathering a skill row and a loading row per pair, whose gradients are two scatter-adds
+    full = jnp.einsum("...nk,...jk->...nj", theta, loadings) + intercept[..., None, :]
+    n_bench = loadings.shape[-2]
+    eta = jnp.take(full.reshape(full.shape[:-2] + (-1,)), obs_model * n_bench + obs_bench, axis=-1)
     if model_effect is not None:
         eta = eta + jnp.take(model_effect, obs_model, axis=-1)
     c = floor[obs_bench]
     return c + (1.0 - c) * link_fn(eta, spec.link)
+
+
+class TruncatedNormal01(dist.Distribution):
+    """Normal(loc, scale) truncated to [0, 1], for ``0 <= loc <= 1``.
+
+    The same density as ``numpyro.distributions.TruncatedNormal(loc, scale,
+    low=0, high=1)``, written for the likelihood's hot path: with
+    ``u = (1 - loc) / (scale sqrt 2)`` and ``v = loc / (scale sqrt 2)``, both
+    >= 0, the truncation mass is ``(erf(u) + erf(v)) / 2``, a sum of two
+    non-negative terms (no cancellation, no branches), where the general
+    form takes the difference of two normal CDFs with sign tests to keep it
+    accurate. Its log density and gradient cost about a tenth as much
+    (measured: ``benchmarks/results/NOTES.md``), and they are most of the
+    sampler's work. Draws and the CDF are NumPyro's.
+    """
+
+    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
+    support = dist.constraints.unit_interval
+    reparametrized_params = ["loc", "scale"]
+
+    def __init__(self, loc, scale, *, validate_args=None):
+        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc), jnp.asarray(scale))
+        super().__init__(batch_shape=jnp.shape(self.loc), validate_args=validate_args)
+
+    def log_prob(self, value):
+        r = 1.0 / (self.scale * np.sqrt(2.0))
+        z = (value - self.loc) * r
+        mass2 = jax.lax.erf((1.0 - self.loc) * r) + jax.lax.erf(self.loc * r)  # twice the truncation mass
+        return -z * z - jnp.log(self.scale) - jnp.log(mass2) + (np.log(2.0) - 0.5 * np.log(2.0 * np.pi))
+
+    def _reference(self):
+        return dist.TruncatedNormal(self.loc, self.scale, low=0.0, high=1.0)
+
+    def sample(self, key, sample_shape=()):
+        return self._reference().sample(key, sample_shape)
+
+    def cdf(self, value):
+        return self._reference().cdf(value)
 
 
 class TruncatedLogistic01(dist.Distribution):
@@ -378,7 +419,7 @@ def noise_dist(spec: ModelSpec, mean, sigma):
     (``noise="logistic"``, sd = sigma * pi / sqrt(3) before truncation)."""
     if spec.noise == "logistic":
         return TruncatedLogistic01(mean, sigma)
-    return dist.TruncatedNormal(mean, sigma, low=0.0, high=1.0)
+    return TruncatedNormal01(mean, sigma)
 
 
 def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_model, obs_bench):
