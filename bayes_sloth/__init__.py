@@ -58,6 +58,7 @@ def _use_compilation_cache() -> None:
     except OSError:  # read-only home: compile in memory only
         return
     jax.config.update("jax_compilation_cache_dir", setting)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the small programs too (log-likelihood, forecasts)
 
 
 _use_compilation_cache()

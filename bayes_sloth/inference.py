@@ -37,8 +37,8 @@ def default_chain_method(chains: int) -> str:
     return "sequential"
 
 
-def _chains_per_round(chains: int, method: str) -> int:
-    """Parallel chains run in rounds of at most one chain per device (a divisor of ``chains``)."""
+def _devices_for(chains: int, method: str) -> int:
+    """How many devices parallel chains are spread over: the most, up to one per chain, that divides ``chains``."""
     if method != "parallel":
         return chains
     d = min(chains, jax.local_device_count())
@@ -80,23 +80,34 @@ def _cached(cache: OrderedDict, key, build):
 def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
     """One NUTS chain as a pure function ``(key, init, data) -> (z, stats)``.
 
-    Warm-up (step size and diagonal mass matrix adaptation, NumPyro's
-    windowed scheme) runs for ``cfg.warmup`` iterations, then ``cfg.draws``
-    unconstrained draws are kept with the sampler's statistics. The data are
-    an argument, not a constant baked into the program: refits with new data
-    of the same shape and cross-validation masks reuse the compiled code.
+    Warm-up (step size and mass matrix adaptation, NumPyro's windowed scheme)
+    runs for ``cfg.warmup`` iterations, then ``cfg.draws`` unconstrained draws
+    are kept with the sampler's statistics. The data are an argument, not a
+    constant baked into the program: refits with new data of the same shape
+    and cross-validation masks reuse the compiled code.
+
+    ``init`` is None (start uniformly in (-2, 2), identity mass matrix) or
+    ``{"z": start, "inverse_mass": diagonal}``, the diagonal in the order of
+    ``jax.flatten_util.ravel_pytree(start)``. A diagonal taken from the
+    variational fit's variances spares the first adaptation windows their
+    longest trajectories: with the identity, the sampler starts with a step
+    size fitted to the narrowest direction and needs hundreds of leapfrog
+    steps per iteration to cross the widest.
     """
-    kernel = NUTS(
-        partial(skills_law, spec),
-        target_accept_prob=cfg.target_accept,
-        max_tree_depth=cfg.max_tree_depth,
-        init_strategy=init_to_uniform(radius=2.0),
-    )
+
+    def make_kernel(inverse_mass=None):
+        return NUTS(
+            partial(skills_law, spec),
+            target_accept_prob=cfg.target_accept,
+            max_tree_depth=cfg.max_tree_depth,
+            init_strategy=init_to_uniform(radius=2.0),
+            inverse_mass_matrix=inverse_mass,
+        )
 
     total = cfg.warmup + cfg.draws
     every = max(total // 10, 1)
 
-    def step(state, data):
+    def step(kernel, state, data):
         state = kernel.sample(state, (), data)
         if cfg.progress:  # a line every 10 % of the iterations (from the host, per chain)
             jax.lax.cond(state.i % every == 0, lambda i: jax.debug.callback(_report_progress, i, total, cfg.warmup),
@@ -104,18 +115,22 @@ def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
         return state
 
     def chain(key, init, data):
-        state = kernel.init(key, cfg.warmup, init, model_args=(), model_kwargs=data)
+        kernel = make_kernel(None if init is None else init["inverse_mass"])
+        start = None if init is None else init["z"]
+        state = kernel.init(key, cfg.warmup, start, model_args=(), model_kwargs=data)
 
         def warm(state, _):
-            return step(state, data), None
+            state = step(kernel, state, data)
+            return state, state.num_steps
 
         def draw(state, _):
-            state = step(state, data)
+            state = step(kernel, state, data)
             return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
                                      "energy": state.energy})
 
-        state, _ = jax.lax.scan(warm, state, None, length=cfg.warmup)
+        state, warm_steps = jax.lax.scan(warm, state, None, length=cfg.warmup)
         _, out = jax.lax.scan(draw, state, None, length=cfg.draws)
+        out[1]["warmup_steps"] = jnp.sum(warm_steps)
         return out
 
     return chain
@@ -132,16 +147,21 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str):
     """The compiled sampler for this structure and settings, built once and reused.
 
     ``method``: "parallel" maps chains over the CPU's devices (``jax.pmap``),
+    each device running its share of the chains one after another,
     "vectorized" batches them in one program (``jax.vmap``, for an
     accelerator), "sequential" runs one compiled chain after another. Each
-    takes ``(keys, inits, data)`` with a leading chain axis on keys and inits.
+    takes ``(keys, inits, data)`` with a leading chain axis on keys and inits;
+    "parallel" takes two leading axes, (device, chain on that device).
     """
     key = (spec, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth, cfg.progress, method)
 
     def build():
         chain = _chain_program(spec, cfg)
         if method == "parallel":
-            return jax.pmap(chain, in_axes=(0, 0, None))
+            def on_device(keys, inits, data):
+                return jax.lax.map(lambda a: chain(a[0], a[1], data), (keys, inits))
+
+            return jax.pmap(on_device, in_axes=(0, 0, None))
         if method == "vectorized":
             return jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
         one = jax.jit(chain)
@@ -162,13 +182,39 @@ def _svi_program(spec: ModelSpec, steps: int, lr: float):
     return _cached(_SVI_CACHE, (spec, steps, lr), lambda: _build_svi_program(spec, steps, lr))
 
 
+class _OrderedTraceELBO:
+    """NumPyro's single-particle ``Trace_ELBO``, with the sites summed in name order.
+
+    ``Trace_ELBO`` sums the sites of ``set(model) | set(guide)``, whose order
+    follows Python's per-process string hashing, so every new process traced
+    a differently ordered program: XLA's on-disk cache never hit and each
+    ``bayes-sloth`` command compiled the variational fit again (3 s of a
+    fit). The same estimator, the same random streams, a fixed order.
+    """
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        from numpyro.handlers import replay, seed
+        from numpyro.infer.util import compute_log_probs
+
+        model_seed, guide_seed = jax.random.split(rng_key)
+        guide_lp, guide_trace = compute_log_probs(seed(guide, guide_seed), args, kwargs, param_map)
+        model_lp, _ = compute_log_probs(replay(seed(model, model_seed), guide_trace), args, kwargs, param_map)
+        zero = jnp.array(0.0)
+        elbo = sum((model_lp.get(n, zero) - guide_lp.get(n, zero) for n in sorted(set(model_lp) | set(guide_lp))),
+                   start=zero)
+        return {"loss": -elbo, "mutable_state": None}
+
+    def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
+        return self.loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)["loss"]
+
+
 def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
     """Jitted variational fit for this structure, compiled once and reused.
 
     The guide is built inside the trace, so nothing of the model runs eagerly
     (an eager trace compiles hundreds of one-op programs).
     """
-    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer import SVI
     from numpyro.infer.autoguide import AutoNormal
     from numpyro.optim import Adam
 
@@ -176,7 +222,7 @@ def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
 
     def run(rng_key, data):
         guide = AutoNormal(model, init_loc_fn=init_to_uniform(radius=0.5), init_scale=0.05)
-        svi = SVI(model, guide, Adam(lr), Trace_ELBO())
+        svi = SVI(model, guide, Adam(lr), _OrderedTraceELBO())
         state = svi.init(rng_key, **data)
 
         def body(state, _):
@@ -203,7 +249,10 @@ def fit_svi(spec: ModelSpec, data: dict, *, steps: int = 2000, seed: int = 0, lr
     return params, np.asarray(losses)
 
 
-def svi_init_params(params, n_chains: int, seed: int, spread: float = 2.0) -> dict:
+INIT_SPREAD = 2.0
+
+
+def svi_init_params(params, n_chains: int, seed: int, spread: float = INIT_SPREAD) -> dict:
     """Starting points for the chains: independent draws from the variational
     approximation with its scales inflated by ``spread`` (overdispersed
     relative to it), in NUTS's unconstrained space."""
@@ -216,6 +265,18 @@ def svi_init_params(params, n_chains: int, seed: int, spread: float = 2.0) -> di
     return out
 
 
+def svi_variances(params) -> jnp.ndarray:
+    """The variational fit's variances in the unconstrained space, flattened
+    like ``ravel_pytree`` flattens the sampler's state (sites by sorted name):
+    the starting diagonal of NUTS's inverse mass matrix."""
+    names = sorted(k[: -len("_auto_scale")] for k in params if k.endswith("_auto_scale"))
+    return jnp.concatenate([jnp.ravel(params[f"{n}_auto_scale"]) ** 2 for n in names])
+
+
+def _n_unconstrained(params) -> int:
+    return int(sum(np.size(v) for k, v in params.items() if k.endswith("_auto_scale")))
+
+
 def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     """Sample the skills law with NUTS.
 
@@ -226,35 +287,37 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     scale (``cfg.init="uniform"``, dispersed over the prior, the classic test
     of identification).
 
-    With ``chain_method="parallel"`` and more chains than CPU devices, chains
-    run in rounds of one chain per device (4 chains on 2 cores: 2 rounds of 2)
-    through one compiled program. Chain c uses the key
+    With ``chain_method="parallel"`` and more chains than CPU devices, each
+    device runs its share of the chains back to back in one program (4 chains
+    on 2 cores: chains 0 and 1 on the first, 2 and 3 on the second), so a
+    device whose first chain was quick starts its next at once. Chain c uses the key
     ``fold_in(PRNGKey(seed), c)``, whatever the chain method. Returns
     ``(samples, extra, seconds)`` with arrays of shape (chain, draw, ...).
     """
     method = cfg.resolved_chain_method()
-    per_round = _chains_per_round(cfg.chains, method)
+    n_dev = _devices_for(cfg.chains, method)
     sampler = get_sampler(spec, cfg, method)
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
     if cfg.init == "svi":
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
-        init = svi_init_params(params, cfg.chains, seed + 1)
+        # chains start at draws from the variational fit with its scales doubled, and the mass matrix
+        # starts at the same doubled scales (mean-field fits understate the spread; adaptation takes over)
+        init = {"z": svi_init_params(params, cfg.chains, seed + 1, spread=INIT_SPREAD),
+                "inverse_mass": jnp.broadcast_to(INIT_SPREAD**2 * svi_variances(params),
+                                                 (cfg.chains, _n_unconstrained(params)))}
     elif cfg.init == "uniform":
         init = None
     else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
-    zs, stats = [], []
-    for r in range(cfg.chains // per_round):
-        sl = slice(r * per_round, (r + 1) * per_round)
-        rinit = None if init is None else {k: v[sl] for k, v in init.items()}
-        z, st = jax.device_get(sampler(keys[sl], rinit, data))
-        zs.append(z)
-        stats.append(st)
-    cat = lambda parts: jax.tree.map(lambda *v: np.concatenate(v, axis=0), *parts)  # noqa: E731
-    z, extra = cat(zs), cat(stats)
     C, S = cfg.chains, cfg.draws
+    if method == "parallel":  # (device, chain on device): each device runs its chains back to back
+        split = lambda v: v.reshape((n_dev, C // n_dev) + v.shape[1:])  # noqa: E731
+        z, extra = jax.device_get(sampler(split(keys), jax.tree.map(split, init), data))
+        z, extra = jax.tree.map(lambda v: np.asarray(v).reshape((C,) + v.shape[2:]), (z, extra))
+    else:
+        z, extra = jax.device_get(sampler(keys, init, data))
     flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
     samples = jax.device_get(_constrain_draws(spec, flat, data))
     samples = {k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in samples.items() if k != "y"}
@@ -396,6 +459,8 @@ def to_inference_data(
             "energy": (["chain", "draw"], np.asarray(extra["energy"])),
             "n_steps": (["chain", "draw"], np.asarray(extra["num_steps"])),
             "tree_depth": (["chain", "draw"], np.floor(np.log2(np.asarray(extra["num_steps"]) + 1)).astype(int)),
+            # leapfrog steps of each chain's warm-up, all iterations together (the cost the draws do not show)
+            "warmup_n_steps": (["chain"], np.asarray(extra["warmup_steps"]).astype(np.int64)),
         },
         coords={"chain": coords["chain"], "draw": coords["draw"]},
     )

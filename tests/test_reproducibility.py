@@ -187,6 +187,45 @@ def test_refits_of_the_same_shape_compile_nothing():
     assert len(compiles) == first, f"{len(compiles) - first} compilation(s) in refits of the same shape"
 
 
+_NEW_PROCESS_FIT = """
+import hashlib, json, warnings
+import jax.monitoring
+compiles = []
+jax.monitoring.register_event_listener(
+    lambda name, **kw: compiles.append(name) if name == "/jax/compilation_cache/cache_misses" else None)
+import numpy as np
+import bayes_sloth as bs
+warnings.simplefilter("ignore")
+lb, _ = bs.simulate_leaderboard(n_families=5, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=2)
+law = bs.SkillsLaw(1, chains=2, warmup=30, draws=30, seed=0).fit(lb)
+h = hashlib.sha256()
+for name in sorted(law.idata_.posterior.data_vars):
+    h.update(np.ascontiguousarray(law.idata_.posterior[name].values).tobytes())
+print(json.dumps({"compiles": len(compiles), "digest": h.hexdigest()}))
+"""
+
+
+def test_a_new_process_compiles_nothing_and_draws_the_same(tmp_path):
+    """Two processes with different string hashing (PYTHONHASHSEED) fit the
+    same data with the same seed: the second finds every program in the
+    on-disk cache (nothing compiled; NumPyro's Trace_ELBO ordered its terms by
+    hash, which changed the program in every process) and draws the same."""
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, BAYES_SLOTH_XLA_CACHE=str(tmp_path / "xla"))
+        run = subprocess.run([sys.executable, "-c", _NEW_PROCESS_FIT], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert out[0]["compiles"] > 0
+    assert out[1]["compiles"] == 0, f"{out[1]['compiles']} program(s) missed the on-disk cache in a new process"
+    assert out[1]["digest"] == out[0]["digest"]
+
+
 def test_progress_reports_each_tenth_of_the_iterations(capsys):
     lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=1)
     bs.SkillsLaw(1, anchors=["bench_00"], chains=1, warmup=10, draws=10, max_tree_depth=4, progress=True).fit(lb)
