@@ -312,13 +312,19 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
                                 f"target_accept {law.target_accept}, seed {law.seed}")),
         ("sampling time", f"{law.fit_seconds_:.1f} s"),
     ]))
+    shift = " + delta instruct_i" if spec.instruct_shift else ""
+    slope = " + gamma_family(i) log params_i" if spec.family_slopes else ""
+    offset = " + e_i" if spec.model_effects else ""
+    noise = "TruncatedNormal" if spec.noise == "normal" else "TruncatedLogistic"
     parts.append(
         "<pre>"
         "x_i      = standardized (log params, log tokens, their product)\n"
-        "theta_i  = alpha_family(i) + B' x_i                  latent skills, K of them\n"
+        f"theta_i  = alpha_family(i) + B' x_i{shift}{slope}   latent skills, K of them\n"
         "alpha_f  ~ Normal(0, diag(tau))                      family efficiency, partially pooled\n"
-        "m_ij     = c_j + (1 - c_j) sigmoid(lambda_j' theta_i + b_j)   c_j: chance floor of benchmark j\n"
-        "y_ij     ~ TruncatedNormal(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
+        + ("e_i      ~ Normal(0, s)                               the model's own offset, partially pooled\n"
+           if spec.model_effects else "")
+        + f"m_ij     = c_j + (1 - c_j) sigmoid(lambda_j' theta_i + b_j{offset})   c_j: chance floor of benchmark j\n"
+        f"y_ij     ~ {noise}(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
         "</pre>"
         "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
         "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "

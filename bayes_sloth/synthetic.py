@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
 from .data import Leaderboard
 from .model import Standardizer
 
@@ -25,7 +26,7 @@ def simulate_leaderboard(
     n_benchmarks: int = 12,
     n_skills: int = 2,
     *,
-    models_per_family: tuple[int, int] = (1, 8),
+    models_per_family: int | tuple[int, int] = (1, 8),
     missing: float = 0.15,
     sigma: tuple[float, float] = (0.01, 0.04),
     floors: np.ndarray | None = None,
@@ -50,6 +51,15 @@ def simulate_leaderboard(
     structure of ``SkillsLaw(model_effects=True)``; also from a separate
     stream.
     """
+    if isinstance(models_per_family, (int, np.integer)):
+        models_per_family = (int(models_per_family), int(models_per_family))
+    try:
+        lo, hi = (int(v) for v in models_per_family)
+    except (TypeError, ValueError):
+        raise InputError(f"models_per_family must be an int or a (min, max) pair of ints, got {models_per_family!r}") from None
+    if not 1 <= lo <= hi:
+        raise InputError(f"models_per_family must satisfy 1 <= min <= max, got {models_per_family!r}")
+    models_per_family = (lo, hi)
     rng = np.random.default_rng(seed)
     K, J, F = n_skills, n_benchmarks, n_families
     benchmarks = [f"bench_{j:02d}" for j in range(J)]

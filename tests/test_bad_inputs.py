@@ -21,6 +21,7 @@ warning that counts whatever is dropped.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -472,3 +473,15 @@ def test_exact_zero_and_one_scores_are_kept(tiny_frame):
     df.loc[1, "MMLU"] = 1.0
     lb = bs.load_leaderboard(df)
     assert lb.scores.iloc[0]["GSM8K"] == 0.0 and lb.scores.iloc[1]["MMLU"] == 1.0
+
+
+@pytest.mark.parametrize("value,fragment", [((0, 3), "1 <= min <= max"), ((4, 2), "1 <= min <= max"),
+                                            ("many", "int or a (min, max) pair")])
+def test_simulator_names_a_bad_models_per_family(value, fragment):
+    with pytest.raises(bs.InputError, match=re.escape(fragment)):
+        bs.simulate_leaderboard(n_families=3, n_benchmarks=3, n_skills=1, models_per_family=value)
+
+
+def test_simulator_takes_a_single_models_per_family():
+    lb, _ = bs.simulate_leaderboard(n_families=3, n_benchmarks=3, n_skills=1, models_per_family=2, missing=0.0)
+    assert lb.covariates.groupby("family").size().tolist() == [2, 2, 2]
