@@ -338,7 +338,19 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
     return c + (1.0 - c) * link_fn(eta, spec.link)
 
 
-class TruncatedNormal01(dist.Distribution):
+class _LocScaleOnUnit(dist.Distribution):
+    """A location-scale law truncated to [0, 1]: the parameters and support both noise laws share."""
+
+    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
+    support = dist.constraints.unit_interval
+    reparametrized_params = ["loc", "scale"]
+
+    def __init__(self, loc, scale, *, validate_args=None):
+        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc), jnp.asarray(scale))
+        super().__init__(batch_shape=jnp.shape(self.loc), validate_args=validate_args)
+
+
+class TruncatedNormal01(_LocScaleOnUnit):
     """Normal(loc, scale) truncated to [0, 1], for ``0 <= loc <= 1``.
 
     The same density as ``numpyro.distributions.TruncatedNormal(loc, scale,
@@ -352,13 +364,6 @@ class TruncatedNormal01(dist.Distribution):
     sampler's work. Draws and the CDF are NumPyro's.
     """
 
-    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
-    support = dist.constraints.unit_interval
-    reparametrized_params = ["loc", "scale"]
-
-    def __init__(self, loc, scale, *, validate_args=None):
-        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc), jnp.asarray(scale))
-        super().__init__(batch_shape=jnp.shape(self.loc), validate_args=validate_args)
 
     def log_prob(self, value):
         r = 1.0 / (self.scale * np.sqrt(2.0))
@@ -376,7 +381,7 @@ class TruncatedNormal01(dist.Distribution):
         return self._reference().cdf(value)
 
 
-class TruncatedLogistic01(dist.Distribution):
+class TruncatedLogistic01(_LocScaleOnUnit):
     """Logistic(loc, scale) truncated to [0, 1], for ``0 <= loc <= 1``.
 
     Heavier tails than the Normal (excess kurtosis 1.2) and a closed-form CDF
@@ -385,13 +390,6 @@ class TruncatedLogistic01(dist.Distribution):
     is at least about 1/2 because the law's mean lies in [0, 1].
     """
 
-    arg_constraints = {"loc": dist.constraints.real, "scale": dist.constraints.positive}
-    support = dist.constraints.unit_interval
-    reparametrized_params = ["loc", "scale"]
-
-    def __init__(self, loc, scale, *, validate_args=None):
-        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc), jnp.asarray(scale))
-        super().__init__(batch_shape=jnp.shape(self.loc), validate_args=validate_args)
 
     def _cdf_bounds(self):
         return jax.nn.sigmoid(-self.loc / self.scale), jax.nn.sigmoid((1.0 - self.loc) / self.scale)
