@@ -42,8 +42,10 @@ class SkillsLaw:
     ----------
     n_skills : int
         Number of latent skills K (1 <= K < number of benchmarks).
-    link : {"sigmoid"}
-        Monotone link g from skill to score.
+    link : {"sigmoid", "monotone"}
+        Monotone link g from skill to score: the logistic sigmoid, or a
+        learned monotone link shared by all benchmarks (a Dirichlet-weighted
+        mixture of logistic functions, see :func:`bayes_sloth.model.link_fn`).
     loadings : {"positive", "real"}
         Sign constraint on the free loadings.
     noise : {"normal", "logistic"}

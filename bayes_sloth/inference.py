@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import NUTS, init_to_uniform
 
-from .model import COVARIATES, ModelSpec, pair_dist, skills_law
+from .model import COVARIATES, LINK_KNOTS, ModelSpec, pair_dist, skills_law
 
 
 def default_chain_method(chains: int) -> str:
@@ -412,6 +412,7 @@ def to_inference_data(
         "model": list(models),
         "covariate": list(COVARIATES),
         "loading_free": np.arange(len(spec.free_loading_index)),
+        "link_knot": LINK_KNOTS,
         "obs": obs,
     }
     dims = {
@@ -425,6 +426,7 @@ def to_inference_data(
         "family_slope": ["family", "skill"],
         "model_z": ["model"],
         "model_effect": ["model"],
+        "link_weights": ["link_knot"],
         "loadings_free": ["loading_free"],
         "loadings": ["benchmark", "skill"],
         "intercept": ["benchmark"],

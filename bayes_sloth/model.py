@@ -61,7 +61,16 @@ Benchmark response::
     b_j  ~ Normal(0, 3)
 
 with c_j the benchmark's chance floor (fixed, from metadata) and g the
-logistic sigmoid (``link="sigmoid"``).
+logistic sigmoid (``link="sigmoid"``) or a learned monotone link
+(``link="monotone"``), one for all benchmarks::
+
+    g(eta) = sum_m w_m sigmoid(eta - (c_m - sum_l w_l c_l)),   w ~ Dirichlet(1, ..., 1)
+
+a mixture of unit logistic functions at fixed knots c_m (:data:`LINK_KNOTS`),
+centred so that the location stays with the intercepts b_j. It is increasing
+from 0 to 1 whatever the weights, is the sigmoid when one knot has all the
+weight, and can be flatter or asymmetric; its steepness is not separately
+identified from the skills' scale, its shape is.
 
 Loadings Lambda (J x K), identified by construction (Geweke and Zhou 1996):
 skill k has an anchor benchmark a_k with ``Lambda[a_k, k] = 1`` and
@@ -99,7 +108,8 @@ import pandas as pd
 from .errors import InputError
 
 COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
-LINKS = ("sigmoid",)
+LINKS = ("sigmoid", "monotone")
+LINK_KNOTS = np.linspace(-3.0, 3.0, 7)  # centres of the learned link's logistic components
 LOADINGS = ("positive", "real")
 NOISES = ("normal", "logistic")
 
@@ -295,10 +305,27 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_
 
 
 # ------------------------------------------------------------------- the law
-def link_fn(eta, link: str = "sigmoid"):
-    """The monotone link g: R -> (0, 1)."""
+def link_fn(eta, link: str = "sigmoid", weights=None):
+    """The monotone link g: R -> (0, 1).
+
+    ``"sigmoid"``: the logistic function. ``"monotone"``: a learned link, a
+    mixture of unit logistic functions centred at :data:`LINK_KNOTS` with
+    weights on the simplex (``weights``, shape (..., M), leading dims
+    matching ``eta``'s), shifted so that the weighted centre is 0::
+
+        g(eta) = sum_m w_m sigmoid(eta - (c_m - sum_l w_l c_l))
+
+    It is increasing from 0 to 1 for any weights, equals the sigmoid when all
+    weight sits on one knot, and can be flatter or asymmetric (slow to rise
+    and quick to saturate, or the reverse). The centring takes the location
+    away from it (the benchmark intercepts carry location).
+    """
     if link == "sigmoid":
         return jax.nn.sigmoid(eta)
+    if link == "monotone":
+        knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
+        offsets = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., M)
+        return jnp.sum(weights[..., None, :] * jax.nn.sigmoid(eta[..., None] - offsets[..., None, :]), axis=-1)
     raise InputError(f"unknown link {link!r}")
 
 
@@ -325,7 +352,8 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
     return theta
 
 
-def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench, model_effect=None):
+def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench, model_effect=None,
+              link_weights=None):
     """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j (+ e_i)) for the listed (i, j) pairs."""
     # every (model, benchmark) pair in one small matrix product, then the listed pairs picked from it:
     # cheaper than gathering a skill row and a loading row per pair, whose gradients are two scatter-adds
@@ -335,7 +363,7 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
     if model_effect is not None:
         eta = eta + jnp.take(model_effect, obs_model, axis=-1)
     c = floor[obs_bench]
-    return c + (1.0 - c) * link_fn(eta, spec.link)
+    return c + (1.0 - c) * link_fn(eta, spec.link, link_weights)
 
 
 class _LocScaleOnUnit(dist.Distribution):
@@ -432,7 +460,7 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
                       params.get("family_slope"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench,
-                  params.get("model_effect"))
+                  params.get("model_effect"), params.get("link_weights"))
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
     return noise_dist(spec, m, sigma), m, theta
 
@@ -486,6 +514,8 @@ def skills_law(
         free = numpyro.sample("loadings_free", dist.Normal(0.0, 2.0).expand([n_free]).to_event(1))
     p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
     p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0).expand([J]).to_event(1))
+    if spec.link == "monotone":
+        p["link_weights"] = numpyro.sample("link_weights", dist.Dirichlet(jnp.ones(len(LINK_KNOTS))))
     p["sigma"] = numpyro.sample("sigma", dist.HalfNormal(0.1).expand([J]).to_event(1))
 
     d, _, theta = pair_dist(spec, p, x, family, instruct, floor, obs_model, obs_bench)

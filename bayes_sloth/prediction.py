@@ -55,7 +55,7 @@ def forecast_draws(
     flat = {
         name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
         for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift",
-                     "family_slope", "family_slope_sd", "model_effect", "model_sd")
+                     "family_slope", "family_slope_sd", "model_effect", "model_sd", "link_weights")
         if name in posterior
     }
     n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0

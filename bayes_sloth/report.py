@@ -323,8 +323,11 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
         "alpha_f  ~ Normal(0, diag(tau))                      family efficiency, partially pooled\n"
         + ("e_i      ~ Normal(0, s)                               the model's own offset, partially pooled\n"
            if spec.model_effects else "")
-        + f"m_ij     = c_j + (1 - c_j) sigmoid(lambda_j' theta_i + b_j{offset})   c_j: chance floor of benchmark j\n"
-        f"y_ij     ~ {noise}(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
+        + f"m_ij     = c_j + (1 - c_j) {'sigmoid' if spec.link == 'sigmoid' else 'g'}(lambda_j' theta_i + b_j{offset})"
+        "   c_j: chance floor of benchmark j\n"
+        + ("g        = learned monotone link: Dirichlet-weighted mixture of logistic functions\n"
+           if spec.link == "monotone" else "")
+        + f"y_ij     ~ {noise}(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
         "</pre>"
         "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
         "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "

@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
+    ap.add_argument("--link", default="sigmoid", choices=["sigmoid", "monotone"])
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--family-slopes", action="store_true")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
@@ -133,9 +134,10 @@ def main(argv=None) -> int:
 
     kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
                   instruct_shift=args.instruct_shift, family_slopes=args.family_slopes,
-                  model_effects=args.model_effects, seed=args.seed)
+                  model_effects=args.model_effects, link=args.link, seed=args.seed)
     tag = args.tag or (f"K{args.skills}_{args.noise}{'_instr' if args.instruct_shift else ''}"
                        f"{'_fslopes' if args.family_slopes else ''}{'_meff' if args.model_effects else ''}"
+                       f"{'_mono' if args.link == 'monotone' else ''}"
                        f"_{args.training_rows}"
                        f"_c{args.chains}w{args.warmup}d{args.draws}")
     if args.cells == "all":
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
             pooled.append((name, summarize_pairs(pd.concat(ps, ignore_index=True))))
     settings = (f"K={args.skills}, noise={args.noise}, instruct_shift={args.instruct_shift}, "
                 f"family_slopes={args.family_slopes}, model_effects={args.model_effects}, "
-                f"training_rows={args.training_rows}, link=sigmoid, {args.chains} chains x {args.warmup} warmup x "
+                f"training_rows={args.training_rows}, link={args.link}, {args.chains} chains x {args.warmup} warmup x "
                 f"{args.draws} draws, seed {args.seed}")
     md = render(rows, pooled, paper, settings, wall)
     cmd = "python benchmarks/lofo_table.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -149,3 +149,42 @@ def test_model_effects_fitted_model_keeps_its_offset(jittered):
     mu_fit = floor + (1 - floor) / (1 + np.exp(-eta))
     pred = law.predict(row).predictions["mu"].sel(benchmark=b).isel(model=0)
     np.testing.assert_allclose(pred.values, mu_fit.values, rtol=1e-4, atol=1e-6)
+
+
+def test_learned_link_is_a_monotone_map_onto_the_unit_interval():
+    """Any weights give an increasing map from R onto (0, 1); all weight on one
+    knot is the sigmoid itself (the centring removes the knot's offset)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_sloth.model import LINK_KNOTS, link_fn
+
+    eta = jnp.linspace(-12.0, 12.0, 401)
+    w = jax.random.dirichlet(jax.random.PRNGKey(0), jnp.ones(len(LINK_KNOTS)), (5,))
+    g = np.asarray(link_fn(jnp.broadcast_to(eta, (5, eta.size)), "monotone", w))
+    assert np.all(np.diff(g, axis=1) > 0)
+    assert np.all(g[:, 0] < 0.01) and np.all(g[:, -1] > 0.99)
+    for m in (0, 3, len(LINK_KNOTS) - 1):
+        one = jnp.zeros(len(LINK_KNOTS)).at[m].set(1.0)
+        np.testing.assert_allclose(np.asarray(link_fn(eta, "monotone", one)), np.asarray(jax.nn.sigmoid(eta)),
+                                   atol=1e-6)
+
+
+def test_learned_link_fits_a_sigmoid_law_as_well_as_the_sigmoid():
+    """On data from the sigmoid law, the learned link's posterior mean of each
+    observed pair's law is within 1.5x the sigmoid fit's error against the true
+    law (the learned link is a superset; a wrong link or a link that fails to
+    reach the data would be several times worse), and its forecasts stay in [0, 1]."""
+    lb, truth = bs.simulate_leaderboard(n_families=15, n_benchmarks=5, n_skills=1, seed=4)
+    errs = {}
+    for link in ("sigmoid", "monotone"):
+        law = bs.SkillsLaw(1, anchors=truth["anchors"], link=link, model_effects=False, instruct_shift=False,
+                           seed=0, **FAST).fit(lb)
+        pred = law.predict(lb.covariates.reset_index())
+        fitted_mu = pred.predictions["mu"].mean(("chain", "draw")).values
+        true_mu = truth["mu"]
+        errs[link] = float(np.abs(fitted_mu - true_mu).mean())
+        assert float(pred.predictions["score"].min()) >= 0.0
+        assert float(pred.predictions["score"].max()) <= 1.0
+    assert law.idata_.posterior["link_weights"].dims == ("chain", "draw", "link_knot")
+    assert errs["monotone"] < 1.5 * errs["sigmoid"], errs
