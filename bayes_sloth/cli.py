@@ -68,8 +68,8 @@ def add_data_options(p: argparse.ArgumentParser, data_required: bool = False) ->
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and sampler")
     g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
-    g.add_argument("--link", default="sigmoid", choices=["sigmoid", "monotone"],
-                   help="link from skills to scores: sigmoid, or a learned monotone link (default sigmoid)")
+    g.add_argument("--link", default="monotone", choices=["monotone", "sigmoid"],
+                   help="link from skills to scores: a learned monotone link (default) or the sigmoid")
     g.add_argument("--noise", default="normal", choices=["normal", "logistic"], help="misfit distribution on [0, 1]: truncated normal or (heavier-tailed) truncated logistic")
     g.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True,
                    help="shift the skills of instruction-tuned models (default on)")

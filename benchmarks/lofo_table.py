@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
-    ap.add_argument("--link", default="sigmoid", choices=["sigmoid", "monotone"])
+    ap.add_argument("--link", default="monotone", choices=["monotone", "sigmoid"])
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--family-slopes", action="store_true")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
