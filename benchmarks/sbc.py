@@ -221,8 +221,11 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     t_all = time.perf_counter()
     for r in range(start, stop):
         lb = design.leaderboard(truth["y"][r])
+        # the fitted law is the simulated one, structure for structure (not the package's defaults)
         law = bs.SkillsLaw(n_skills=spec.n_skills, anchors=design.benchmarks[: spec.n_skills], chains=chains,
-                           warmup=warmup, draws=draws, seed=seed * 100003 + r)
+                           warmup=warmup, draws=draws, seed=seed * 100003 + r, link=spec.link, noise=spec.noise,
+                           instruct_shift=spec.instruct_shift, family_slopes=spec.family_slopes,
+                           model_effects=spec.model_effects)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

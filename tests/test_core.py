@@ -22,7 +22,9 @@ def recovery_fit():
     starts: independent draws of a short variational fit with its scales
     doubled (overdispersed around the posterior's bulk)."""
     lb, truth = bs.simulate_leaderboard(n_families=40, n_benchmarks=8, n_skills=2, seed=1)
-    law = bs.SkillsLaw(2, anchors=truth["anchors"], chains=4, warmup=400, draws=400, seed=3).fit(lb)
+    # fitted with the law the simulator draws from (its link, no offsets, no instruct shift)
+    law = bs.SkillsLaw(2, anchors=truth["anchors"], link="sigmoid", model_effects=False, instruct_shift=False,
+                       chains=4, warmup=400, draws=400, seed=3).fit(lb)
     return lb, truth, law
 
 
