@@ -273,10 +273,6 @@ def svi_variances(params) -> jnp.ndarray:
     return jnp.concatenate([jnp.ravel(params[f"{n}_auto_scale"]) ** 2 for n in names])
 
 
-def _n_unconstrained(params) -> int:
-    return int(sum(np.size(v) for k, v in params.items() if k.endswith("_auto_scale")))
-
-
 def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     """Sample the skills law with NUTS.
 
@@ -304,9 +300,9 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
         # chains start at draws from the variational fit with its scales doubled, and the mass matrix
         # starts at the same doubled scales (mean-field fits understate the spread; adaptation takes over)
+        inverse_mass = INIT_SPREAD**2 * svi_variances(params)
         init = {"z": svi_init_params(params, cfg.chains, seed + 1, spread=INIT_SPREAD),
-                "inverse_mass": jnp.broadcast_to(INIT_SPREAD**2 * svi_variances(params),
-                                                 (cfg.chains, _n_unconstrained(params)))}
+                "inverse_mass": jnp.broadcast_to(inverse_mass, (cfg.chains,) + inverse_mass.shape)}
     elif cfg.init == "uniform":
         init = None
     else:

@@ -392,7 +392,6 @@ class TruncatedNormal01(_LocScaleOnUnit):
     sampler's work. Draws and the CDF are NumPyro's.
     """
 
-
     def log_prob(self, value):
         r = 1.0 / (self.scale * np.sqrt(2.0))
         z = (value - self.loc) * r
@@ -417,7 +416,6 @@ class TruncatedLogistic01(_LocScaleOnUnit):
     are cheap. The truncation mass ``sigmoid((1 - loc) / s) - sigmoid(-loc / s)``
     is at least about 1/2 because the law's mean lies in [0, 1].
     """
-
 
     def _cdf_bounds(self):
         return jax.nn.sigmoid(-self.loc / self.scale), jax.nn.sigmoid((1.0 - self.loc) / self.scale)
