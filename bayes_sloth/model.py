@@ -305,6 +305,50 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_
 
 
 # ------------------------------------------------------------------- the law
+#: |eta| beyond which the learned link is constant in float32 (knot offsets are at most 6 from 0)
+_ETA_CLIP = 40.0
+
+
+def _logistic_terms(eta, weights):
+    """The knots' logistic terms, shape (..., M, n), for eta (..., n) and weights (..., M).
+
+    ``sigmoid(eta - o_m) = 1 / (1 + exp(-eta) exp(o_m))``: one exponential
+    per value, not one per knot; eta is clipped where every term is within
+    1e-10 of 0 or 1.
+    """
+    knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
+    offsets = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., M)
+    e = jnp.exp(-jnp.clip(eta, -_ETA_CLIP, _ETA_CLIP))
+    return 1.0 / (1.0 + jnp.exp(offsets)[..., :, None] * e[..., None, :])
+
+
+@jax.custom_vjp
+def _logistic_mixture(eta, weights):
+    return jnp.einsum("...m,...mn->...n", weights, _logistic_terms(eta, weights))
+
+
+def _logistic_mixture_fwd(eta, weights):
+    terms = _logistic_terms(eta, weights)
+    return jnp.einsum("...m,...mn->...n", weights, terms), (terms, weights)
+
+
+def _logistic_mixture_bwd(res, ct):
+    # Written out so that every sum over the n values is a matrix-vector product: reverse-mode autodiff of
+    # the same formula sums each knot's n terms in a reduction that the CPU runs one add at a time, and the
+    # link's gradient cost 5x as much as its value (measured, benchmarks/results/NOTES.md, session 5).
+    terms, weights = res
+    slope = terms * (1.0 - terms)  # d sigmoid(eta - o_m) / d eta, = -d / d o_m
+    d_eta = ct * jnp.einsum("...m,...mn->...n", weights, slope)
+    d_direct = jnp.einsum("...mn,...n->...m", terms, ct)
+    d_offsets = -weights * jnp.einsum("...mn,...n->...m", slope, ct)
+    knots = jnp.asarray(LINK_KNOTS, dtype=weights.dtype)  # o_m = c_m - sum_l w_l c_l
+    d_weights = d_direct - knots * jnp.sum(d_offsets, axis=-1, keepdims=True)
+    return d_eta, d_weights
+
+
+_logistic_mixture.defvjp(_logistic_mixture_fwd, _logistic_mixture_bwd)
+
+
 def link_fn(eta, link: str = "sigmoid", weights=None):
     """The monotone link g: R -> (0, 1).
 
@@ -323,9 +367,7 @@ def link_fn(eta, link: str = "sigmoid", weights=None):
     if link == "sigmoid":
         return jax.nn.sigmoid(eta)
     if link == "monotone":
-        knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
-        offsets = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., M)
-        return jnp.sum(weights[..., None, :] * jax.nn.sigmoid(eta[..., None] - offsets[..., None, :]), axis=-1)
+        return _logistic_mixture(eta, weights)
     raise InputError(f"unknown link {link!r}")
 
 
@@ -358,10 +400,10 @@ def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs
     # every (model, benchmark) pair in one small matrix product, then the listed pairs picked from it:
     # cheaper than gathering a skill row and a loading row per pair, whose gradients are two scatter-adds
     full = jnp.einsum("...nk,...jk->...nj", theta, loadings) + intercept[..., None, :]
+    if model_effect is not None:  # added to the (N, J) matrix: its gradient is a row sum, not a scatter-add
+        full = full + model_effect[..., :, None]
     n_bench = loadings.shape[-2]
     eta = jnp.take(full.reshape(full.shape[:-2] + (-1,)), obs_model * n_bench + obs_bench, axis=-1)
-    if model_effect is not None:
-        eta = eta + jnp.take(model_effect, obs_model, axis=-1)
     c = floor[obs_bench]
     return c + (1.0 - c) * link_fn(eta, spec.link, link_weights)
 
