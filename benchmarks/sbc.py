@@ -48,11 +48,20 @@ from numpyro.infer import Predictive
 
 from bayes_sloth.data import Leaderboard
 from bayes_sloth.inference import model_arrays
-from bayes_sloth.model import ModelSpec, Standardizer, skills_law
+from bayes_sloth.model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
 
 #: Sites drawn from the prior that define a replication's truth (alpha,
 #: loadings are deterministic functions of these).
 PRIOR_SITES = ("slopes", "tau", "family_z", "loadings_free", "intercept", "sigma")
+#: The same for the parts of the law that only some specs have.
+OPTIONAL_SITES = ("model_sd", "model_z", "instruct_shift", "link_weights")
+
+
+#: The laws SBC can check: the lean one (session 3) and the package's default (learned link, offsets, shift).
+LAWS = {
+    "lean": dict(link="sigmoid", model_effects=False, instruct_shift=False),
+    "default": dict(link="monotone", model_effects=True, instruct_shift=True),
+}
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Design:
     floors: pd.Series
     observed: np.ndarray  # (N, J) bool: which pairs have a score
     n_skills: int = 1
+    law: str = "lean"  # "lean" (sigmoid, no offsets or shift) or "default" (the package's default law)
 
     @property
     def benchmarks(self) -> list[str]:
@@ -76,7 +86,7 @@ class Design:
     def spec(self) -> ModelSpec:
         # anchors: the first K benchmarks, passed to the fit by name
         return ModelSpec(n_skills=self.n_skills, n_benchmarks=len(self.benchmarks),
-                         n_families=len(self.families), anchors=tuple(range(self.n_skills)))
+                         n_families=len(self.families), anchors=tuple(range(self.n_skills)), **LAWS[self.law])
 
     def arrays(self) -> dict:
         cov = self.covariates
@@ -98,15 +108,20 @@ class Design:
 
 
 def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: int = 4, n_skills: int = 1,
-                missing: float = 0.1, seed: int = 123) -> Design:
-    """Families of equal size from 0.1B to 70B parameters, a family token budget, a few missing pairs."""
+                missing: float = 0.1, seed: int = 123, law: str = "lean") -> Design:
+    """Families of equal size from 0.1B to 70B parameters, a family token budget, a few missing pairs.
+
+    With ``law="default"`` every family's largest model is instruction-tuned
+    (so the instruct shift has something to be estimated from); with the lean
+    law, which has no shift, none is."""
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(n_families):
         sizes = np.sort(np.exp(rng.uniform(np.log(0.1), np.log(70.0), size=models_per_family)))
         budget = np.exp(rng.uniform(np.log(0.3), np.log(15.0)))
         for i, s in enumerate(sizes):
-            rows.append((f"fam{f:02d}-m{i}", f"fam{f:02d}", float(s), float(budget * np.exp(rng.normal(0, 0.15))), False))
+            rows.append((f"fam{f:02d}-m{i}", f"fam{f:02d}", float(s), float(budget * np.exp(rng.normal(0, 0.15))),
+                         law == "default" and i == models_per_family - 1))
     cov = pd.DataFrame(rows, columns=["model", "family", "params", "tokens", "instruct"]).set_index("model")
     base = [0.25, 0.0, 0.25, 0.1, 0.5, 0.0]
     J = n_benchmarks
@@ -114,7 +129,9 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
                        name="floor", dtype=float)
     obs = rng.random((len(cov), J)) >= missing
     obs[:, 0] = True  # the anchor is observed on every model
-    return Design(cov, floors, obs, n_skills)
+    if law not in LAWS:
+        raise ValueError(f"law must be one of {sorted(LAWS)}, got {law!r}")
+    return Design(cov, floors, obs, n_skills, law)
 
 
 def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False) -> dict:
@@ -124,7 +141,7 @@ def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False) ->
     model = partial(skills_law, spec)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
     draws = Predictive(model, num_samples=n)(k1, **args)
-    params = {k: np.asarray(draws[k]) for k in PRIOR_SITES}
+    params = {k: np.asarray(draws[k]) for k in PRIOR_SITES + OPTIONAL_SITES if k in draws}
     if wrong_prior:
         # family spread and misfit three times larger than the model's priors say:
         # tau ~ HalfNormal(3) instead of HalfNormal(1), sigma ~ HalfNormal(0.3) instead of HalfNormal(0.1)
@@ -132,8 +149,10 @@ def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False) ->
         params["tau"] = np.abs(3.0 * np.asarray(jax.random.normal(ka, params["tau"].shape)))
         params["sigma"] = np.abs(0.3 * np.asarray(jax.random.normal(kb, params["sigma"].shape)))
     sim = Predictive(model, posterior_samples={k: jax.numpy.asarray(v) for k, v in params.items()},
-                     return_sites=["y", "alpha"])(k3, **args)
+                     return_sites=["y", "alpha"] + (["model_effect"] if spec.model_effects else []))(k3, **args)
     params["alpha"] = np.asarray(sim["alpha"])
+    if spec.model_effects:
+        params["model_effect"] = np.asarray(sim["model_effect"])
     params["y"] = np.asarray(sim["y"])
     return params
 
@@ -151,6 +170,13 @@ def scalar_params(spec: ModelSpec, n_alpha: int = 3) -> list[tuple[str, str, tup
     out += [("intercept", f"intercept[{j}]", (j,)) for j in range(J)]
     out += [("sigma", f"sigma[{j}]", (j,)) for j in range(J)]
     out += [("alpha", f"alpha[{f},{k}]", (f, k)) for f in range(min(n_alpha, spec.n_families)) for k in range(K)]
+    if spec.instruct_shift:
+        out += [("instruct_shift", f"instruct_shift[{k}]", (k,)) for k in range(K)]
+    if spec.model_effects:
+        out += [("model_sd", "model_sd", ())]
+        out += [("model_effect", f"model_effect[{i}]", (i,)) for i in range(n_alpha)]
+    if spec.link == "monotone":
+        out += [("link_weights", f"link_weights[{m}]", (m,)) for m in range(len(LINK_KNOTS))]
     return out
 
 
@@ -247,7 +273,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     settings = dict(reps=reps, warmup=warmup, draws=draws, chains=chains, L=L, seed=seed, wrong_prior=wrong_prior,
                     n_models=len(design.covariates), n_families=len(design.families),
                     n_benchmarks=len(design.benchmarks), n_skills=spec.n_skills,
-                    n_observed=int(design.observed.sum()), seconds=time.perf_counter() - t_all)
+                    n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t_all)
     return from_rows(pd.DataFrame(rows), spec, n_ranks, settings)
 
 
@@ -281,6 +307,11 @@ def _markdown(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join([head, rule] + body)
 
 
+def _law_words(law: str) -> str:
+    return {"lean": "sigmoid link, no offsets or shift",
+            "default": "learned link, per-model offsets, instruct shift"}[law]
+
+
 def report(res: SBCResult, bins: int = 10) -> str:
     s = res.settings
     runs = res.runs
@@ -288,7 +319,8 @@ def report(res: SBCResult, bins: int = 10) -> str:
         f"# SBC of the skills law ({'WRONG prior in the simulator' if s['wrong_prior'] else 'prior = model prior'})",
         "",
         f"{s['reps']} replications; design {s['n_families']} families, {s['n_models']} models, "
-        f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}; "
+        f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}, "
+        f"{s.get('law', 'lean')} law ({_law_words(s.get('law', 'lean'))}); "
         f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, ranks among L={s['L']} thinned "
         f"draws, {bins} bins (chi-square df={bins - 1}); seed {s['seed']}; {s['seconds']:.0f} s.",
         "",
@@ -326,6 +358,8 @@ def main(argv=None) -> int:
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wrong-prior", action="store_true")
+    p.add_argument("--law", choices=sorted(LAWS), default="lean",
+                   help="law simulated and fitted: lean (sigmoid, no offsets or shift) or default (the package's)")
     p.add_argument("--chunk", type=int, default=25,
                    help="replications per worker process (0: all in this process); each fit leaks JIT code "
                         "memory, so long runs are split (default 25)")
@@ -336,7 +370,7 @@ def main(argv=None) -> int:
     p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills)
+    design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills, law=a.law)
     kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior)
     if a.worker:
         run_sbc(a.reps, start=a.start, stop=a.stop, rows_out=a.ranks_out, **kw)
@@ -362,7 +396,7 @@ def main(argv=None) -> int:
         settings = dict(reps=a.reps, warmup=a.warmup, draws=a.draws, chains=a.chains, L=99, seed=a.seed,
                         wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
                         n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
-                        n_observed=int(design.observed.sum()), seconds=time.perf_counter() - t0)
+                        n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0)
         res = from_rows(rows, design.spec, 100, settings)
     text = report(res, a.bins)
     print(text)

@@ -43,9 +43,9 @@ def _load_sbc():
 sbc = _load_sbc()
 
 
-def _prior_vs_prior(wrong: bool, reps: int = 200, L: int = 99, seed: int = 3):
+def _prior_vs_prior(wrong: bool, reps: int = 200, L: int = 99, seed: int = 3, law: str = "lean"):
     """Ranks of the truth of replication r among L draws of the (right) prior: no MCMC."""
-    design = sbc.make_design()
+    design = sbc.make_design(law=law)
     spec = design.spec
     truth = sbc.prior_draws(design, reps, seed, wrong_prior=wrong)
     ref = sbc.prior_draws(design, reps * L, seed + 1, wrong_prior=False)
@@ -69,6 +69,23 @@ def test_ranks_uniform_when_posterior_is_the_prior(prior_ranks):
     tab = prior_ranks[False].table(bins=10)
     # 18 parameters at alpha 1e-3: family-wise false alarm rate under 2 %
     assert tab["p"].min() > 1e-3, tab.to_string()
+
+
+def test_default_law_ranks_cover_its_own_parameters_and_are_uniform_under_the_prior():
+    """SBC of the package's default law ranks the parts only it has (instruct
+    shift, offsets' scale and values, link weights) as well, from a design that
+    has instruct models; with the prior as the posterior every rank is uniform
+    (30 parameters at alpha 1e-3: family-wise false alarm rate 3 %)."""
+    design = sbc.make_design(law="default")
+    assert design.spec.link == "monotone" and design.spec.model_effects and design.spec.instruct_shift
+    assert 0 < design.covariates["instruct"].sum() < len(design.covariates)
+    res = _prior_vs_prior(False, law="default")
+    groups = set(res.groups.values())
+    assert {"instruct_shift", "model_sd", "model_effect", "link_weights"} <= groups
+    tab = res.table(bins=10)
+    assert len(tab) == 30 and tab["p"].min() > 1e-3, tab.to_string()
+    with pytest.raises(ValueError, match="law must be one of"):
+        sbc.make_design(law="bogus")
 
 
 def test_wrong_prior_is_detected(prior_ranks):
