@@ -184,15 +184,15 @@ def test_learned_link_gradient_is_the_formulas():
 
     from bayes_sloth.model import LINK_KNOTS, link_fn
 
-    knots = jnp.asarray(LINK_KNOTS, dtype=jnp.float64)
-
     def plain(eta, w):
+        knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
         o = knots - jnp.sum(w * knots, axis=-1, keepdims=True)
         return jnp.sum(w[..., None, :] * jax.nn.sigmoid(eta[..., None] - o[..., None, :]), axis=-1)
 
     with jax.enable_x64(True):
         rng = np.random.default_rng(3)
         eta = jnp.asarray(rng.normal(0.0, 6.0, (3, 40)))
+        assert eta.dtype == jnp.float64
         w = jnp.asarray(rng.dirichlet(np.ones(len(LINK_KNOTS)), 3))
         ct = jnp.asarray(rng.normal(size=(3, 40)))
         np.testing.assert_allclose(link_fn(eta, "monotone", w), plain(eta, w), rtol=1e-12, atol=1e-14)
