@@ -322,14 +322,14 @@ def _logistic_terms(eta, weights):
     return 1.0 / (1.0 + jnp.exp(offsets)[..., :, None] * e[..., None, :])
 
 
-@jax.custom_vjp
-def _logistic_mixture(eta, weights):
-    return jnp.einsum("...m,...mn->...n", weights, _logistic_terms(eta, weights))
-
-
 def _logistic_mixture_fwd(eta, weights):
     terms = _logistic_terms(eta, weights)
     return jnp.einsum("...m,...mn->...n", weights, terms), (terms, weights)
+
+
+@jax.custom_vjp
+def _logistic_mixture(eta, weights):
+    return _logistic_mixture_fwd(eta, weights)[0]
 
 
 def _logistic_mixture_bwd(res, ct):

@@ -62,6 +62,7 @@ LAWS = {
     "lean": dict(link="sigmoid", model_effects=False, instruct_shift=False),
     "default": dict(link="monotone", model_effects=True, instruct_shift=True),
 }
+LAW_WORDS = {"lean": "sigmoid link, no offsets or shift", "default": "learned link, per-model offsets, instruct shift"}
 
 
 @dataclass
@@ -111,9 +112,12 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
                 missing: float = 0.1, seed: int = 123, law: str = "lean") -> Design:
     """Families of equal size from 0.1B to 70B parameters, a family token budget, a few missing pairs.
 
-    With ``law="default"`` every family's largest model is instruction-tuned
-    (so the instruct shift has something to be estimated from); with the lean
-    law, which has no shift, none is."""
+    With a law that has the instruct shift (``law="default"``) every family's
+    largest model is instruction-tuned, so the shift has something to be
+    estimated from; with the lean law, which has no shift, none is."""
+    if law not in LAWS:
+        raise ValueError(f"law must be one of {sorted(LAWS)}, got {law!r}")
+    instruct_largest = LAWS[law]["instruct_shift"]
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(n_families):
@@ -121,7 +125,7 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
         budget = np.exp(rng.uniform(np.log(0.3), np.log(15.0)))
         for i, s in enumerate(sizes):
             rows.append((f"fam{f:02d}-m{i}", f"fam{f:02d}", float(s), float(budget * np.exp(rng.normal(0, 0.15))),
-                         law == "default" and i == models_per_family - 1))
+                         instruct_largest and i == models_per_family - 1))
     cov = pd.DataFrame(rows, columns=["model", "family", "params", "tokens", "instruct"]).set_index("model")
     base = [0.25, 0.0, 0.25, 0.1, 0.5, 0.0]
     J = n_benchmarks
@@ -129,8 +133,6 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
                        name="floor", dtype=float)
     obs = rng.random((len(cov), J)) >= missing
     obs[:, 0] = True  # the anchor is observed on every model
-    if law not in LAWS:
-        raise ValueError(f"law must be one of {sorted(LAWS)}, got {law!r}")
     return Design(cov, floors, obs, n_skills, law)
 
 
@@ -307,11 +309,6 @@ def _markdown(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join([head, rule] + body)
 
 
-def _law_words(law: str) -> str:
-    return {"lean": "sigmoid link, no offsets or shift",
-            "default": "learned link, per-model offsets, instruct shift"}[law]
-
-
 def report(res: SBCResult, bins: int = 10) -> str:
     s = res.settings
     runs = res.runs
@@ -320,7 +317,7 @@ def report(res: SBCResult, bins: int = 10) -> str:
         "",
         f"{s['reps']} replications; design {s['n_families']} families, {s['n_models']} models, "
         f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}, "
-        f"{s.get('law', 'lean')} law ({_law_words(s.get('law', 'lean'))}); "
+        f"{s.get('law', 'lean')} law ({LAW_WORDS[s.get('law', 'lean')]}); "
         f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, ranks among L={s['L']} thinned "
         f"draws, {bins} bins (chi-square df={bins - 1}); seed {s['seed']}; {s['seconds']:.0f} s.",
         "",
@@ -359,7 +356,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wrong-prior", action="store_true")
     p.add_argument("--law", choices=sorted(LAWS), default="lean",
-                   help="law simulated and fitted: lean (sigmoid, no offsets or shift) or default (the package's)")
+                   help="law simulated and fitted: " + "; ".join(f"{k}: {v}" for k, v in LAW_WORDS.items()))
     p.add_argument("--chunk", type=int, default=25,
                    help="replications per worker process (0: all in this process); each fit leaks JIT code "
                         "memory, so long runs are split (default 25)")
