@@ -119,18 +119,20 @@ class ModelSpec:
     """Static structure of one skills law: everything that fixes array shapes.
 
     Two fits with equal specs (and equal data shapes) share compiled code.
+    The defaults are :class:`~bayes_sloth.SkillsLaw`'s: the learned monotone
+    link, per-model offsets and the instruct shift.
     """
 
     n_skills: int
     n_benchmarks: int
     n_families: int
     anchors: tuple[int, ...]
-    link: str = "sigmoid"
+    link: str = "monotone"
     loadings: str = "positive"
     noise: str = "normal"
-    instruct_shift: bool = False
+    instruct_shift: bool = True
     family_slopes: bool = False
-    model_effects: bool = False
+    model_effects: bool = True
 
     def __post_init__(self):
         if self.link not in LINKS:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpyro import handlers
+from numpyro.distributions import biject_to
 from numpyro.infer.util import potential_energy
 
 import bayes_sloth as bs
@@ -65,7 +66,9 @@ def _energy_and_grad(spec, kw, zs):
 def _points(spec, kw, seed):
     """Unconstrained points: half uniform(-2, 2) (initial points), half Normal(0, 3)."""
     tr = handlers.trace(handlers.seed(partial(skills_law, spec), 0)).get_trace(**kw)
-    shapes = {k: v["value"].shape for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    # unconstrained shapes: a simplex of M weights is M - 1 numbers
+    shapes = {k: biject_to(v["fn"].support).inv(v["value"]).shape
+              for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
     keys = jax.random.split(jax.random.PRNGKey(seed), 2 * len(shapes))
     half = N_POINTS // 2
     out = {}
