@@ -12,8 +12,10 @@ version or is not a fit at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +25,74 @@ import pandas as pd
 from .data import Leaderboard
 from .errors import FitFileError
 from .model import ModelSpec, Standardizer
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs):
+    """Open a temporary file beside ``path`` for writing; rename it over ``path`` when the block succeeds.
+
+    The temporary file lives in the target folder (so the rename is atomic on
+    POSIX and Windows), is flushed and fsync'ed before the rename, and is
+    removed if the block raises: a failed, interrupted or killed write never
+    leaves a partial file under the final name and never destroys the file
+    that was there before. ``mode`` is ``"w"`` (text) or ``"wb"``; yields the
+    open file object. Use :func:`atomic_path` for writers that need a path.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary path beside ``path``; renamed over it when the block succeeds, removed if it fails.
+
+    For writers that take a file name (netCDF, matplotlib): write to the
+    yielded path, and the finished file replaces ``path`` in one rename.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    os.close(fd)
+    with contextlib.suppress(OSError):  # mkstemp makes 0600: give the file the mode a plain open() would
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+    try:
+        yield Path(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_file(name) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(str(folder or "."), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 #: Version of the fit-file layout. Files of another major version are refused.
 FIT_FORMAT = "1.0"
