@@ -83,7 +83,7 @@ from .errors import BayesSlothError, DataUnavailableError, FitFileError, InputEr
 from .estimator import SkillsLaw  # noqa: E402
 from .metadata import BENCHMARK_SETS, CHANCE_FLOOR  # noqa: E402
 from .prediction import forecast_table, interval  # noqa: E402
-from .synthetic import simulate_leaderboard  # noqa: E402
+from .simulation import simulate_leaderboard  # noqa: E402
 
 __all__ = [
     "BENCHMARK_SETS",

@@ -183,7 +183,7 @@ def test_shipped_synthetic_data_is_reproducible(tmp_path):
     """data/ holds what `python -m bayes_sloth.synthetic data` writes, byte for byte."""
     from pathlib import Path
 
-    from bayes_sloth.synthetic import write_synthetic
+    from bayes_sloth.simulation import write_synthetic
 
     write_synthetic(tmp_path, seed=0)
     shipped = Path(__file__).resolve().parents[1] / "data"

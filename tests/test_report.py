@@ -13,7 +13,7 @@ import pytest
 import bayes_sloth as bs
 from bayes_sloth.cli import main
 from bayes_sloth.report import forecast_report, split_target_family
-from bayes_sloth.synthetic import write_synthetic
+from bayes_sloth.simulation import write_synthetic
 
 SMALL = ["--chains", "2", "--warmup", "100", "--draws", "100", "--skills", "2"]
 
