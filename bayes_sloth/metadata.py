@@ -46,7 +46,10 @@ SLOTH_COLUMNS: dict[str, str] = {
 }
 
 #: Pinned copy of the Sloth table (github.com/felipemaiapolo/sloth, MIT license).
+#: The same bytes ship in ``bayes_sloth/datasets/sloth/`` (``packaged``, relative
+#: to the package); the URL is only used to refresh it.
 SLOTH_DATA = {
+    "packaged": "datasets/sloth/data_v2.csv",
     "filename": "data_v2.csv",
     "subdir": "sloth",
     "url": (
@@ -54,4 +57,17 @@ SLOTH_DATA = {
         "6dc6bb3efeefc7c1db01d60cba1f4b73e5d260d1/data/data_v2.csv"
     ),
     "sha256": "528d08d7bc04dc71a73d42ea0a1041396616505b53a140052828104afe0c6f39",
+}
+
+#: The paper's leave-family-out protocol and its published errors, shipped in
+#: ``bayes_sloth/datasets/reference/`` and checked against these sha256.
+SLOTH_REFERENCE = {
+    "protocol": {
+        "packaged": "datasets/reference/sloth_protocol.json",
+        "sha256": "0371bb77932910ee4d23bb63fe01cdea24833488bbeb915c28352e1c9686c10e",
+    },
+    "mae_summary": {
+        "packaged": "datasets/reference/sloth_lofo_mae_summary.csv",
+        "sha256": "eb3941783c158067ed279c244a6c933d4e1e562d7d799b1523e4490af3417089",
+    },
 }

@@ -258,37 +258,18 @@ def _fit_missing(c):
     return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
 
 
-# -------- the real table: local folder, download, offline
-def _download_env(c, downloader):
-    """No data dir, an empty temp cache, and pooch's HTTP download replaced (no network)."""
-    import pooch
-    import pooch.downloaders
+# -------- the real table: local folder, packaged copy
+# (downloading, refresh=True, has no command-line flag: its failures are tested in test_data.py)
+def _packaged_damaged(c):
+    """The copy shipped in the package no longer matches its sha256 (a damaged installation)."""
+    from bayes_sloth import data as bsdata
+    from bayes_sloth.metadata import SLOTH_DATA
 
+    bad = c.tmp / "damaged" / "data_v2.csv"
+    bad.parent.mkdir()
+    bad.write_bytes(bsdata._packaged(SLOTH_DATA["packaged"]).read_bytes()[:-100])
     c.monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    cache = c.tmp / "cache"
-    c.monkeypatch.setattr(pooch, "os_cache", lambda project: cache)
-    c.monkeypatch.setattr(pooch.downloaders.HTTPDownloader, "__call__", downloader)
-
-
-def _download_sha_mismatch(c):
-    def wrong_bytes(self, url, output_file, pooch, check_only=False):
-        text = "Model,Family2\nnot,the pinned table\n"
-        if hasattr(output_file, "write"):
-            output_file.write(text.encode())
-        else:
-            Path(output_file).write_text(text)
-
-    _download_env(c, wrong_bytes)
-    return (lambda: bs.load_sloth()), ["fit", "--skills", "1", *FAST, "--out", str(c.out_nc)]
-
-
-def _offline(c):
-    import requests
-
-    def no_network(self, url, output_file, pooch, check_only=False):
-        raise requests.exceptions.ConnectionError(f"Failed to resolve host for {url}")
-
-    _download_env(c, no_network)
+    c.monkeypatch.setattr(bsdata, "_packaged", lambda rel: bad)
     return (lambda: bs.load_sloth()), ["fit", "--skills", "1", *FAST, "--out", str(c.out_nc)]
 
 
@@ -362,8 +343,8 @@ CASES = [
     Case("fit-is-a-csv", _fit_is_csv, F, ("not_a_fit.nc", "not a netCDF fit")),
     Case("fit-missing", _fit_missing, F, ("gone.nc", "does not exist")),
     # --- the real table
-    Case("download-sha256-mismatch", _download_sha_mismatch, D, ("sha256", "not using it")),
-    Case("offline-no-cache", _offline, D, ("could not download", "offline", DATA_DIR_ENV)),
+    Case("packaged-table-damaged", _packaged_damaged, D, ("shipped with the package", "sha256", "reinstall",
+                                                          "refresh=True", DATA_DIR_ENV)),
     Case("data-dir-wrong-file", _data_dir_wrong_file, D, ("data_v2.csv", "sha256", "pinned")),
     Case("data-dir-without-table", _data_dir_empty, D, ("empty_data", "sloth/data_v2.csv")),
 ]
