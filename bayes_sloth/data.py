@@ -5,6 +5,11 @@ family, parameters (billions), training tokens (trillions), instruct flag, and
 its scores on a set of benchmarks in [0, 1], missing scores kept as ``NaN``.
 Every check names the column, row or value at fault; nothing is dropped,
 coerced or rescaled behind the user's back.
+
+The real table (the Sloth paper's) and the paper's leave-family-out protocol
+and published errors ship with the package in ``datasets/``, sha256-checked,
+so the default path needs no network: :func:`load_sloth`,
+:func:`load_protocol`, :func:`paper_errors`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataUnavailableError, InputError
-from .metadata import CHANCE_FLOOR, DEFAULT_BENCHMARKS, SLOTH_COLUMNS, SLOTH_DATA, SLOTH_REFERENCE
+from .metadata import (
+    CHANCE_FLOOR,
+    DEFAULT_BENCHMARKS,
+    LARGEST_PARAMS_BILLIONS,
+    LARGEST_TOKENS_TRILLIONS,
+    MAX_PARAMS_BILLIONS,
+    MAX_TOKENS_TRILLIONS,
+    SLOTH_COLUMNS,
+    SLOTH_DATA,
+    SLOTH_REFERENCE,
+)
 
 #: Environment variable that points the package at a local copy of the data
 #: (a folder holding ``sloth/data_v2.csv`` or ``data_v2.csv``).
@@ -193,7 +208,41 @@ def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
         )
     if len(df) == 0:
         raise InputError(f"data file {str(path)!r} has a header but no rows")
+    dup = _duplicated_header(path)
+    if dup:
+        raise InputError(
+            f"data file {str(path)!r} has column header {_fmt_rows(dup)} more than once (pandas would "
+            "silently rename the second copy): rename or remove the duplicate column"
+        )
     return df
+
+
+def _duplicated_header(path: Path) -> list[str]:
+    """Header names that occur more than once, read from the file itself.
+
+    pandas renames a repeated ``MMLU`` to ``MMLU.1``, after which nothing can
+    tell it from a real column; the csv module gives the header as written.
+    Empty names are left out: pandas names those ``Unnamed: k`` and they are
+    never used as columns.
+    """
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        header = next((row for row in csv.reader(fh) if row), [])
+    seen, dup = set(), []
+    for name in header:
+        if name.strip() and name in seen and name not in dup:
+            dup.append(name)
+        seen.add(name)
+    return dup
+
+
+def _read_text_columns(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Columns of a CSV file read as text, exactly as written.
+
+    Names are text, not numbers: read as numbers, model ``000`` would become
+    ``0`` and families ``1`` and ``1.0`` would merge. Only an empty cell is
+    missing (pandas' other missing markers, such as ``NA``, stay names).
+    """
+    return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False, na_values=[""])
 
 
 def _is_sloth_table(df: pd.DataFrame) -> bool:
@@ -249,6 +298,16 @@ def load_leaderboard(
     ``tokens``, ``instruct``); its benchmarks are ``benchmarks`` or else every
     other column.
 
+    Model and family names are text, as written (model ``000`` stays
+    ``000``; families ``1`` and ``1.0`` stay two families; in a CSV only an
+    empty cell is a missing name). Plausible but wrong input is refused with
+    an :class:`InputError` naming the column, row or value: a column header
+    given twice, a blank name or family, parameters or tokens far above any
+    public model (a raw count or the wrong unit: parameters are billions,
+    tokens trillions; limits in :mod:`bayes_sloth.metadata`), and, when
+    scores are required, a benchmark the law cannot learn from (observed
+    scores all equal, all exactly 0 or 1, or all at or below the chance floor).
+
     Parameters
     ----------
     source : path or DataFrame
@@ -268,6 +327,12 @@ def load_leaderboard(
     if isinstance(source, pd.DataFrame):
         df = source.copy()
         name = "the DataFrame"
+        dup = list(pd.unique(df.columns[df.columns.duplicated()]))
+        if dup:
+            raise InputError(
+                f"the DataFrame has column {_fmt_rows(dup)} more than once: rename or drop the duplicate "
+                "(e.g. df.loc[:, ~df.columns.duplicated()]) so each column is one field"
+            )
     else:
         df = _read_csv(source)
         name = repr(str(source))
@@ -296,6 +361,12 @@ def load_leaderboard(
             )
     if instruct_col is not None and instruct_col not in df.columns:
         raise InputError(f"{name} has no instruct column {instruct_col!r}")
+    if not isinstance(source, pd.DataFrame):
+        text = _read_text_columns(Path(source), [cols["model"], cols["family"]])
+        if len(text) != len(df):  # both reads skip the same blank lines; never expected
+            raise InputError(f"{name}: could not read the model and family names as text")
+        df[cols["model"]] = text[cols["model"]].to_numpy()
+        df[cols["family"]] = text[cols["family"]].to_numpy()
 
     # --- model names
     model = df[cols["model"]]
@@ -323,6 +394,13 @@ def load_leaderboard(
             f"{_fmt_rows(models[rows])}: every model needs a family"
         )
     fam = fam.astype(str).str.strip()
+    if (fam == "").any():
+        rows = np.flatnonzero((fam == "").to_numpy())
+        raise InputError(
+            f"column {cols['family']!r} (family) is blank for model(s) {_fmt_rows(models[rows])} "
+            f"(row(s) {', '.join(str(r) for r in rows[:5])}): every model needs a family; write one (a model "
+            "alone in its family can use its own name)"
+        )
 
     # --- covariates
     cov = {"family": fam.to_numpy()}
@@ -336,6 +414,7 @@ def load_leaderboard(
                 f"(row {i}) has {v.iloc[i]:g}: fix it, or leave it empty if unknown (fits then drop "
                 "the model with a warning)"
             )
+        _check_unit(v, key, cols[key], models)
         cov[key] = v.to_numpy()
     if cols["instruct"] in df.columns:
         ins = df[cols["instruct"]]
@@ -409,7 +488,73 @@ def load_leaderboard(
             )
 
     fl = _resolve_floors(benchmarks, floors)
+    if require_scores:
+        for b in benchmarks:
+            _check_learnable(scores[b], b, fl[b], name)
     return Leaderboard(covariates, scores, fl)
+
+
+#: For each covariate: what it counts, its unit, the largest public value and
+#: the limit above which a value is a unit slip (the facts and the headroom are
+#: in :mod:`bayes_sloth.metadata`), the smallest raw count a real model has, and
+#: the two usual slips with their divisors.
+_UNITS = {
+    "params": ("parameters", "billion", "models", LARGEST_PARAMS_BILLIONS, MAX_PARAMS_BILLIONS, 1e6,
+               ("a raw count", "1e9"), ("millions", "1e3")),
+    "tokens": ("training tokens", "trillion", "training sets", LARGEST_TOKENS_TRILLIONS, MAX_TOKENS_TRILLIONS, 1e9,
+               ("a raw count", "1e12"), ("billions", "1e3")),
+}
+
+
+def _check_unit(v: pd.Series, key: str, col: str, models: pd.Index) -> None:
+    """Refuse a parameter or token count written in the wrong unit.
+
+    Like a percent-scale score, such a value is valid as a number and wrong by
+    a factor of a thousand or more: left in, it stretches the law's covariate
+    scale and bends every forecast. Values far above anything public are
+    refused, and the message says which slip the size suggests (a raw count,
+    or one unit too small).
+    """
+    what, unit, things, largest, limit, raw_from, raw, smaller = _UNITS[key]
+    big = v > limit
+    if not big.any():
+        return
+    i = int(np.flatnonzero(big.to_numpy())[0])
+    slip, divisor = raw if v.iloc[i] >= raw_from else smaller
+    raise InputError(
+        f"column {col!r} ({what}) has {v.iloc[i]:g} for model {models[i]!r} (row {i}; {int(big.sum())} such "
+        f"value(s)), above {limit:g} {unit}, {limit / largest:g} times the largest public {things} (about "
+        f"{largest:g} {unit}): {what} must be in {unit}s; this looks like {slip}: divide the column by {divisor}"
+    )
+
+
+def _check_learnable(v: pd.Series, bench: str, floor: float, name: str) -> None:
+    """Refuse a benchmark whose observed scores carry no information about skill.
+
+    A skills law learns a benchmark from how its scores differ between models
+    above the chance floor. Scores all equal, all at or below the floor, or
+    all exactly 0 or 1 (pass/fail outcomes) give it nothing to learn: such a
+    table samples with R-hat near 3 and intervals of width zero. One observed
+    score is allowed (the first data point of a new benchmark).
+    """
+    obs = v.dropna()
+    n = len(obs)
+    if n < 2:
+        return
+    if obs.nunique() == 1:
+        why = f"all {n} observed scores equal {obs.iloc[0]:g}, so it cannot tell a stronger model from a weaker one"
+    elif obs.isin([0.0, 1.0]).all():
+        why = (f"all {n} observed scores are exactly 0 or 1 ({int((obs == 0).sum())} zeros, "
+               f"{int((obs == 1).sum())} ones): pass/fail outcomes, not graded scores")
+    elif (obs <= floor).all():
+        why = (f"all {n} observed scores are at or below its chance floor {floor:g} (highest {obs.max():g}): "
+               "what random guessing scores, no sign of skill")
+    else:
+        return
+    raise InputError(
+        f"benchmark {bench!r} in {name} cannot be learned: {why}; leave it out with benchmarks= (--benchmarks), "
+        "or fix its scores"
+    )
 
 
 def _resolve_floors(benchmarks: Sequence[str], floors: Mapping[str, float] | None) -> pd.Series:

@@ -71,3 +71,25 @@ SLOTH_REFERENCE = {
         "sha256": "eb3941783c158067ed279c244a6c933d4e1e562d7d799b1523e4490af3417089",
     },
 }
+
+#: Parameters of the largest public models, in billions: about 2e3 for
+#: mixture-of-experts totals (Switch-C 1.6e3, Kimi K2 1e3); dense models stop
+#: near 5e2 (PaLM 540, Llama 3.1 405).
+LARGEST_PARAMS_BILLIONS = 2e3
+
+#: Tokens of the largest reported pretraining sets, in trillions: about 40
+#: (Qwen3 36; Llama 4 "more than 30").
+LARGEST_TOKENS_TRILLIONS = 40.0
+
+#: Headroom above the largest public values before a covariate is called a
+#: unit slip: generous, so the check outlives a few years of growth and never
+#: refuses a real model, yet far below the slips it is for. A raw count is
+#: 1e9 times too large for parameters (7e9 for a 7B model; even toy models
+#: have about 1e6) and 1e12 times for tokens (15e12 for 15T; even tiny runs see
+#: about 1e9); one unit too small (millions of parameters, billions of tokens)
+#: is 1e3 times too large and is caught from 20B parameters or 0.4T tokens up.
+UNIT_HEADROOM = 10.0
+
+#: Values above these are refused by :func:`bayes_sloth.load_leaderboard`.
+MAX_PARAMS_BILLIONS = UNIT_HEADROOM * LARGEST_PARAMS_BILLIONS
+MAX_TOKENS_TRILLIONS = UNIT_HEADROOM * LARGEST_TOKENS_TRILLIONS

@@ -126,6 +126,34 @@ def _drop_col(col):
     return build
 
 
+def _scores_all(col, values):
+    """Every observed score of ``col`` replaced (missing ones stay missing)."""
+    def build(c):
+        df = c.frame()
+        obs = df[col].notna().to_numpy()
+        vals = np.resize(np.asarray(values, dtype=float), len(df))
+        df[col] = np.where(obs, vals, np.nan)
+        p = c.csv(df)
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _duplicate_header(c):
+    df = c.frame()
+    df = pd.concat([df, df[["MMLU"]] * 0.9], axis=1)  # a second 'MMLU' column: pandas would read it as 'MMLU.1'
+    p = c.csv(df)
+    return c.fit_api(p), c.fit_argv(p)
+
+
+def _predict_cov(col, value):
+    def build(c):
+        df = c.new_models()
+        df.loc[1, col] = value
+        p = c.csv(df, "new.csv")
+        return c.predict_api(p), c.predict_argv(p)
+    return build
+
+
 def _duplicate_model(c):
     df = c.frame()
     df.loc[4, "model"] = df.loc[1, "model"]
@@ -306,6 +334,18 @@ CASES = [
     Case("tokens-zero", _cov_value("tokens", 0.0), I, ("'tokens'", "row 2", "positive")),
     Case("tokens-negative", _cov_value("tokens", -1.5), I, ("'tokens'", "-1.5", "row 2", "positive")),
     Case("family-missing-value", _cov_value("family", np.nan), I, ("'family'", "every model needs a family")),
+    Case("family-blank", _cov_value("family", "   ", row=3), I, ("'family'", "blank", "row(s) 3", "needs a family")),
+    # --- covariates in the wrong unit (params are billions, tokens trillions)
+    Case("params-raw-count", _cov_value("params", 7e9), I,
+         ("'params'", "7e+09", "row 2", "must be in billions", "raw count", "divide the column by 1e9")),
+    Case("params-in-millions", _cov_value("params", 70000.0), I,
+         ("'params'", "70000", "row 2", "must be in billions", "millions", "divide the column by 1e3")),
+    Case("tokens-raw-count", _cov_value("tokens", 15e12), I,
+         ("'tokens'", "1.5e+13", "row 2", "must be in trillions", "raw count", "divide the column by 1e12")),
+    Case("tokens-in-billions", _cov_value("tokens", 15000.0), I,
+         ("'tokens'", "15000", "row 2", "must be in trillions", "billions", "divide the column by 1e3")),
+    Case("predict-params-raw-count", _predict_cov("params", 3e9), I,
+         ("'params'", "3e+09", "'new-b'", "row 1", "billions", "1e9")),
     Case("model-name-missing", _cov_value("model", np.nan), I, ("'model'", "row", "2")),
     Case("instruct-not-boolean", lambda c: (lambda p: (c.fit_api(p), c.fit_argv(p)))(
         c.csv(c.frame().assign(instruct=["maybe"] + [False] * (len(c.frame()) - 1)))), I,
@@ -317,6 +357,18 @@ CASES = [
     Case("no-tokens-column", _drop_col("tokens"), I, ("tokens column 'tokens'", "--tokens-col")),
     Case("duplicate-model-names", _duplicate_model, I, ("duplicate model name", "one row")),
     Case("benchmark-no-observed-score", _empty_benchmark, I, ("'GSM8K'", "no observed score")),
+    # --- benchmarks the law cannot learn from
+    Case("benchmark-constant", _scores_all("GSM8K", [0.3]), I,
+         ("'GSM8K'", "cannot be learned", "observed scores equal 0.3", "leave it out", "--benchmarks")),
+    Case("benchmark-all-zero", _scores_all("GSM8K", [0.0]), I,
+         ("'GSM8K'", "cannot be learned", "observed scores equal 0", "leave it out", "--benchmarks")),
+    Case("benchmark-all-at-ceiling", _scores_all("ARC", [1.0]), I,
+         ("'ARC'", "cannot be learned", "observed scores equal 1", "--benchmarks")),
+    Case("benchmark-at-or-below-floor", _scores_all("MMLU", [0.2, 0.25, 0.22, 0.18]), I,
+         ("'MMLU'", "cannot be learned", "at or below its chance floor 0.25", "highest", "--benchmarks")),
+    Case("benchmark-zeros-and-ones", _scores_all("Winogrande", [0.0, 1.0, 1.0]), I,
+         ("'Winogrande'", "cannot be learned", "exactly 0 or 1", "zeros", "ones", "--benchmarks")),
+    Case("duplicate-csv-header", _duplicate_header, I, ("bad.csv", "column header 'MMLU' more than once", "rename")),
     Case("benchmark-not-in-table", _unknown_benchmark, I, ("'HumanEvil'", "not a column", "MMLU")),
     # --- model size and sampler settings
     Case("n-skills-zero", _n_skills(0), I, ("n_skills=0", "1 <= n_skills <= 3")),
@@ -408,6 +460,24 @@ def test_cli_subprocess_no_traceback(tmp_path):
     assert "is empty" in r.stderr and not (tmp_path / "x.nc").exists()
 
 
+# ------------------------------------------------- DataFrames only (the CLI reads CSV files)
+@pytest.mark.parametrize("col", ["model", "family", "params", "tokens", "instruct", "MMLU"])
+def test_dataframe_with_a_duplicated_column_names_it(tiny_frame, col):
+    """``df[col]`` would be a DataFrame: refused with the column's name, not a pandas exception."""
+    df = pd.concat([tiny_frame, tiny_frame[[col]]], axis=1)
+    with pytest.raises(bs.InputError) as info:
+        bs.load_leaderboard(df)
+    msg = str(info.value)
+    assert "\n" not in msg and f"column {col!r} more than once" in msg and "rename or drop" in msg
+
+
+def test_dataframe_blank_family_is_refused(tiny_frame):
+    df = tiny_frame.copy()
+    df.loc[4, "family"] = " \t"
+    with pytest.raises(bs.InputError, match=r"'family' \(family\) is blank for model\(s\) .* \(row\(s\) 4\)"):
+        bs.load_leaderboard(df)
+
+
 # ------------------------------------------------- handled, with a warning
 def test_missing_covariates_dropped_with_counting_warning(tiny_frame):
     """Documented: fit drops models with missing params or tokens and says how many and which."""
@@ -446,6 +516,33 @@ def test_percent_option_rescales(tiny_frame):
     df[TINY_BENCHMARKS] = df[TINY_BENCHMARKS] * 100
     lb = bs.load_leaderboard(df, score_scale="percent")
     np.testing.assert_allclose(lb.scores.to_numpy(), tiny_frame[TINY_BENCHMARKS].to_numpy(), equal_nan=True)
+
+
+def test_unlearnable_benchmark_is_fine_in_prediction_inputs(tiny_frame):
+    """Constant, at-floor or 0/1 scores are refused only for fitting: forecast rows may carry anything observed."""
+    df = tiny_frame.copy()
+    df["GSM8K"], df["MMLU"] = 0.0, 0.25
+    df["ARC"] = np.arange(len(df)) % 2
+    lb = bs.load_leaderboard(df, require_scores=False)
+    assert (lb.scores["GSM8K"] == 0).all() and set(lb.scores["ARC"]) == {0.0, 1.0}
+    with pytest.raises(bs.InputError, match="cannot be learned"):
+        bs.load_leaderboard(df)
+
+
+def test_one_observed_score_at_the_floor_is_kept(tiny_frame):
+    """A new benchmark's first data point is not 'all at the floor' yet: one score is allowed."""
+    df = tiny_frame.copy()
+    df["GSM8K"] = np.nan
+    df.loc[0, "GSM8K"] = 0.0
+    assert bs.load_leaderboard(df).scores["GSM8K"].notna().sum() == 1
+
+
+@pytest.mark.parametrize("col,value", [("params", 2000.0), ("params", 20000.0), ("tokens", 40.0), ("tokens", 400.0)])
+def test_largest_plausible_covariates_are_kept(tiny_frame, col, value):
+    """The unit check has headroom: the largest public models and training sets, and 10x them, still load."""
+    df = tiny_frame.copy()
+    df.loc[0, col] = value
+    assert bs.load_leaderboard(df).covariates[col].iloc[0] == value
 
 
 def test_exact_zero_and_one_scores_are_kept(tiny_frame):

@@ -329,3 +329,40 @@ def test_works_from_a_copy_of_the_package_with_no_shared_folder(tmp_path):
     assert lines[0].startswith(str(pkg)), lines  # the copy, not the repository
     assert lines[1].startswith(str(pkg))
     assert lines[2] == "188 6 168"
+
+
+# ------------------------------------------------------------ names are text
+def test_csv_names_are_read_as_text(tmp_path):
+    """Model ``000`` stays ``000``; families ``1`` and ``1.0`` stay two families; only an empty cell is missing."""
+    path = tmp_path / "names.csv"
+    path.write_text(
+        "model,family,params,tokens,MMLU\n"
+        "000,1,1,1,0.30\n"
+        "007,1,2,1,0.40\n"
+        "1e3,1.0,3,1,0.50\n"
+        "2.50,1.0,4,1,0.60\n"
+        "x,NA,5,1,0.70\n"
+    )
+    lb = bs.load_leaderboard(path)
+    assert lb.models == ["000", "007", "1e3", "2.50", "x"]
+    assert lb.families == ["1", "1.0", "NA"]
+    assert lb.covariates["family"].tolist() == ["1", "1", "1.0", "1.0", "NA"]
+    assert lb.covariates["params"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]  # numbers are still numbers
+
+
+def test_dataframe_names_are_converted_with_str():
+    df = pd.DataFrame({"model": [0, 1, 2, 3], "family": pd.Series([1, 1, 1.0, 1.0], dtype=object),
+                       "params": [1.0, 2.0, 3.0, 4.0], "tokens": 1.0, "MMLU": [0.3, 0.4, 0.5, 0.6]})
+    lb = bs.load_leaderboard(df)
+    assert lb.models == ["0", "1", "2", "3"]
+    assert lb.families == ["1", "1.0"]
+
+
+def test_real_table_content_is_pinned():
+    """The packaged table loads to exactly the leaderboard it always has (validation changes must not move it).
+
+    If a deliberate change to loading (not to the data) moves this hash, say so in the commit.
+    """
+    lb = bs.load_sloth()
+    assert (len(lb), len(lb.families), lb.n_observed) == (188, 68, 1638)
+    assert lb.sha256() == "eaf59387f58d817694b0ddc665f7158e61d888a2c7923dccdd070ae130e2f705"
