@@ -1,7 +1,11 @@
-"""Command line: ``bayes-sloth fit | predict``.
+"""Command line: ``bayes-sloth fit | predict | evaluate | report``.
 
-Every user error exits non-zero with one line on stderr naming what is wrong
-(set ``BAYES_SLOTH_DEBUG=1`` for the traceback).
+The only module that parses arguments, prints for a terminal, and configures
+the process (CPU devices for parallel chains, the compile cache:
+:func:`bayes_sloth.configure`). Every user error exits with status 2 and one
+line on stderr naming what is wrong (set ``BAYES_SLOTH_DEBUG=1`` for the
+traceback); output paths are checked before any sampling, and every file is
+written whole or not at all.
 """
 
 from __future__ import annotations
@@ -17,15 +21,20 @@ import warnings
 from .errors import BayesSlothError, InputError
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ options
 def _columns(args) -> dict:
     return {
         k: v
         for k, v in {
-            "model_col": args.model_col,
-            "family_col": args.family_col,
-            "params_col": args.params_col,
-            "tokens_col": args.tokens_col,
-            "instruct_col": args.instruct_col,
+            "model_col": getattr(args, "model_col", None),
+            "family_col": getattr(args, "family_col", None),
+            "params_col": getattr(args, "params_col", None),
+            "tokens_col": getattr(args, "tokens_col", None),
+            "instruct_col": getattr(args, "instruct_col", None),
         }.items()
         if v is not None
     }
@@ -45,7 +54,7 @@ def _benchmarks(args):
 
 
 def load_data(args):
-    """The leaderboard named by --data (CSV) or else the downloaded Sloth table."""
+    """The leaderboard named by --data (CSV) or else the Sloth table (shipped with the package)."""
     from .data import load_leaderboard, load_sloth
 
     scale = "percent" if getattr(args, "percent", False) else "unit"
@@ -54,18 +63,31 @@ def load_data(args):
     return load_sloth(data_dir=args.data_dir, benchmarks=_benchmarks(args))
 
 
-def add_data_options(p: argparse.ArgumentParser, data_required: bool = False) -> None:
+def _data_source(args) -> str:
+    if args.data:
+        return str(args.data)
+    from .data import sloth_data_path
+    from .metadata import SLOTH_DATA
+
+    return f"{sloth_data_path(args.data_dir)} (Sloth table, {SLOTH_DATA['url']})"
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=data_required, help="leaderboard CSV (default: the Sloth table, downloaded and cached)")
-    g.add_argument("--data-dir", help="local folder holding sloth/data_v2.csv (instead of downloading; or set $BAYES_SLOTH_DATA_DIR)")
+    g.add_argument("--data", help="leaderboard CSV (default: the Sloth table shipped with the package)")
+    g.add_argument("--data-dir", help="local folder holding sloth/data_v2.csv (or set $BAYES_SLOTH_DATA_DIR)")
     g.add_argument("--benchmarks", help="comma-separated score columns, or a set name (leaderboard_v1, leaderboard_v2, leaderboard_v1+v2)")
     g.add_argument("--percent", action="store_true", help="scores are on a 0-100 scale: divide by 100")
+    _column_options(g)
+
+
+def _column_options(g) -> None:
     for key, what in (("model", "model name"), ("family", "family"), ("params", "parameters in billions"),
                       ("tokens", "training tokens in trillions"), ("instruct", "instruct flag")):
         g.add_argument(f"--{key}-col", help=f"column with the {what}")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int = 1000, draws: int = 1000) -> None:
     g = p.add_argument_group("model and sampler")
     g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
     g.add_argument("--link", default="monotone", choices=["monotone", "sigmoid"],
@@ -79,30 +101,41 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="give each model its own partially pooled offset on the link scale, common to all "
                         "benchmarks (default on; --no-model-effects: the leaner law, about 2.5x faster, whose "
                         "intervals for families seen through one or two models are too narrow)")
-    g.add_argument("--chains", type=int, default=4)
-    g.add_argument("--warmup", type=int, default=1000)
-    g.add_argument("--draws", type=int, default=1000)
+    g.add_argument("--chains", type=int, default=chains, help=f"NUTS chains (default {chains})")
+    g.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations per chain (default {warmup})")
+    g.add_argument("--draws", type=int, default=draws, help=f"kept draws per chain (default {draws})")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--progress", action="store_true", help="print the sampler's progress (every 10 %% of the iterations) on stderr")
 
 
 def law_from_args(args):
+    """The estimator the options describe, its arguments checked at once (a bad seed fails here, in a line)."""
     from .estimator import SkillsLaw
 
-    return SkillsLaw(
+    law = SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
-        draws=args.draws, seed=args.seed, progress=args.progress, instruct_shift=bool(args.instruct_shift),
+        draws=args.draws, seed=args.seed, progress=bool(args.progress), instruct_shift=bool(args.instruct_shift),
         family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
+    law._validate_params()
+    return law
 
 
 def _finite(x):
     return x if isinstance(x, (int, str)) or (isinstance(x, float) and math.isfinite(x)) else None
 
 
+def _check_out(path, *inputs, what="output"):
+    from .io import check_output_path
+
+    return None if path is None else check_output_path(path, inputs=inputs, what=what)
+
+
+# ------------------------------------------------------------------ fit
 def cmd_fit(args) -> int:
-    lb = load_data(args)
     law = law_from_args(args)
+    _check_out(args.out, args.data, what="fit file")
+    lb = load_data(args)
     t0 = time.perf_counter()
     law.fit(lb)
     seconds = time.perf_counter() - t0
@@ -135,24 +168,92 @@ def cmd_fit(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ predict
+PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark", "mean", "median", "lower",
+                   "upper", "observed")
+
+
 def cmd_predict(args) -> int:
     from .estimator import SkillsLaw
+    from .io import write_csv
 
+    _check_out(args.out, args.fit, args.data, what="forecast table")
     law = SkillsLaw.load(args.fit)
-    table = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args))
-    cols = [c for c in ("model", "family", "benchmark", "mean", "median", "lower", "upper", "observed") if c in table]
-    table = table[cols]
+    table = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
+                         new_families=args.new_families)
+    table = table[[c for c in PREDICT_COLUMNS if c in table]]
     if args.out:
-        table.to_csv(args.out, index=False)
+        write_csv(table, args.out, index=False, text_columns=["model", "family", "benchmark"])
         print(f"wrote {len(table)} forecasts ({table['model'].nunique()} models x {len(law.benchmarks_)} benchmarks, "
               f"{args.interval:.0%} intervals) to {args.out}")
     else:
+        from .io import escape_formula
+
+        for c in ("model", "family", "benchmark"):
+            table[c] = table[c].map(escape_formula)
         print(table.to_csv(index=False), end="")
     return 0
 
 
+# ------------------------------------------------------------------ evaluate
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .io import write_csv
+
+    law = law_from_args(args)
+    _check_out(args.pairs_out, args.data, args.protocol_file, what="pairs table")
+    kwargs = {k: v for k, v in law.get_params().items() if k not in ("n_skills", "anchors")}
+    say = None if args.json else _say
+    benchmarks = _benchmarks(args) if args.protocol == "leave-family-out" else None
+    res = evaluate(
+        args.data, protocol=args.protocol, benchmark_set=args.benchmark_set if benchmarks is None else None,
+        n_train=args.n_train, n_skills=args.skills, training_rows=args.training_rows, benchmarks=benchmarks,
+        protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say, **kwargs,
+    )
+    if args.pairs_out:
+        write_csv(res.pairs, args.pairs_out, index=False, text_columns=["group", "family", "model", "benchmark"])
+    if args.json:
+        print(res.to_json())
+    else:
+        s = res.summary
+        print(f"{s['protocol']} {s['benchmark_set'] or ','.join(s['benchmarks'])} n_train={s['n_train']} "
+              f"K={s['n_skills']} training_rows={s['training_rows']}: {s['n_groups']} groups, {s['n_pairs']} pairs, "
+              f"{s['seconds']:.0f} s")
+        print(f"  MAE {s['mae']:.4f} (per group, then over groups)   CRPS {s['crps']:.4f}   "
+              f"interval score 90% {s['interval_score_90']:.4f}")
+        for lv in s["coverage"]:
+            print(f"  {float(lv):.0%} interval: coverage {s['coverage'][lv]:.3f}, mean width {s['mean_width'][lv]:.3f}")
+    return 0
+
+
+# ------------------------------------------------------------------ report
+def cmd_report(args) -> int:
+    from .estimator import SkillsLaw
+    from .report import forecast_report
+
+    log = None if args.quiet else _say
+    law = law_from_args(args)
+    _check_out(args.out, args.data, args.target_models, args.fit, what="report")
+    if args.fit:
+        law = SkillsLaw.load(args.fit)
+    else:
+        law.progress = not args.quiet
+    if log:
+        log("[0/4] loading the leaderboard")
+    lb = load_data(args)
+    forecast_report(lb, target_family=args.target_family, target_models=args.target_models, n_train=args.n_train,
+                    law=law, level=args.interval, out=args.out, data_source=_data_source(args), seed=args.seed,
+                    log=log)
+    if args.quiet:
+        print(args.out)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS
+    from .metadata import BENCHMARK_SETS
 
     parser = argparse.ArgumentParser(prog="bayes-sloth", description="Bayesian skills scaling laws for LLM benchmarks.")
     parser.add_argument("--version", action="version", version=f"bayes_sloth {__version__}")
@@ -168,37 +269,56 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="forecast scores of new models from a saved fit")
     p.add_argument("fit", help="fit file written by `bayes-sloth fit --out`")
     p.add_argument("--data", required=True, help="CSV of new models (model, family, params, tokens[, instruct])")
-    for key in ("model", "family", "params", "tokens", "instruct"):
-        p.add_argument(f"--{key}-col")
+    _column_options(p)
     p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--new-families", choices=["warn", "allow", "error"], default="warn",
+                   help="families not in the fit: forecast as never-seen with a warning (default), silently, or refuse")
     p.add_argument("--out", help="write the table to this CSV (default: stdout)")
     p.set_defaults(func=cmd_predict)
 
-    for register in _EXTENSIONS:
-        register(sub)
+    p = sub.add_parser("evaluate", help="leave-family-out evaluation: MAE, coverage, CRPS (the Sloth paper's protocol)")
+    add_data_options(p)
+    add_model_options(p, chains=2, warmup=500, draws=500)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="sloth",
+                   help="sloth: the paper's test groups and rows; leave-family-out: every family with "
+                        "n+1 complete rows held out in turn (any table, with --benchmarks)")
+    g.add_argument("--benchmark-set", default="leaderboard_v1", choices=list(BENCHMARK_SETS),
+                   help="benchmark set of the sloth protocol (default leaderboard_v1)")
+    g.add_argument("--n-train", type=int, default=1, choices=[0, 1, 2],
+                   help="smallest models of each held-out family trained on (0: whole family unseen)")
+    g.add_argument("--training-rows", choices=TRAINING_ROWS, default=DEFAULT_TRAINING_ROWS,
+                   help=f"train on all rows, incomplete ones masked, or only the paper's complete rows "
+                        f"(default {DEFAULT_TRAINING_ROWS}); forecast pairs are the same")
+    g.add_argument("--protocol-file", help="the paper's protocol as JSON (default: the copy shipped with the package)")
+    g.add_argument("--pairs-out", help="write the forecast pairs to this CSV")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "report", help="fit (or load a fit), forecast and write a self-contained HTML forecast report",
+        description="Write one self-contained HTML report (opens offline) with the data, the model, diagnostics, "
+                    "forecasts with intervals, and figures, from a new fit or a saved one (--fit).")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--target-family", help="forecast this family's larger models as if only its smallest "
+                                           "(--n-train) were seen; their real scores are shown for comparison")
+    g.add_argument("--target-models", help="CSV of new models to forecast (model, family, params, tokens"
+                                           "[, instruct][, observed scores])")
+    p.add_argument("--fit", help="reuse this saved fit (bayes-sloth fit --out) instead of fitting; with "
+                                 "--target-family it must not contain the family's forecast models")
+    p.add_argument("--n-train", type=int, default=1, help="with --target-family: how many of its smallest "
+                                                          "models are fitted (default 1)")
+    p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    p.add_argument("--quiet", action="store_true", help="no progress or stage messages")
+    add_data_options(p)
+    add_model_options(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 
-#: Other modules add subcommands here (evaluate, report) without this file
-#: knowing their options: each is a function taking the subparsers object.
-_EXTENSIONS: list = []
-
-
-def _load_extensions() -> None:
-    for mod in ("bayes_sloth.evaluation", "bayes_sloth.report"):
-        try:
-            m = __import__(mod, fromlist=["register_cli"])
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:
-                continue
-            raise
-        if hasattr(m, "register_cli") and m.register_cli not in _EXTENSIONS:
-            _EXTENSIONS.append(m.register_cli)
-
-
 def main(argv=None) -> int:
-    _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("BAYES_SLOTH_DEBUG")
@@ -211,6 +331,13 @@ def main(argv=None) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            from .config import configure
+
+            configure()  # parallel chains on this machine's cores, compiled programs kept on disk
+            if args.command == "report":
+                import matplotlib
+
+                matplotlib.use("Agg")  # a terminal command draws to files only
             return int(args.func(args) or 0)
     except BayesSlothError as exc:
         if debug:

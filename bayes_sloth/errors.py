@@ -20,3 +20,16 @@ class DataUnavailableError(BayesSlothError, OSError):
 
 class FitFileError(BayesSlothError, OSError):
     """A saved fit that cannot be read: corrupted, or from an incompatible version."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning attributed to the caller's code: the first frame outside this package."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(1)  # stacklevel 1 would be this function itself
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

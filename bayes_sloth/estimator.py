@@ -12,6 +12,8 @@ ending in ``_``; ``predict`` returns labelled posterior predictive draws.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import warnings
 from typing import Sequence
@@ -23,16 +25,45 @@ import xarray as xr
 
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
-from .errors import InputError
-from .inference import SamplerConfig, leaderboard_arrays, run_nuts, run_svi, to_inference_data
-from .model import ModelSpec, Standardizer, default_anchors, log_compute
-from .prediction import forecast_draws, forecast_table
+from .errors import FitFileError, InputError, warn
+from .inference import (SamplerConfig, complete_posterior, leaderboard_arrays, model_arrays, observation_groups,
+                        posterior_dataset, run_nuts, run_svi, to_inference_data)
+from .model import LINKS, LOADINGS, NOISES, ModelSpec, Standardizer, default_anchors, log_compute
+from .prediction import forecast_draws, forecast_table, stream_code
+
+#: Version of the fit layout (metadata and groups). Fits of another major version are refused on load.
+FIT_FORMAT = "2.0"
+#: Attribute of the posterior group that holds a fit's metadata, as JSON.
+META_ATTR = "bayes_sloth"
+#: Largest seed: the sampler also uses seed + 1 and seed + 2, all inside JAX's 32-bit keys.
+MAX_SEED = 2**31 - 3
+NEW_FAMILIES = ("allow", "warn", "error")
+CHAIN_METHODS = (None, "parallel", "vectorized", "sequential")
 
 
 def _as_leaderboard(data, benchmarks=None, columns=None, require_scores=True) -> Leaderboard:
     if isinstance(data, Leaderboard):
         return data.select(benchmarks=benchmarks) if benchmarks is not None else data
     return load_leaderboard(data, benchmarks=benchmarks, require_scores=require_scores, **(columns or {}))
+
+
+def read_new_models(new, benchmarks: Sequence[str] | None = None, columns: dict | None = None) -> Leaderboard:
+    """New models to forecast, read and validated once: the one reader of forecast inputs.
+
+    ``new`` is a DataFrame, a CSV path or a Leaderboard with model, family,
+    params and tokens (and optional instruct) columns. Score columns are
+    optional: those named like one of ``benchmarks`` (the fitted benchmarks)
+    are read as observed scores, with the same checks as a leaderboard's;
+    every other column is ignored. Any error in what is read is raised.
+    """
+    if isinstance(new, Leaderboard):
+        keep = [b for b in (benchmarks or []) if b in new.benchmarks]
+        return new.select(benchmarks=keep)
+    return load_leaderboard(new, benchmarks=list(benchmarks or []), require_scores=False, **(columns or {}))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 class SkillsLaw:
@@ -116,7 +147,7 @@ class SkillsLaw:
         self.instruct_shift = instruct_shift
         self.family_slopes = family_slopes
         self.model_effects = model_effects
-        self.anchors = None if anchors is None else list(anchors)
+        self.anchors = anchors
         self.chains = chains
         self.warmup = warmup
         self.draws = draws
@@ -132,20 +163,57 @@ class SkillsLaw:
                "anchors", "chains", "warmup",
                "draws", "target_accept", "max_tree_depth", "chain_method", "init", "method", "seed", "progress")
 
-    def get_params(self) -> dict:
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments as given (scikit-learn's estimator contract; nothing nested)."""
         return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params) -> "SkillsLaw":
+        """Set constructor arguments (scikit-learn's contract); returns self. Takes effect at the next fit."""
+        unknown = [k for k in params if k not in self._PARAMS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self._PARAMS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"SkillsLaw has no parameter {unknown[0]!r}{hint} (parameters: {', '.join(self._PARAMS)})")
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
 
     def __repr__(self) -> str:
         defaults = SkillsLaw().get_params()
-        args = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k] or k == "n_skills"]
+        args = [f"{k}={v!r}" for k, v in self.get_params().items() if _differs(v, defaults[k]) or k == "n_skills"]
         fitted = "" if not hasattr(self, "idata_") else f"  # fitted: {self.leaderboard_!r}"
         return f"SkillsLaw({', '.join(args)}){fitted}"
 
     # ------------------------------------------------------------------ fit
+    def _validate_params(self) -> None:
+        """Every constructor argument checked before any work: a bad one is an InputError naming it."""
+        if not _is_int(self.n_skills) or self.n_skills < 1:
+            raise InputError(f"n_skills must be a positive integer, got {self.n_skills!r}")
+        for name, allowed in (("link", LINKS), ("loadings", LOADINGS), ("noise", NOISES),
+                              ("init", ("svi", "uniform")), ("method", ("nuts", "svi")),
+                              ("chain_method", CHAIN_METHODS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("instruct_shift", "family_slopes", "model_effects", "progress"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("chains", "warmup", "draws"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        ta = self.target_accept
+        if isinstance(ta, (bool, np.bool_)) or not isinstance(ta, (int, float, np.floating)) or not 0 < ta < 1:
+            raise InputError(f"target_accept must be a number strictly between 0 and 1, got {ta!r}")
+        if not _is_int(self.max_tree_depth) or not 1 <= self.max_tree_depth <= 15:
+            raise InputError(f"max_tree_depth must be an integer from 1 to 15, got {self.max_tree_depth!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+        if self.anchors is not None and (isinstance(self.anchors, str)
+                                         or not all(isinstance(a, str) for a in self.anchors)):
+            raise InputError(f"anchors must be a list of benchmark names, one per skill, got {self.anchors!r}")
+
     def _validate(self, lb: Leaderboard):
         J = len(lb.benchmarks)
-        if not isinstance(self.n_skills, (int, np.integer)) or isinstance(self.n_skills, bool):
-            raise InputError(f"n_skills must be an integer, got {self.n_skills!r}")
         if J < 2:
             raise InputError(f"need at least 2 benchmarks to fit skills, got {J}: {lb.benchmarks}")
         if not 1 <= self.n_skills < J:
@@ -157,10 +225,6 @@ class SkillsLaw:
             raise InputError(
                 f"only {len(lb)} models with parameters and tokens; a {self.n_skills}-skill law needs at least {need}"
             )
-        for name in ("chains", "warmup", "draws"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
 
     def _anchor_index(self, lb: Leaderboard) -> tuple[int, ...]:
         if self.anchors is None:
@@ -184,13 +248,21 @@ class SkillsLaw:
         columns : dict, optional
             Column names for a non-Sloth table (``model_col``, ``family_col``, ...).
         obs_weight : bool array over the observed pairs (``Leaderboard.long()``
-            order), optional: pairs with False are left out of the likelihood.
+            order), optional: pairs with False are left out of the likelihood
+            (and out of ``log_likelihood``, ``observed_data`` and
+            ``posterior_predictive``).
 
         Models with missing parameters or tokens are dropped with a warning
         that counts them.
         """
+        self._validate_params()
         lb = _as_leaderboard(data, benchmarks, columns).complete_covariates()
         self._validate(lb)
+        if obs_weight is not None:
+            obs_weight = np.asarray(obs_weight)
+            if obs_weight.shape != (lb.n_observed,) or obs_weight.dtype != bool:
+                raise InputError(f"obs_weight must be a boolean array with one entry per observed score "
+                                 f"({lb.n_observed}), got shape {obs_weight.shape} and dtype {obs_weight.dtype}")
         families = lb.families
         std = Standardizer.fit(lb.covariates["params"], lb.covariates["tokens"])
         spec = ModelSpec(
@@ -209,7 +281,7 @@ class SkillsLaw:
         cfg = self._sampler_config()
         if self.method == "nuts":
             samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
-        elif self.method == "svi":
+        else:
             warnings.warn(
                 "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
                 "ESS or divergences to check it by, and its intervals are usually too narrow; use it for "
@@ -218,30 +290,42 @@ class SkillsLaw:
                 stacklevel=2,
             )
             samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
-        else:
-            raise InputError(f"method must be 'nuts' or 'svi', got {self.method!r}")
-        idata = to_inference_data(
-            samples, extra, spec, arrays, models=lb.models, families=families, benchmarks=lb.benchmarks, seed=int(self.seed)
-        )
-        cd = idata.constant_data
-        idata.constant_data = cd.assign(
+        idata = to_inference_data(samples, extra, spec, arrays, models=lb.models, families=families,
+                                  benchmarks=lb.benchmarks, seed=int(self.seed))
+        idata.constant_data = idata.constant_data.assign(
             params=("model", lb.covariates["params"].to_numpy(dtype=float)),
             tokens=("model", lb.covariates["tokens"].to_numpy(dtype=float)),
             model_family=("model", lb.covariates["family"].to_numpy(dtype=str)),
             scores=(("model", "benchmark"), lb.scores.to_numpy(dtype=float)),
             floor=("benchmark", lb.floors.to_numpy(dtype=float)),
         )
-        self.leaderboard_ = lb
-        self.spec_ = spec
-        self.standardizer_ = std
-        self.families_ = families
-        self.benchmarks_ = lb.benchmarks
-        self.anchors_ = [lb.benchmarks[a] for a in spec.anchors]
-        self.idata_ = idata
-        self.fit_seconds_ = seconds
-        self.diagnostics_ = diagnose(idata, self.max_tree_depth)
-        self._stamp()
+        meta = {
+            "fit_format": FIT_FORMAT,
+            "versions": _versions(),
+            "spec": spec.to_dict(),
+            "params": self.get_params(),
+            "standardizer": std.to_dict(),
+            "families": list(families),
+            "benchmarks": list(lb.benchmarks),
+            "sampled_sites": sorted(samples),
+            "data_sha256": lb.sha256(),
+            "fit_seconds": float(seconds),
+        }
+        idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=_json_default)
+        self._adopt(idata, meta, lb)
         return self
+
+    def _adopt(self, idata, meta: dict, lb: Leaderboard) -> None:
+        """Set the fitted state from a complete InferenceData and its metadata."""
+        self.leaderboard_ = lb
+        self.spec_ = ModelSpec.from_dict(meta["spec"])
+        self.standardizer_ = Standardizer.from_dict(meta["standardizer"])
+        self.families_ = list(meta["families"])
+        self.benchmarks_ = list(meta["benchmarks"])
+        self.anchors_ = [self.benchmarks_[a] for a in self.spec_.anchors]
+        self.idata_ = idata
+        self.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
+        self.diagnostics_ = diagnose(idata, int(self.max_tree_depth))
 
     def _sampler_config(self) -> SamplerConfig:
         return SamplerConfig(
@@ -255,7 +339,82 @@ class SkillsLaw:
             raise InputError("this SkillsLaw is not fitted yet: call fit(data) or SkillsLaw.load(path)")
 
     # ------------------------------------------------------------- predict
-    def predict(self, new, *, seed: int | None = None, columns: dict | None = None) -> az.InferenceData:
+    def _families_of(self, families: pd.Series, new_families: str) -> np.ndarray:
+        """Index of each row's family among the fitted ones (-1: never seen), applying ``new_families``."""
+        if new_families not in NEW_FAMILIES:
+            raise InputError(f"new_families must be one of {NEW_FAMILIES}, got {new_families!r}")
+        fidx = pd.Index(self.families_).get_indexer(families)
+        unseen = list(pd.unique(families[fidx < 0]))
+        if unseen and new_families != "allow":
+            hints = []
+            for f in unseen:
+                close = difflib.get_close_matches(str(f), self.families_, n=1, cutoff=0.75)
+                hints.append(f"{f!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            msg = (f"famil{'y' if len(unseen) == 1 else 'ies'} {', '.join(hints)} not in the fit: forecast as "
+                   "never-seen (efficiency drawn from the population of families, wide intervals)")
+            if new_families == "error":
+                raise InputError(msg + "; pass new_families='allow' to forecast them")
+            warn(msg + "; new_families='allow' silences this")
+        return fidx
+
+    def _extrapolation(self, cov: pd.DataFrame) -> np.ndarray:
+        """Rows whose parameters or tokens lie outside the range of the fitted models (flagged, and warned)."""
+        fit_cov = self.leaderboard_.covariates
+        flags = np.zeros(len(cov), dtype=bool)
+        parts = []
+        for col, unit in (("params", "B parameters"), ("tokens", "T tokens")):
+            lo, hi = float(fit_cov[col].min()), float(fit_cov[col].max())
+            v = cov[col].to_numpy(dtype=float)
+            out = (v < lo) | (v > hi)
+            flags |= out
+            if out.any():
+                names = ", ".join(repr(m) for m in cov.index[out][:4]) + (" ..." if out.sum() > 4 else "")
+                parts.append(f"{col} of {names} outside the fitted {lo:g}-{hi:g} {unit}")
+        if parts:
+            warn("extrapolating: " + "; ".join(parts) + " (flagged in the 'extrapolation' column): the "
+                 "law is assumed to hold beyond the data it was fitted to")
+        return flags
+
+    def _warn_if_unconverged(self) -> None:
+        if not self.diagnostics_.ok:
+            warn(f"this fit did not pass its convergence checks ({len(self.diagnostics_.problems)} "
+                 f"problem(s): {self.diagnostics_.problems[0]}); forecasts from it are provisional")
+
+    def _draw_rows(self, cov: pd.DataFrame, row_names, seed, new_families, model_index=None):
+        """Posterior predictive draws at the rows of ``cov`` (family, params, tokens, instruct)."""
+        fidx = self._families_of(cov["family"], new_families)
+        seed = int(self.seed) if seed is None else seed
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+        fitted = self.idata_.constant_data
+        mu, score, theta = forecast_draws(
+            self.spec_, self.idata_.posterior,
+            self.standardizer_.transform(cov["params"], cov["tokens"]),
+            fidx, np.array([stream_code(f) for f in cov["family"]]), cov["instruct"].to_numpy(dtype=float),
+            fitted["floor"].values, int(seed), row_codes=np.array([stream_code(m) for m in row_names]),
+            model_index=model_index,
+        )
+        return mu, score, theta, fidx
+
+    def _labelled(self, mu, score, theta, row_dim, rows, cov, fidx, extrapolation) -> xr.Dataset:
+        post = self.idata_.posterior
+        coords = {"chain": post["chain"].values, "draw": post["draw"].values, row_dim: rows,
+                  "benchmark": list(self.benchmarks_), "skill": post["skill"].values}
+        return xr.Dataset(
+            {
+                "score": (("chain", "draw", row_dim, "benchmark"), score),
+                "mu": (("chain", "draw", row_dim, "benchmark"), mu),
+                "skills": (("chain", "draw", row_dim, "skill"), theta),
+            },
+            coords=coords,
+        ).assign_coords(
+            family=(row_dim, cov["family"].to_numpy(dtype=str)),
+            seen_family=(row_dim, fidx >= 0),
+            extrapolation=(row_dim, extrapolation),
+        )
+
+    def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
+                new_families: str = "warn") -> az.InferenceData:
         """Posterior predictive draws for new models.
 
         Parameters
@@ -269,17 +428,27 @@ class SkillsLaw:
             model's posterior offset (a forecast of the benchmarks it was
             not scored on); any other row is a new model with a fresh one.
         seed : int, optional
-            Seed of the predictive draws (default: the fit's seed).
+            Seed of the predictive draws (default: the fit's seed). A row's
+            draws depend on the fit, the row and the seed only, not on the
+            other rows asked for.
+        new_families : {"warn", "allow", "error"}
+            What to do about families not in the fit (Bambi's rule): forecast
+            them as never-seen with a warning (default; it suggests a close
+            fitted name, "did you mean"), silently, or refuse.
 
         Returns
         -------
         InferenceData with group ``predictions``: ``score`` (predicted score,
         noise included), ``mu`` (the law's mean score), dims (chain, draw,
         model, benchmark), and ``skills`` (chain, draw, model, skill); the
-        ``family`` and ``seen_family`` coordinates label each model.
+        ``family``, ``seen_family`` and ``extrapolation`` (params or tokens
+        outside the fitted range) coordinates label each model.
         """
         self._check_fitted()
-        lb = _as_leaderboard(new, None if isinstance(new, Leaderboard) else [], columns, require_scores=False)
+        lb = read_new_models(new, self.benchmarks_, columns)
+        return self._predict_leaderboard(lb, seed, new_families)
+
+    def _predict_leaderboard(self, lb: Leaderboard, seed, new_families) -> az.InferenceData:
         cov = lb.covariates
         bad = cov[["params", "tokens"]].isna().any(axis=1)
         if bad.any():
@@ -289,40 +458,13 @@ class SkillsLaw:
                 f"cannot forecast model {m!r}: its {col} value is missing ({int(bad.sum())} such model(s)); a "
                 "forecast needs parameters and tokens: fill them in or remove the row"
             )
-        fam_index = pd.Index(self.families_)
-        fidx = fam_index.get_indexer(cov["family"])
-        unseen = pd.Index(pd.unique(cov["family"][fidx < 0]))
-        new_idx = unseen.get_indexer(cov["family"])
-        seed = int(self.seed) if seed is None else int(seed)
+        self._warn_if_unconverged()
         fitted = self.idata_.constant_data
         midx = pd.Index(fitted["model"].values).get_indexer(cov.index)
         same_family = fitted["model_family"].values[np.maximum(midx, 0)] == cov["family"].to_numpy(dtype=str)
         midx = np.where((midx >= 0) & same_family, midx, -1)  # a fitted model keeps its own offset
-        mu, score, theta = forecast_draws(
-            self.spec_, self.idata_.posterior,
-            self.standardizer_.transform(cov["params"], cov["tokens"]),
-            fidx, new_idx, cov["instruct"].to_numpy(dtype=float),
-            fitted["floor"].values, seed, model_index=midx,
-        )
-        post = self.idata_.posterior
-        coords = {
-            "chain": post["chain"].values,
-            "draw": post["draw"].values,
-            "model": list(cov.index),
-            "benchmark": list(self.benchmarks_),
-            "skill": post["skill"].values,
-        }
-        ds = xr.Dataset(
-            {
-                "score": (("chain", "draw", "model", "benchmark"), score),
-                "mu": (("chain", "draw", "model", "benchmark"), mu),
-                "skills": (("chain", "draw", "model", "skill"), theta),
-            },
-            coords=coords,
-        ).assign_coords(
-            family=("model", cov["family"].to_numpy(dtype=str)),
-            seen_family=("model", fidx >= 0),
-        )
+        mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
+        ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
         const = xr.Dataset(
             {
                 "params": ("model", cov["params"].to_numpy(dtype=float)),
@@ -335,24 +477,44 @@ class SkillsLaw:
             warnings.simplefilter("ignore")
             return az.InferenceData(predictions=ds, predictions_constant_data=const)
 
-    def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None) -> pd.DataFrame:
-        """Tidy forecast table (model, family, benchmark, mean, median, lower, upper, ...).
+    def predict_covariates(self, family, params, tokens, *, instruct=False, seed: int | None = None,
+                           new_families: str = "warn") -> xr.Dataset:
+        """Posterior predictive draws of the law at arbitrary covariates, for curves and grids.
+
+        ``family`` (one name, or one per point), ``params`` (billions) and
+        ``tokens`` (trillions), broadcast against each other, give the
+        points; each point is a new model of that family (a fresh offset).
+        Returns a Dataset like :meth:`predict`'s ``predictions``, with a
+        ``point`` dim (coordinates ``params``, ``tokens``, ``family``) in
+        place of ``model``. A never-seen family's efficiency draws are the
+        same as in :meth:`predict` with the same seed.
+        """
+        self._check_fitted()
+        fam, p, t, ins = np.broadcast_arrays(np.asarray(family, dtype=object), np.asarray(params, dtype=float),
+                                             np.asarray(tokens, dtype=float), np.asarray(instruct, dtype=bool))
+        if p.ndim != 1:
+            fam, p, t, ins = (np.atleast_1d(a).ravel() for a in (fam, p, t, ins))
+        for name, v in (("params", p), ("tokens", t)):
+            if not (np.isfinite(v) & (v > 0)).all():
+                raise InputError(f"{name} must be finite positive numbers, got {v[~(np.isfinite(v) & (v > 0))][0]!r}")
+        cov = pd.DataFrame({"family": fam.astype(str), "params": p, "tokens": t, "instruct": ins})
+        names = [f"\x00point:{f}:{i}" for i, f in enumerate(cov["family"])]  # streams of points, not of models
+        mu, score, theta, fidx = self._draw_rows(cov, names, seed, new_families)
+        flags = self._extrapolation(cov.set_index(pd.Index([f"point {i}" for i in range(len(cov))])))
+        ds = self._labelled(mu, score, theta, "point", np.arange(len(cov)), cov, fidx, flags)
+        return ds.assign_coords(params=("point", p), tokens=("point", t), instruct=("point", ins))
+
+    def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
+                 new_families: str = "warn") -> pd.DataFrame:
+        """Tidy forecast table (model, family, seen_family, extrapolation, benchmark, mean, median, lower, upper, ...).
 
         If ``new`` carries observed scores for the fitted benchmarks, they are
         added as an ``observed`` column.
         """
-        lb = new if isinstance(new, Leaderboard) else None
-        if lb is None:
-            try:  # read the input once, with any observed scores of the fitted benchmarks
-                lb = _as_leaderboard(new, list(self.benchmarks_), columns, require_scores=False)
-            except InputError:  # unusable score columns: forecast from the covariates alone
-                lb = None
-        pred = self.predict(lb if lb is not None else new, seed=seed, columns=columns)
-        observed = None if lb is None else lb.scores
-        if observed is not None:
-            observed = observed[[b for b in self.benchmarks_ if b in observed.columns]]
-            if observed.shape[1] == 0:
-                observed = None
+        self._check_fitted()
+        lb = read_new_models(new, self.benchmarks_, columns)
+        pred = self._predict_leaderboard(lb, seed, new_families)
+        observed = lb.scores if lb.scores.shape[1] else None
         return forecast_table(pred.predictions, level, observed)
 
     # ---------------------------------------------------------- diagnostics
@@ -362,26 +524,198 @@ class SkillsLaw:
         return diagnose(self.idata_, self.max_tree_depth)
 
     def loo(self, **kwargs):
-        """PSIS-LOO over the observed (model, benchmark) pairs (``az.loo``)."""
+        """PSIS-LOO over the fitted (model, benchmark) pairs (``az.loo``)."""
         self._check_fitted()
         return az.loo(self.idata_, **kwargs)
 
     # ------------------------------------------------------------ save/load
-    def _stamp(self):
-        from . import io
+    def to_file_idata(self) -> az.InferenceData:
+        """What a fit file holds: the sampled sites, sampler statistics and constant data, with metadata.
 
-        self.idata_.posterior.attrs.update(io.stamp(self))
+        Deterministic sites, the log-likelihood, observed data and replicated
+        scores are left out: :meth:`_from_idata` recomputes them from the
+        sampled sites by the same code as the fit, bit for bit.
+        """
+        self._check_fitted()
+        meta = json.loads(self.idata_.posterior.attrs[META_ATTR])
+        post = self.idata_.posterior[meta["sampled_sites"]]
+        post.attrs = dict(self.idata_.posterior.attrs)
+        groups = {"posterior": post, "constant_data": self.idata_.constant_data}
+        if "sample_stats" in self.idata_.groups():
+            groups["sample_stats"] = self.idata_.sample_stats
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return az.InferenceData(**groups)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the fit to a netCDF file (never pickle); see :func:`bayes_sloth.io.save`."""
+        """Save the fit to a netCDF file (never pickle), atomically; see :func:`bayes_sloth.io.write_idata`."""
         from . import io
 
-        self._check_fitted()
-        io.save(self, path)
+        io.write_idata(self.to_file_idata(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SkillsLaw":
-        """Load a fit saved with :meth:`save`; predicts identically to the original."""
+        """Load a fit saved with :meth:`save`; predicts identically to the original.
+
+        The file is read whole and closed before this returns; a file that
+        is not a fit, or whose parts disagree, is a :class:`FitFileError`
+        naming the field at fault.
+        """
         from . import io
 
-        return io.load(cls, path)
+        return cls._from_idata(io.read_idata(path), source=f"fit file {str(path)!r}")
+
+    @classmethod
+    def _from_idata(cls, idata: az.InferenceData, source: str = "InferenceData") -> "SkillsLaw":
+        """A fitted law from an InferenceData made by :meth:`fit` or read from a fit file.
+
+        The metadata and every array are checked against each other first;
+        then the deterministic sites and the observation groups are
+        recomputed from the sampled sites (:func:`~bayes_sloth.inference.complete_posterior`,
+        :func:`~bayes_sloth.inference.observation_groups`).
+        """
+        meta = _read_meta(idata, source)
+        try:
+            law = cls(**meta["params"])
+            law._validate_params()
+        except (TypeError, InputError) as exc:
+            raise FitFileError(f"{source}: field 'params' is invalid ({exc})") from None
+        spec, std, lb, data = _check_fit_parts(idata, meta, source)
+        post = idata.posterior
+        sampled = {k: post[k].values for k in meta["sampled_sites"]}
+        sites = complete_posterior(spec, sampled, data)
+        groups = {"posterior": posterior_dataset(spec, sites, models=lb.models, families=meta["families"],
+                                                 benchmarks=meta["benchmarks"]).assign_attrs(post.attrs),
+                  "constant_data": idata.constant_data}
+        if "sample_stats" in idata.groups():
+            groups["sample_stats"] = idata.sample_stats
+        obs = observation_groups(spec, sites, data, int(meta["params"]["seed"]), models=lb.models,
+                                 benchmarks=meta["benchmarks"])
+        attrs = {k: v for k, v in post.attrs.items() if k != META_ATTR}
+        groups.update({name: ds.assign_attrs(attrs) for name, ds in obs.items()})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = az.InferenceData(**groups)
+        law._adopt(full, meta, lb)
+        return law
+
+
+def _versions() -> dict:
+    import jax
+    import numpyro
+
+    from . import __version__
+
+    return {"bayes_sloth": __version__, "numpyro": numpyro.__version__, "jax": jax.__version__,
+            "arviz": az.__version__}
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple)):
+        return list(np.asarray(o).tolist())
+    raise TypeError(type(o).__name__)
+
+
+def _differs(a, b) -> bool:
+    try:
+        return bool(a != b)
+    except Exception:
+        return True
+
+
+def _read_meta(idata, source: str) -> dict:
+    if "posterior" not in idata.groups():
+        raise FitFileError(f"{source} has no posterior group: not a bayes_sloth fit")
+    raw = idata.posterior.attrs.get(META_ATTR)
+    if raw is None:
+        raise FitFileError(f"{source} is not a bayes_sloth fit (no bayes_sloth metadata in its posterior): "
+                           "save fits with SkillsLaw.save or `bayes-sloth fit --out`")
+    try:
+        meta = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (TypeError, ValueError):
+        raise FitFileError(f"{source}: its bayes_sloth metadata is not valid JSON: corrupted; refit") from None
+    if not isinstance(meta, dict):
+        raise FitFileError(f"{source}: its bayes_sloth metadata is not a mapping: corrupted; refit")
+    fmt = str(meta.get("fit_format", "?"))
+    if fmt.split(".")[0] != FIT_FORMAT.split(".")[0]:
+        written = (meta.get("versions") or {}).get("bayes_sloth", "unknown")
+        raise FitFileError(f"{source} has format {fmt} (written by bayes_sloth {written}); this version reads "
+                           f"format {FIT_FORMAT}: refit with this version")
+    for key, kind in (("spec", dict), ("params", dict), ("standardizer", dict), ("families", list),
+                      ("benchmarks", list), ("sampled_sites", list)):
+        if not isinstance(meta.get(key), kind):
+            raise FitFileError(f"{source}: field {key!r} of its metadata is missing or not a {kind.__name__}; "
+                               "corrupted or not written by bayes_sloth: refit")
+    return meta
+
+
+def _check_fit_parts(idata, meta: dict, source: str):
+    """Check a fit's metadata and arrays against each other; returns (spec, standardizer, leaderboard, data)."""
+
+    def bad(field, why):
+        return FitFileError(f"{source}: field {field!r} {why}; the file is corrupted or was edited: refit")
+
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise bad("spec", f"is invalid ({exc})") from None
+    families, benchmarks = [str(f) for f in meta["families"]], [str(b) for b in meta["benchmarks"]]
+    if len(benchmarks) != spec.n_benchmarks or len(set(benchmarks)) != len(benchmarks):
+        raise bad("benchmarks", f"lists {len(benchmarks)} names for {spec.n_benchmarks} benchmarks")
+    if len(families) != spec.n_families or len(set(families)) != len(families):
+        raise bad("families", f"lists {len(families)} names for {spec.n_families} families")
+    if any(not _is_int(a) or not 0 <= a < spec.n_benchmarks for a in spec.anchors):
+        raise bad("spec.anchors", f"holds an index outside 0..{spec.n_benchmarks - 1}: {list(spec.anchors)}")
+    try:
+        std = Standardizer.from_dict(meta["standardizer"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise bad("standardizer", f"is invalid ({exc})") from None
+    if not (np.isfinite(std.center).all() and np.isfinite(std.mean).all() and np.isfinite(std.sd).all()
+            and (std.sd > 0).all() and std.center.shape == (2,) and std.mean.shape == (3,) and std.sd.shape == (3,)):
+        raise bad("standardizer", "is not finite, or has a non-positive sd")
+    if "constant_data" not in idata.groups():
+        raise FitFileError(f"{source} has no constant_data group: incomplete or corrupted; refit and save again")
+    cd = idata.constant_data
+    need = ("x", "family_index", "instruct", "floor", "obs_model_index", "obs_benchmark_index", "obs_weight",
+            "params", "tokens", "model_family", "scores")
+    for name in need:
+        if name not in cd:
+            raise bad(f"constant_data.{name}", "is missing")
+    models = [str(m) for m in cd["model"].values]
+    N, J = len(models), spec.n_benchmarks
+    if list(map(str, cd["benchmark"].values)) != benchmarks:
+        raise bad("constant_data.benchmark", "does not match the benchmarks of the metadata")
+    if cd["scores"].shape != (N, J) or cd["x"].shape != (N, 3):
+        raise bad("constant_data.scores", f"has shape {cd['scores'].shape}, expected {(N, J)}")
+    fam_idx = np.asarray(cd["family_index"].values)
+    if fam_idx.shape != (N,) or (len(fam_idx) and (fam_idx.min() < 0 or fam_idx.max() >= spec.n_families)):
+        raise bad("constant_data.family_index", f"is not an index into the {spec.n_families} families")
+    om, ob = np.asarray(cd["obs_model_index"].values), np.asarray(cd["obs_benchmark_index"].values)
+    if om.shape != ob.shape or (len(om) and (om.min() < 0 or om.max() >= N or ob.min() < 0 or ob.max() >= J)):
+        raise bad("constant_data.obs_model_index", "points outside the models or benchmarks")
+    scores = np.asarray(cd["scores"].values, dtype=float)
+    y = scores[om, ob]
+    if not np.isfinite(y).all():
+        raise bad("constant_data.scores", "is missing a score that the fit's observed pairs name")
+    post = idata.posterior
+    for site in meta["sampled_sites"]:
+        if site not in post:
+            raise bad(f"posterior.{site}", "is missing")
+        v = np.asarray(post[site].values)
+        if v.ndim < 2 or v.size == 0 or np.isnan(v).all():
+            raise bad(f"posterior.{site}", "holds no draws (empty or all NaN)")
+    for dim, names in (("family", families), ("benchmark", benchmarks), ("model", models)):
+        if dim in post.dims and list(map(str, post[dim].values)) != names:
+            raise bad(f"posterior.{dim}", "does not match the constant data and metadata")
+    cov = pd.DataFrame({"family": cd["model_family"].values.astype(str),
+                        "params": cd["params"].values.astype(float), "tokens": cd["tokens"].values.astype(float),
+                        "instruct": cd["instruct"].values.astype(bool)}, index=pd.Index(models, name="model"))
+    floors = pd.Series(cd["floor"].values.astype(float), index=pd.Index(benchmarks, name="benchmark"), name="floor")
+    lb = Leaderboard(cov, pd.DataFrame(scores, index=cov.index, columns=benchmarks), floors)
+    data = model_arrays(x=cd["x"].values, family=fam_idx, instruct=cd["instruct"].values, floor=cd["floor"].values,
+                        obs_model=om, obs_bench=ob, y=y, obs_weight=np.asarray(cd["obs_weight"].values, dtype=bool))
+    return spec, std, lb, data

@@ -1,7 +1,7 @@
 r"""Leave-family-out evaluation: the Sloth paper's protocol, and calibration.
 
 Protocol (``protocol="sloth"``, Maia Polo et al. 2024, arXiv:2412.06540;
-``../shared/reference/sloth_protocol.json``), for a benchmark set S and a
+the copy shipped with the package, :func:`bayes_sloth.data.load_protocol`), for a benchmark set S and a
 number n of training models per test family:
 
 1. *Complete rows*: models with parameters, tokens, FLOPs and every score in S.
@@ -64,7 +64,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .data import Leaderboard, load_leaderboard, sloth_data_path
+from .data import Leaderboard, load_leaderboard, load_protocol, sloth_data_path, split_family
 from .errors import InputError
 from .metadata import BENCHMARK_SETS, SLOTH_COLUMNS
 
@@ -204,37 +204,6 @@ class Design:
                 f"{len(self.leaderboard)} models in the table)")
 
 
-def _reference_dir() -> Path | None:
-    """``../shared/reference`` next to the data folder or the repository, if present."""
-    cands = []
-    env = os.environ.get("BAYES_SLOTH_REFERENCE_DIR")
-    if env:
-        cands.append(Path(env))
-    data = os.environ.get("BAYES_SLOTH_DATA_DIR")
-    if data:
-        cands.append(Path(data).parent / "reference")
-    here = Path(__file__).resolve().parents[1]
-    cands += [here.parent / "shared" / "reference", Path.cwd().parent / "shared" / "reference"]
-    for c in cands:
-        if (c / "sloth_protocol.json").is_file():
-            return c
-    return None
-
-
-def load_protocol(path: str | os.PathLike | None = None) -> dict:
-    """The paper's protocol file (``sloth_protocol.json``)."""
-    if path is None:
-        ref = _reference_dir()
-        if ref is None:
-            raise InputError(
-                "cannot find sloth_protocol.json: pass protocol_file= (--protocol-file) or set "
-                "$BAYES_SLOTH_REFERENCE_DIR to the folder holding it"
-            )
-        path = ref / "sloth_protocol.json"
-    with open(path) as fh:
-        return json.load(fh)
-
-
 def _read_flops(path: str | os.PathLike) -> pd.Series:
     df = pd.read_csv(path)
     if FLOPS_COLUMN not in df.columns:
@@ -329,19 +298,18 @@ def build_design(
     long = cell.long()
     cfam = cell.covariates["family"]
     folds = []
+    complete_models = list(cov.index[paper_rows.to_numpy()])
     for g in groups:
         train, test = [], []
         for f in g:
-            members = cov[paper_rows.to_numpy() & (cov["family"] == f).to_numpy()]
-            order = members.sort_values("params", kind="mergesort").index
-            train += list(order[:n_train])
-            test += list(order[n_train:])
+            tr, te = split_family(lb, f, n_train, among=complete_models)
+            train += tr
+            test += te
         in_group = cfam.isin(g).to_numpy()
         held = set(cell.covariates.index[in_group]) - set(train)
         weight = ~long["model"].isin(held).to_numpy()
         folds.append(Fold("+".join(g), g, train, test, weight))
-    return Design(cell, folds, protocol, benchmark_set, n_train, training_rows,
-                  complete_models=list(cov.index[paper_rows.to_numpy()]))
+    return Design(cell, folds, protocol, benchmark_set, n_train, training_rows, complete_models=complete_models)
 
 
 # --------------------------------------------------------------- evaluation
@@ -492,59 +460,3 @@ def _finite(x):
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
-
-
-# --------------------------------------------------------------------- CLI
-def cmd_evaluate(args) -> int:
-    import sys
-
-    from .cli import _benchmarks, _columns, law_from_args
-
-    law = law_from_args(args)
-    kwargs = {k: v for k, v in law.get_params().items() if k not in ("n_skills", "anchors")}
-    say = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
-    data = args.data
-    benchmarks = _benchmarks(args) if args.protocol == "leave-family-out" else None
-    res = evaluate(
-        data, protocol=args.protocol, benchmark_set=args.benchmark_set if benchmarks is None else None,
-        n_train=args.n_train, n_skills=args.skills, training_rows=args.training_rows, benchmarks=benchmarks,
-        protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say, **kwargs,
-    )
-    if args.pairs_out:
-        res.pairs.to_csv(args.pairs_out, index=False)
-    if args.json:
-        print(res.to_json())
-    else:
-        s = res.summary
-        print(f"{s['protocol']} {s['benchmark_set'] or ','.join(s['benchmarks'])} n_train={s['n_train']} "
-              f"K={s['n_skills']} training_rows={s['training_rows']}: {s['n_groups']} groups, {s['n_pairs']} pairs, "
-              f"{s['seconds']:.0f} s")
-        print(f"  MAE {s['mae']:.4f} (per group, then over groups)   CRPS {s['crps']:.4f}   "
-              f"interval score 90% {s['interval_score_90']:.4f}")
-        for lv in s["coverage"]:
-            print(f"  {float(lv):.0%} interval: coverage {s['coverage'][lv]:.3f}, mean width {s['mean_width'][lv]:.3f}")
-    return 0
-
-
-def register_cli(sub) -> None:
-    """Add the ``evaluate`` subcommand to the ``bayes-sloth`` parser."""
-    from .cli import add_data_options, add_model_options
-
-    p = sub.add_parser("evaluate", help="leave-family-out evaluation: MAE, coverage, CRPS (the Sloth paper's protocol)")
-    add_data_options(p)
-    add_model_options(p)
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--protocol", choices=PROTOCOLS, default="sloth",
-                   help="sloth: the paper's test groups and rows; leave-family-out: every family with "
-                        "n+1 complete rows held out in turn (any table, with --benchmarks)")
-    g.add_argument("--benchmark-set", default="leaderboard_v1", choices=list(BENCHMARK_SETS),
-                   help="benchmark set of the sloth protocol (default leaderboard_v1)")
-    g.add_argument("--n-train", type=int, default=1, choices=[0, 1, 2],
-                   help="smallest models of each held-out family trained on (0: whole family unseen)")
-    g.add_argument("--training-rows", choices=TRAINING_ROWS, default=DEFAULT_TRAINING_ROWS,
-                   help=f"train on all rows, incomplete ones masked, or only the paper's complete rows "
-                        f"(default {DEFAULT_TRAINING_ROWS}); forecast pairs are the same")
-    g.add_argument("--protocol-file", help="sloth_protocol.json (default: ../shared/reference or $BAYES_SLOTH_REFERENCE_DIR)")
-    g.add_argument("--pairs-out", help="write the forecast pairs to this CSV")
-    g.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_evaluate, chains=2, warmup=500, draws=500)

@@ -1,18 +1,27 @@
 """NUTS through NumPyro, and the conversion of its draws to labelled InferenceData.
 
-Chains run in parallel on the CPU's devices (the package asks XLA for one host
-device per core at import, see ``bayes_sloth/__init__.py``) and vectorized on
-a single accelerator. The samplers, the variational fit, the log-likelihood
-and forecasts are compiled once per model structure and reused for
-same-shaped data (new data, cross-validation masks): the chain is a pure
-function of (key, start, data) built from NumPyro's NUTS kernel, mapped over
-devices with ``jax.pmap`` once per structure. (NumPyro's ``MCMC`` driver
-wraps every run in a fresh ``pmap`` with the data baked in as constants, so it
-recompiled on every fit and grew memory in a long-lived process.)
+Chains run in parallel on the CPU's devices (one per core after
+:func:`bayes_sloth.configure`; JAX starts with one, and then chains run one
+after another, with a warning) and vectorized on a single accelerator. The
+samplers, the variational fit, the log-likelihood and forecasts are compiled
+once per model structure and reused for same-shaped data (new data,
+cross-validation masks): the chain is a pure function of (key, start, data)
+built from NumPyro's NUTS kernel, spread over devices with ``jax.shard_map``
+once per structure. (NumPyro's ``MCMC`` driver wraps every run in a fresh
+``pmap`` with the data baked in as constants, so it recompiled on every fit
+and grew memory in a long-lived process.)
+
+A fit's posterior is built from the sampled sites alone: the deterministic
+sites (family efficiencies, loadings, offsets, skills), the pointwise
+log-likelihood and the replicated scores are all computed from them by
+:func:`complete_posterior` and :func:`observation_groups`, at fit time and
+again when a saved fit (which stores the sampled sites only) is loaded, so
+both give the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -27,9 +36,11 @@ from numpyro.infer import NUTS, init_to_uniform
 
 from .model import COVARIATES, LINK_KNOTS, ModelSpec, pair_dist, skills_law
 
+_CHAIN_AXIS = "chains"
+
 
 def default_chain_method(chains: int) -> str:
-    """'vectorized' on an accelerator; 'parallel' over the CPU's devices otherwise."""
+    """'vectorized' on an accelerator; 'parallel' over the CPU's devices, or 'sequential' with one device."""
     if jax.default_backend() != "cpu":
         return "vectorized"
     if chains > 1 and jax.local_device_count() > 1:
@@ -126,7 +137,9 @@ def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
         def draw(state, _):
             state = step(kernel, state, data)
             return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
-                                     "energy": state.energy})
+                                     "energy": state.energy, "lp": -state.potential_energy,
+                                     "acceptance_rate": state.accept_prob,
+                                     "step_size": state.adapt_state.step_size})
 
         state, warm_steps = jax.lax.scan(warm, state, None, length=cfg.warmup)
         _, out = jax.lax.scan(draw, state, None, length=cfg.draws)
@@ -143,25 +156,31 @@ def _report_progress(i, total, warmup):
     print(f"NUTS chain at iteration {int(i)}/{int(total)} ({phase})", file=sys.stderr, flush=True)
 
 
-def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str):
+def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int = 1):
     """The compiled sampler for this structure and settings, built once and reused.
 
-    ``method``: "parallel" maps chains over the CPU's devices (``jax.pmap``),
-    each device running its share of the chains one after another,
-    "vectorized" batches them in one program (``jax.vmap``, for an
-    accelerator), "sequential" runs one compiled chain after another. Each
-    takes ``(keys, inits, data)`` with a leading chain axis on keys and inits;
-    "parallel" takes two leading axes, (device, chain on that device).
+    ``method``: "parallel" spreads the chains over ``n_devices`` CPU devices
+    (``jax.shard_map`` over a one-axis mesh), each device running its share
+    of the chains one after another, "vectorized" batches them in one
+    program (``jax.vmap``, for an accelerator), "sequential" runs one
+    compiled chain after another. Each takes ``(keys, inits, data)`` with a
+    leading chain axis on keys and inits; with "parallel", device d runs
+    chains ``d * C / n_devices`` to ``(d + 1) * C / n_devices - 1``.
     """
-    key = (spec, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth, cfg.progress, method)
+    key = (spec, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth, cfg.progress, method, n_devices)
 
     def build():
         chain = _chain_program(spec, cfg)
         if method == "parallel":
-            def on_device(keys, inits, data):
+            from jax.sharding import Mesh
+            from jax.sharding import PartitionSpec as P
+
+            def on_device(keys, inits, data):  # this device's block of chains, back to back
                 return jax.lax.map(lambda a: chain(a[0], a[1], data), (keys, inits))
 
-            return jax.pmap(on_device, in_axes=(0, 0, None))
+            mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
+            return jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(P(_CHAIN_AXIS), P(_CHAIN_AXIS), P()),
+                                         out_specs=P(_CHAIN_AXIS), check_vma=False))
         if method == "vectorized":
             return jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
         one = jax.jit(chain)
@@ -291,8 +310,12 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     ``(samples, extra, seconds)`` with arrays of shape (chain, draw, ...).
     """
     method = cfg.resolved_chain_method()
+    if method == "sequential" and cfg.chain_method is None and cfg.chains > 1 and (os.cpu_count() or 1) > 1:
+        from .config import warn_sequential_chains
+
+        warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
-    sampler = get_sampler(spec, cfg, method)
+    sampler = get_sampler(spec, cfg, method, n_dev)
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
@@ -308,12 +331,7 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
     C, S = cfg.chains, cfg.draws
-    if method == "parallel":  # (device, chain on device): each device runs its chains back to back
-        split = lambda v: v.reshape((n_dev, C // n_dev) + v.shape[1:])  # noqa: E731
-        z, extra = jax.device_get(sampler(split(keys), jax.tree.map(split, init), data))
-        z, extra = jax.tree.map(lambda v: np.asarray(v).reshape((C,) + v.shape[2:]), (z, extra))
-    else:
-        z, extra = jax.device_get(sampler(keys, init, data))
+    z, extra = jax.device_get(sampler(keys, init, data))
     flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
     samples = jax.device_get(_constrain_draws(spec, flat, data))
     samples = {k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in samples.items() if k != "y"}
@@ -334,11 +352,37 @@ def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
 
 @partial(jax.jit, static_argnums=0)
 def _constrain_draws(spec: ModelSpec, z: dict, data: dict) -> dict:
-    """Unconstrained draws (leading draw axis) -> sample and deterministic sites."""
+    """Unconstrained draws (leading draw axis) -> the sampled sites on their own scale."""
     from numpyro.infer.util import constrain_fn
 
     model = partial(skills_law, spec)
-    return jax.vmap(lambda zi: constrain_fn(model, (), data, zi, return_deterministic=True))(z)
+    return jax.vmap(lambda zi: constrain_fn(model, (), data, zi, return_deterministic=False))(z)
+
+
+@partial(jax.jit, static_argnums=0)
+def _deterministic_sites(spec: ModelSpec, sampled: dict, data: dict) -> dict:
+    """The model's deterministic sites for each draw of the sampled sites (leading draw axis), by
+    running the model itself with the sampled values substituted: the law is written once."""
+    from numpyro import handlers
+
+    model = partial(skills_law, spec)
+
+    def one(values):
+        tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=values)).get_trace(**data)
+        return {k: site["value"] for k, site in tr.items() if site["type"] == "deterministic"}
+
+    return jax.vmap(one)(sampled)
+
+
+def complete_posterior(spec: ModelSpec, sampled: dict, data: dict) -> dict:
+    """Sampled sites (chain, draw, ...) -> every site of the posterior, deterministic ones added
+    (family efficiencies, loadings, offsets, skills). The same computation at fit time and on load."""
+    C, S = next(iter(sampled.values())).shape[:2]
+    flat = {k: jnp.asarray(np.asarray(v).reshape((C * S,) + np.shape(v)[2:])) for k, v in sampled.items()}
+    det = jax.device_get(_deterministic_sites(spec, flat, data))
+    out = {k: np.asarray(v) for k, v in sampled.items()}
+    out.update({k: np.asarray(v).reshape((C, S) + np.shape(v)[1:]) for k, v in det.items()})
+    return out
 
 
 def real_dtype():
@@ -383,6 +427,128 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
     )
 
 
+#: Dims of each posterior site after (chain, draw).
+SITE_DIMS = {
+    "slopes": ["covariate", "skill"],
+    "tau": ["skill"],
+    "family_z": ["family", "skill"],
+    "alpha": ["family", "skill"],
+    "instruct_shift": ["skill"],
+    "family_slope_sd": ["skill"],
+    "family_slope_z": ["family", "skill"],
+    "family_slope": ["family", "skill"],
+    "model_sd": [],
+    "model_z": ["model"],
+    "model_effect": ["model"],
+    "link_weights": ["link_knot"],
+    "loadings_free": ["loading_free"],
+    "loadings": ["benchmark", "skill"],
+    "intercept": ["benchmark"],
+    "sigma": ["benchmark"],
+    "skills": ["model", "skill"],
+}
+
+
+def group_attrs() -> dict:
+    """Provenance attributes of every group, as ArviZ's converters write them."""
+    import datetime
+
+    import numpyro
+
+    return {"created_at": datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat(),
+            "arviz_version": az.__version__, "inference_library": "numpyro",
+            "inference_library_version": numpyro.__version__}
+
+
+def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchmarks):
+    """Labelled posterior (chain, draw, ...) of every site; the ``skill`` coordinate names each skill's anchor."""
+    import xarray as xr
+
+    C, S = next(iter(sites.values())).shape[:2]
+    coords = {
+        "chain": np.arange(C), "draw": np.arange(S),
+        "skill": [str(benchmarks[a]) for a in spec.anchors],
+        "family": list(families), "benchmark": list(benchmarks), "model": list(models),
+        "covariate": list(COVARIATES), "loading_free": np.arange(len(spec.free_loading_index)),
+        "link_knot": LINK_KNOTS,
+    }
+    ds = xr.Dataset({name: (["chain", "draw"] + SITE_DIMS[name], np.asarray(v)) for name, v in sites.items()})
+    return ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
+
+
+def sample_stats_dataset(extra: dict):
+    """NUTS statistics over (chain, draw) with ArviZ's names, and each chain's warm-up cost."""
+    import xarray as xr
+
+    n_steps = np.asarray(extra["num_steps"])
+    C, S = n_steps.shape
+    return xr.Dataset(
+        {
+            "lp": (["chain", "draw"], np.asarray(extra["lp"])),
+            "acceptance_rate": (["chain", "draw"], np.asarray(extra["acceptance_rate"])),
+            "step_size": (["chain", "draw"], np.asarray(extra["step_size"])),
+            "diverging": (["chain", "draw"], np.asarray(extra["diverging"])),
+            "energy": (["chain", "draw"], np.asarray(extra["energy"])),
+            "n_steps": (["chain", "draw"], n_steps),
+            "tree_depth": (["chain", "draw"], np.floor(np.log2(n_steps + 1)).astype(np.int64)),
+            # leapfrog steps of each chain's warm-up, all iterations together (the cost the draws do not show)
+            "warmup_n_steps": (["chain"], np.asarray(extra["warmup_steps"]).astype(np.int64)),
+        },
+        coords={"chain": np.arange(C), "draw": np.arange(S)},
+    )
+
+
+def constant_dataset(data: dict, *, models, benchmarks):
+    """The model's array arguments, labelled: enough to rebuild ``data`` (with the scores) on load."""
+    import xarray as xr
+
+    return xr.Dataset(
+        {
+            "x": (["model", "covariate"], np.asarray(data["x"])),
+            "family_index": (["model"], np.asarray(data["family"])),
+            "instruct": (["model"], np.asarray(data["instruct"])),
+            "floor": (["benchmark"], np.asarray(data["floor"])),
+            "obs_model_index": (["pair"], np.asarray(data["obs_model"])),
+            "obs_benchmark_index": (["pair"], np.asarray(data["obs_bench"])),
+            "obs_weight": (["pair"], np.asarray(data["obs_weight"])),
+        },
+        coords={"model": list(models), "covariate": list(COVARIATES), "benchmark": list(benchmarks),
+                "pair": np.arange(int(np.shape(data["y"])[0]))},
+    )
+
+
+def observation_groups(spec: ModelSpec, sites: dict, data: dict, seed: int, *, models, benchmarks,
+                       posterior_predictive: bool = True) -> dict:
+    """``observed_data``, ``log_likelihood`` and ``posterior_predictive`` over the fitted pairs.
+
+    Pairs masked out of the likelihood (``obs_weight`` False: a
+    cross-validation fold's held-out scores) are in none of them, so
+    ``az.loo`` and posterior predictive checks see exactly what was fitted;
+    the ``obs`` coordinate keeps each pair's index among all pairs. The
+    replicated scores use the key ``PRNGKey(seed + 1)``.
+    """
+    import xarray as xr
+
+    C, S = next(iter(sites.values())).shape[:2]
+    flat = {k: jnp.asarray(v.reshape((C * S,) + v.shape[2:])) for k, v in sites.items()}
+    keep = np.flatnonzero(np.asarray(data["obs_weight"]))
+    om, ob = np.asarray(data["obs_model"])[keep], np.asarray(data["obs_bench"])[keep]
+    coords = {"obs": keep, "obs_model": ("obs", np.asarray(models)[om]),
+              "obs_benchmark": ("obs", np.asarray(benchmarks)[ob])}
+
+    def per_draw(v):
+        return xr.Dataset({"y": (["chain", "draw", "obs"], np.asarray(v).reshape(C, S, -1)[..., keep])},
+                          coords={"chain": np.arange(C), "draw": np.arange(S)}).assign_coords(coords)
+
+    out = {
+        "observed_data": xr.Dataset({"y": (["obs"], np.asarray(data["y"])[keep])}, coords=coords),
+        "log_likelihood": per_draw(_pointwise_loglik(spec, flat, data)),
+    }
+    if posterior_predictive:
+        out["posterior_predictive"] = per_draw(_replicate(spec, flat, data, jax.random.PRNGKey(seed + 1)))
+    return out
+
+
 def to_inference_data(
     samples: dict,
     extra: dict,
@@ -395,104 +561,19 @@ def to_inference_data(
     seed: int,
     posterior_predictive: bool = True,
 ) -> az.InferenceData:
-    """Labelled InferenceData: posterior, sample_stats, log_likelihood, observed_data,
-    posterior_predictive (replicated observed scores) and constant_data."""
-    C, S = samples["tau"].shape[:2]
-    obs = np.arange(int(data["y"].shape[0]))
-    coords = {
-        "chain": np.arange(C),
-        "draw": np.arange(S),
-        "skill": np.arange(spec.n_skills),
-        "family": list(families),
-        "benchmark": list(benchmarks),
-        "model": list(models),
-        "covariate": list(COVARIATES),
-        "loading_free": np.arange(len(spec.free_loading_index)),
-        "link_knot": LINK_KNOTS,
-        "obs": obs,
-    }
-    dims = {
-        "slopes": ["covariate", "skill"],
-        "tau": ["skill"],
-        "family_z": ["family", "skill"],
-        "alpha": ["family", "skill"],
-        "instruct_shift": ["skill"],
-        "family_slope_sd": ["skill"],
-        "family_slope_z": ["family", "skill"],
-        "family_slope": ["family", "skill"],
-        "model_z": ["model"],
-        "model_effect": ["model"],
-        "link_weights": ["link_knot"],
-        "loadings_free": ["loading_free"],
-        "loadings": ["benchmark", "skill"],
-        "intercept": ["benchmark"],
-        "sigma": ["benchmark"],
-        "skills": ["model", "skill"],
-    }
-
-    def label(arrs, extra_dims=None):
-        out = {}
-        for name, v in arrs.items():
-            v = np.asarray(v)
-            d = (dims | (extra_dims or {})).get(name, [])
-            out[name] = (["chain", "draw"] + d, v)
-        return out
-
-    import xarray as xr
-
-    def dataset(arrs, extra_dims=None):
-        ds = xr.Dataset(label(arrs, extra_dims))
-        return ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
-
-    posterior = dataset(samples)
-
-    # pointwise log-likelihood of every observed pair, for az.loo / az.waic
-    flat = {k: v.reshape((C * S,) + v.shape[2:]) for k, v in samples.items()}
-    ll = _pointwise_loglik(spec, flat, data)
-    log_lik = dataset({"y": np.asarray(ll).reshape(C, S, -1)}, {"y": ["obs"]})
-
-    stats = None if not extra else xr.Dataset(
-        {
-            "diverging": (["chain", "draw"], np.asarray(extra["diverging"])),
-            "energy": (["chain", "draw"], np.asarray(extra["energy"])),
-            "n_steps": (["chain", "draw"], np.asarray(extra["num_steps"])),
-            "tree_depth": (["chain", "draw"], np.floor(np.log2(np.asarray(extra["num_steps"]) + 1)).astype(int)),
-            # leapfrog steps of each chain's warm-up, all iterations together (the cost the draws do not show)
-            "warmup_n_steps": (["chain"], np.asarray(extra["warmup_steps"]).astype(np.int64)),
-        },
-        coords={"chain": coords["chain"], "draw": coords["draw"]},
-    )
-    obs_model = np.asarray(data["obs_model"])
-    obs_bench = np.asarray(data["obs_bench"])
-    obs_coords = {
-        "obs": obs,
-        "obs_model": ("obs", np.asarray(models)[obs_model]),
-        "obs_benchmark": ("obs", np.asarray(benchmarks)[obs_bench]),
-    }
-    observed = xr.Dataset({"y": (["obs"], np.asarray(data["y"]))}, coords=obs_coords)
-    constant = xr.Dataset(
-        {
-            "x": (["model", "covariate"], np.asarray(data["x"])),
-            "family_index": (["model"], np.asarray(data["family"])),
-            "instruct": (["model"], np.asarray(data["instruct"])),
-            "floor": (["benchmark"], np.asarray(data["floor"])),
-            "obs_model_index": (["obs"], obs_model),
-            "obs_benchmark_index": (["obs"], obs_bench),
-            "obs_weight": (["obs"], np.asarray(data["obs_weight"])),
-        },
-        coords={k: coords[k] for k in ("model", "covariate", "benchmark", "obs")},
-    )
-    groups = dict(
-        posterior=posterior,
-        log_likelihood=log_lik.assign_coords(obs_coords),
-        observed_data=observed,
-        constant_data=constant,
-    )
-    if stats is not None:
-        groups["sample_stats"] = stats
-    if posterior_predictive:
-        yrep = _replicate(spec, flat, data, jax.random.PRNGKey(seed + 1))
-        groups["posterior_predictive"] = dataset({"y": np.asarray(yrep).reshape(C, S, -1)}, {"y": ["obs"]}).assign_coords(obs_coords)
+    """Labelled InferenceData from the sampled sites: posterior (deterministic sites added by
+    :func:`complete_posterior`), sample_stats, log_likelihood, observed_data, posterior_predictive
+    (replicated fitted scores) and constant_data."""
+    sites = complete_posterior(spec, samples, data)
+    groups = {"posterior": posterior_dataset(spec, sites, models=models, families=families, benchmarks=benchmarks)}
+    if extra:
+        groups["sample_stats"] = sample_stats_dataset(extra)
+    groups.update(observation_groups(spec, sites, data, seed, models=models, benchmarks=benchmarks,
+                                     posterior_predictive=posterior_predictive))
+    groups["constant_data"] = constant_dataset(data, models=models, benchmarks=benchmarks)
+    attrs = group_attrs()
+    for ds in groups.values():
+        ds.attrs.update(attrs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.InferenceData(**groups)

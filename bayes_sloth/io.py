@@ -1,19 +1,24 @@
-"""Saving and loading fits as netCDF (never pickle).
+"""Files: fits as netCDF (never pickle), and whole-file writes that never destroy.
 
-A fit file is the fit's ``InferenceData`` (posterior, sample_stats,
-log_likelihood, observed_data, posterior_predictive, constant_data) written
-with h5netcdf. The posterior's attributes carry everything else a fit needs
-to predict again, as JSON: the model structure, sampler settings, the
-covariate standardization, family and benchmark names, and provenance (file
-format, package, NumPyro, JAX and ArviZ versions, the data's sha256). Loading
-checks the format version and says so when a file comes from an incompatible
-version or is not a fit at all.
+Everything the package writes (fit files, forecast tables, reports,
+evaluation pairs) goes through :func:`atomic_write` / :func:`atomic_path`:
+a temporary file in the target folder, flushed and fsync'ed, then renamed
+over the target. A failed, interrupted or killed write leaves the previous
+file as it was and nothing under the final name.
+
+A fit file is an InferenceData written with h5netcdf and zlib: what
+:meth:`bayes_sloth.SkillsLaw.to_file_idata` gives (the sampled sites, the
+sampler statistics, the constant data, and the metadata as JSON in the
+posterior's attributes). This module only moves bytes and attributes:
+:func:`read_idata` reads a file whole into memory and closes it (a notebook
+holding a loaded fit never blocks saving a new one), and the estimator
+checks and rebuilds the fit (:meth:`bayes_sloth.SkillsLaw._from_idata`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import io as _io
 import os
 import tempfile
 import warnings
@@ -22,9 +27,8 @@ from pathlib import Path
 import arviz as az
 import pandas as pd
 
-from .data import Leaderboard
-from .errors import FitFileError
-from .model import ModelSpec, Standardizer
+from .errors import FitFileError, InputError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs):
@@ -94,113 +98,143 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-#: Version of the fit-file layout. Files of another major version are refused.
-FIT_FORMAT = "1.0"
-_ATTR = "bayes_sloth"
+class SaveLockedError(FitFileError):
+    """Another process is writing the same file right now."""
 
 
-def _versions() -> dict:
-    import jax
-    import numpyro
-
-    from . import __version__
-
-    return {"bayes_sloth": __version__, "numpyro": numpyro.__version__, "jax": jax.__version__,
-            "arviz": az.__version__}
-
-
-def stamp(law) -> dict:
-    """Attributes that make a fit file self-describing."""
-    meta = {
-        "fit_format": FIT_FORMAT,
-        "versions": _versions(),
-        "spec": law.spec_.to_dict(),
-        "params": law.get_params(),
-        "standardizer": law.standardizer_.to_dict(),
-        "families": list(law.families_),
-        "benchmarks": list(law.benchmarks_),
-        "data_sha256": law.leaderboard_.sha256(),
-        "fit_seconds": float(law.fit_seconds_),
-    }
-    return {_ATTR: json.dumps(meta)}
-
-
-def read_meta(idata, path=None) -> dict:
-    where = "file" if path is None else f"fit file {str(path)!r}"
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an advisory lock on ``path``'s writes (POSIX ``flock``); another holder is an error, not a wait."""
     try:
-        return json.loads(idata.posterior.attrs[_ATTR])
-    except (KeyError, AttributeError, TypeError, ValueError):
-        raise FitFileError(
-            f"{where} is not a bayes_sloth fit (no bayes_sloth metadata in its posterior): "
-            "save fits with SkillsLaw.save or `bayes-sloth fit --out`"
-        ) from None
+        import fcntl
+    except ImportError:  # no flock (Windows): the rename still keeps every file whole
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SaveLockedError(f"another process is saving to {str(path)!r} right now; this save was not "
+                                  "made (the other one's file will be whole): save again when it has finished, "
+                                  "or to another path") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
-def save(law, path: str | os.PathLike) -> Path:
+def check_output_path(path, *, inputs=(), what: str = "output") -> Path:
+    """Check before any work that ``path`` can be written: its folder exists (it is created) and is
+    writable, it is not a folder, and it is not one of ``inputs``. Returns it as a Path."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    law.idata_.posterior.attrs.update(stamp(law))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        law.idata_.to_netcdf(str(path), engine="h5netcdf")
+    if str(path).strip() == "":
+        raise InputError(f"the {what} path is empty")
+    if path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a folder: give a file name inside it")
+    for inp in inputs:
+        if inp is None:
+            continue
+        try:
+            same = path.exists() and Path(inp).exists() and os.path.samefile(path, inp)
+        except OSError:
+            same = False
+        if same or (not path.exists() and Path(inp).resolve() == path.resolve()):
+            raise InputError(f"{what} {str(path)!r} is the input file {str(inp)!r}: writing it would destroy "
+                             "the input; choose another name")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder {str(folder)!r} for {what} {str(path)!r} "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    if not folder.is_dir():
+        raise InputError(f"{str(folder)!r} is not a folder: cannot write {what} {str(path)!r} there")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write {what} {str(path)!r}: permission denied")
     return path
 
 
-def load(cls, path: str | os.PathLike):
+def write_idata(idata: az.InferenceData, path: str | os.PathLike) -> Path:
+    """Write an InferenceData to netCDF (h5netcdf, zlib), atomically and under an exclusive lock."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path):
+        try:
+            with atomic_path(path) as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                idata.to_netcdf(str(tmp), engine="h5netcdf", compress=True)
+        except OSError as exc:
+            raise FitFileError(f"could not write fit file {str(path)!r} ({exc.strerror or exc}); "
+                               + ("the previous file there is unchanged" if path.exists() else "nothing was written")
+                               ) from None
+    return path
+
+
+def read_idata(path: str | os.PathLike) -> az.InferenceData:
+    """Read a netCDF InferenceData whole into memory; the file is closed before this returns.
+
+    A missing file, or one that is not netCDF or is damaged, is a
+    :class:`~bayes_sloth.errors.FitFileError` (never a backend traceback).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FitFileError(f"fit file {str(path)!r} does not exist")
+        raise FitFileError(f"fit file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FitFileError(f"cannot read fit file {str(path)!r} ({exc.strerror or exc})") from None
+    try:
+        import h5netcdf
+        import xarray as xr
+
+        with h5netcdf.File(_io.BytesIO(raw), "r") as f:
+            names = list(f.groups)
+        groups = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            idata = az.from_netcdf(str(path), engine="h5netcdf")
-            idata.load() if hasattr(idata, "load") else None
+            for g in names:
+                with xr.open_dataset(_io.BytesIO(raw), group=g, engine="h5netcdf") as ds:
+                    groups[g] = ds.load()
+            return az.InferenceData(**groups)
     except Exception as exc:  # h5py/netCDF raise many types for a broken file
-        raise FitFileError(f"cannot read fit file {str(path)!r}: not a netCDF fit or corrupted ({type(exc).__name__})") from None
-    if "posterior" not in idata.groups():
-        raise FitFileError(f"fit file {str(path)!r} has no posterior group: not a bayes_sloth fit")
-    meta = read_meta(idata, path)
-    fmt = str(meta.get("fit_format", "?"))
-    if fmt.split(".")[0] != FIT_FORMAT.split(".")[0]:
-        written = meta.get("versions", {}).get("bayes_sloth", "unknown")
-        raise FitFileError(
-            f"fit file {str(path)!r} has format {fmt} (written by bayes_sloth {written}); this version reads "
-            f"format {FIT_FORMAT}: refit with this version"
-        )
-    missing = [g for g in ("constant_data",) if g not in idata.groups()]
-    if missing:
-        raise FitFileError(
-            f"fit file {str(path)!r} has no {missing[0]} group: incomplete or corrupted; refit and save again"
-        )
-    try:
-        law = cls(**meta["params"])
-        law.spec_ = ModelSpec.from_dict(meta["spec"])
-        law.standardizer_ = Standardizer.from_dict(meta["standardizer"])
-        law.families_ = list(meta["families"])
-        law.benchmarks_ = list(meta["benchmarks"])
-        law.anchors_ = [law.benchmarks_[a] for a in law.spec_.anchors]
-        law.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
-        cd = idata.constant_data
-        models = [str(m) for m in cd["model"].values]
-        cov = pd.DataFrame(
-            {
-                "family": cd["model_family"].values.astype(str),
-                "params": cd["params"].values.astype(float),
-                "tokens": cd["tokens"].values.astype(float),
-                "instruct": cd["instruct"].values.astype(bool),
-            },
-            index=pd.Index(models, name="model"),
-        )
-        scores = pd.DataFrame(cd["scores"].values.astype(float), index=cov.index, columns=law.benchmarks_)
-        floors = pd.Series(cd["floor"].values.astype(float), index=pd.Index(law.benchmarks_, name="benchmark"), name="floor")
-        law.leaderboard_ = Leaderboard(cov, scores, floors)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FitFileError(
-            f"fit file {str(path)!r} is incomplete or corrupted ({type(exc).__name__}: {exc}); refit and save again"
-        ) from None
-    law.idata_ = idata
-    from .diagnostics import diagnose
+        raise FitFileError(f"cannot read fit file {str(path)!r}: not a netCDF fit or corrupted "
+                           f"({type(exc).__name__})") from None
 
-    law.diagnostics_ = diagnose(idata, law.max_tree_depth)
-    return law
+
+#: Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(value):
+    """A text cell that a spreadsheet would run as a formula, made inert with a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, *, text_columns=None, **to_csv) -> Path:
+    """Write a table to CSV atomically, with text cells in ``text_columns`` (default: every text column)
+    escaped against spreadsheet formula injection (:func:`escape_formula`)."""
+    out = frame.copy()
+    cols = text_columns if text_columns is not None else [c for c in out.columns if out[c].dtype == object
+                                                           or pd.api.types.is_string_dtype(out[c])]
+    for c in cols:
+        if c in out:
+            out[c] = out[c].map(escape_formula)
+    with atomic_write(path, "w", newline="") as fh:
+        out.to_csv(fh, **to_csv)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (a report, a table) atomically, UTF-8."""
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return Path(path)

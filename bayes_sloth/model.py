@@ -106,6 +106,7 @@ import numpyro.distributions as dist
 import pandas as pd
 
 from .errors import InputError
+from .rotation import varimax
 
 COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
 LINKS = ("sigmoid", "monotone")
@@ -212,21 +213,6 @@ class Standardizer:
 
 
 # ------------------------------------------------------------------ anchors
-def varimax(L: np.ndarray, iters: int = 200, tol: float = 1e-8) -> np.ndarray:
-    """Orthogonal rotation matrix R maximizing the varimax criterion of ``L @ R``."""
-    p, k = L.shape
-    R = np.eye(k)
-    d = 0.0
-    for _ in range(iters):
-        LR = L @ R
-        u, s, vt = np.linalg.svd(L.T @ (LR**3 - LR @ np.diag((LR**2).sum(axis=0)) / p))
-        R = u @ vt
-        if s.sum() < d * (1 + tol):
-            break
-        d = s.sum()
-    return R
-
-
 def log_compute(covariates: pd.DataFrame) -> np.ndarray:
     """log(params x tokens) per model: the scale :func:`default_anchors` checks benchmarks against."""
     return np.log(covariates["params"].to_numpy(dtype=float) * covariates["tokens"].to_numpy(dtype=float))
@@ -287,7 +273,7 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_
     order = np.argsort(w)[::-1][:n_skills]
     L = v[:, order] * np.sqrt(np.maximum(w[order], 0.0))
     if n_skills > 1:
-        L = L @ varimax(L)
+        L = varimax(L)[0]  # the package's one varimax (bayes_sloth.rotation)
     L = L * np.sign(L.sum(axis=0) + 1e-12)  # factors oriented so most benchmarks load positively
     L = L[:, np.argsort(-(L**2).sum(axis=0))]
     # the first skill: the benchmark that loads most on the general (first principal) factor,
@@ -565,3 +551,32 @@ def skills_law(
     if obs_weight is not None:
         d = d.mask(obs_weight)
     numpyro.sample("y", d, obs=y)
+
+
+def describe(spec: ModelSpec) -> str:
+    """The law of ``spec`` in plain text, one line per equation: what the report shows.
+
+    Generated from the spec (not copied from the docstring above), so a
+    report always states the law that was fitted: each option adds or
+    changes its own line.
+    """
+    link = "sigmoid" if spec.link == "sigmoid" else "g"
+    lines = [
+        "x_i      = standardized (log S_i, log T_i, (log S_i - m_S)(log T_i - m_T))   S params (B), T tokens (T)",
+        "theta_i  = alpha_f(i) + B' x_i" + (" + delta instruct_i" if spec.instruct_shift else "")
+        + (" + gamma_f(i) x_i,logS" if spec.family_slopes else "") + f"   {spec.n_skills} latent skill(s)",
+        "alpha_f  = tau (z_f - mean z),  z_f ~ Normal(0, I)          family efficiency, partially pooled",
+    ]
+    if spec.family_slopes:
+        lines.append("gamma_f  = omega (u_f - mean u),  u_f ~ Normal(0, I)        family slope in log S, partially pooled")
+    if spec.model_effects:
+        lines.append("e_i      = s v_i,  v_i ~ Normal(0, 1)                      the model's own offset, partially pooled")
+    lines.append(f"m_ij     = c_j + (1 - c_j) {link}(lambda_j' theta_i + b_j" + (" + e_i" if spec.model_effects else "")
+                 + ")   c_j chance floor")
+    if spec.link == "monotone":
+        lines.append("g(eta)   = sum_m w_m sigmoid(eta - c_m + sum_l w_l c_l),  w ~ Dirichlet(1)   learned monotone link")
+    lines.append("Lambda   : unit loading of skill k on its anchor, zero on later anchors, "
+                 + ("others positive" if spec.loadings == "positive" else "others real"))
+    noise = "TruncatedNormal" if spec.noise == "normal" else "TruncatedLogistic"
+    lines.append(f"y_ij     ~ {noise}(m_ij, sigma_j) on [0, 1]             misfit per benchmark; missing scores left out")
+    return "\n".join(lines)

@@ -89,27 +89,13 @@ _XLABEL = {
 }
 
 
-def _new_rows(new) -> pd.DataFrame:
+def _new_rows(law, new) -> pd.DataFrame:
     """New models as a DataFrame with canonical columns (model, family, params, tokens, instruct, scores...)."""
     if new is None:
         return pd.DataFrame(columns=["model", "family", "params", "tokens", "instruct"])
-    from .data import Leaderboard, load_leaderboard
+    from .estimator import read_new_models
 
-    if not isinstance(new, Leaderboard):
-        new = load_leaderboard(new, benchmarks=None, require_scores=False) if not isinstance(new, pd.DataFrame) \
-            else _frame_to_leaderboard(new)
-    return new.to_frame().reset_index()
-
-
-def _frame_to_leaderboard(df: pd.DataFrame):
-    from .data import load_leaderboard
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return load_leaderboard(df, require_scores=False)
-        except InputError:
-            return load_leaderboard(df, benchmarks=[], require_scores=False)
+    return read_new_models(new, law.benchmarks_).to_frame().reset_index()
 
 
 def plot_scaling(
@@ -168,7 +154,7 @@ def plot_scaling(
     if x not in _XLABEL:
         raise InputError(f"x must be 'params' or 'compute', got {x!r}")
     benchmarks = _benchmarks(law, benchmarks)
-    newdf = _new_rows(new)
+    newdf = _new_rows(law, new)
     fit_cov = law.leaderboard_.covariates
     if families is None:
         families = list(pd.unique(newdf["family"])) if len(newdf) else [fit_cov["family"].value_counts().index[0]]
@@ -179,9 +165,10 @@ def plot_scaling(
     if unknown:
         raise InputError(f"family {unknown[0]!r} is neither in the fit nor among the new models")
 
-    # one predict call for the grids and the new models, so a never-seen family
-    # shares one efficiency draw between its curve and its forecasts
-    rows = []
+    # the curves: the law along a grid of sizes (law.predict_covariates), and the forecasts of the new
+    # models (law.predict); a never-seen family's efficiency draws are keyed by its name and the seed,
+    # so its curve, its forecasts here and a forecast table made with the same seed share them
+    curves = {}
     for f in families:
         pts = pd.concat([fit_cov[fit_cov["family"] == f][["params", "tokens", "instruct"]],
                          newdf[newdf["family"] == f][["params", "tokens", "instruct"]]])
@@ -193,18 +180,17 @@ def plot_scaling(
         grid = np.linspace(lp.min() - 0.35, lp.max() + 0.35, n_grid)
         tok = np.exp(np.interp(grid, lp[order], lt[order]))
         instruct = bool(pts["instruct"].astype(bool).mean() >= 0.5)
-        for i, (s, t) in enumerate(zip(np.exp(grid), tok)):
-            rows.append({"model": f"__grid__{f}__{i}", "family": f, "params": s, "tokens": t, "instruct": instruct})
-    grid_df = pd.DataFrame(rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # extrapolation and never-seen families are drawn as such
+            curves[f] = law.predict_covariates(f, np.exp(grid), tok, instruct=instruct, seed=seed,
+                                               new_families="allow")
     new_fc = newdf[newdf["family"].isin(families)] if len(newdf) else newdf
-    query = pd.concat([grid_df, new_fc[["model", "family", "params", "tokens", "instruct"]]], ignore_index=True)
-    pred = law.predict(query, seed=seed).predictions
-    var = pred["score"] if band == "predictive" else pred["mu"]
-    mean_mu = pred["mu"].mean(("chain", "draw"))
-    inner = _q(var, levels[0])
-    outer = _q(var, levels[1])
-    score_mean = pred["score"].mean(("chain", "draw"))
-    fc90 = _q(pred["score"], 0.9)
+    fc = None
+    if len(new_fc):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            fc = law.predict(new_fc[["model", "family", "params", "tokens", "instruct"]], seed=seed,
+                             new_families="allow").predictions
 
     nrows, ncols = _grid_shape(len(benchmarks), ncols)
     fig, axes = _new_figure(nrows, ncols, sharex=True)
@@ -215,13 +201,14 @@ def plot_scaling(
         ax = axes.ravel()[b_i]
         for f_i, f in enumerate(families):
             c = colors[f_i % len(colors)]
-            gm = [m for m in query["model"] if m.startswith(f"__grid__{f}__")]
-            sel = dict(model=gm, benchmark=b)
-            gx = _xvalue(query.set_index("model").loc[gm, "params"], query.set_index("model").loc[gm, "tokens"], x)
-            ax.fill_between(gx, outer[0].sel(sel), outer[1].sel(sel), color=c, alpha=0.15, lw=0)
-            ax.fill_between(gx, inner[0].sel(sel), inner[1].sel(sel), color=c, alpha=0.3, lw=0)
+            cv = curves[f].sel(benchmark=b)
+            var = cv["score"] if band == "predictive" else cv["mu"]
+            gx = _xvalue(cv["params"].values, cv["tokens"].values, x)
+            for lv, alpha in ((levels[1], 0.15), (levels[0], 0.3)):
+                lo, hi = _q(var, lv)
+                ax.fill_between(gx, lo, hi, color=c, alpha=alpha, lw=0)
             seen = f in law.families_
-            ax.plot(gx, mean_mu.sel(sel), color=c, lw=1.6, ls="-" if seen else "--",
+            ax.plot(gx, cv["mu"].mean(("chain", "draw")), color=c, lw=1.6, ls="-" if seen else "--",
                     label=f if seen else f"{f} (never seen)")
             fm = fit_cov.index[fit_cov["family"] == f]
             ax.scatter(_xvalue(fit_cov.loc[fm, "params"], fit_cov.loc[fm, "tokens"], x), scores.loc[fm, b],
@@ -229,9 +216,9 @@ def plot_scaling(
             nm = new_fc[new_fc["family"] == f] if len(new_fc) else new_fc
             if len(nm):
                 nx = _xvalue(nm["params"], nm["tokens"], x)
-                mm = score_mean.sel(model=list(nm["model"]), benchmark=b).values
-                lo = fc90[0].sel(model=list(nm["model"]), benchmark=b).values
-                hi = fc90[1].sel(model=list(nm["model"]), benchmark=b).values
+                sc = fc["score"].sel(model=list(nm["model"]), benchmark=b)
+                mm = sc.mean(("chain", "draw")).values
+                lo, hi = (q.values for q in _q(sc, 0.9))
                 ax.errorbar(nx, mm, yerr=[mm - lo, hi - mm], fmt="D", color=c, ms=5, capsize=2, lw=1,
                             zorder=4, markeredgecolor="black", markeredgewidth=0.5)
                 if b in nm.columns:
@@ -312,7 +299,8 @@ def plot_loadings(law, *, rotated: bool = False, level: float = 0.9, ax=None) ->
                 txt = f"{mean[j, k]:.2f}\n[{lo[j, k]:.2f}, {hi[j, k]:.2f}]"
             dark = abs(mean[j, k]) > 0.6 * vmax
             ax.text(k, j, txt, ha="center", va="center", fontsize=7.5, color="white" if dark else "black")
-    ax.set_xticks(range(K), [f"skill {k + 1}" for k in range(K)])
+    ax.set_xticks(range(K), [f"skill {k + 1}" + ("" if rotated else f"\n({name})")
+                             for k, name in enumerate(lam["skill"].values)])
     ax.set_yticks(range(J), list(lam["benchmark"].values))
     anchors = getattr(law, "anchors_", None)
     title = "Loadings: posterior mean [" + f"{level:.0%} interval]"

@@ -11,12 +11,21 @@ For each posterior draw s and each new model i with covariates x_i:
   offset e_i^(s); any other model draws e^(s) = s^(s) * v, v ~ Normal(0, 1);
 
 then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
-around it (TruncatedNormal on [0, 1] by default). Results are labelled
-xarray objects with dims (chain, draw, model, benchmark).
+around it (TruncatedNormal on [0, 1] by default), all through
+:func:`bayes_sloth.model.pair_dist` and :func:`~bayes_sloth.model.noise_dist`,
+the law's own code.
+
+The random numbers of a never-seen family come from a stream keyed by the
+family's name, and those of a row (its fresh offset, its noise) from a
+stream keyed by the row's name: a forecast depends on the fit, the row and
+the seed, not on which other rows are asked for at the same time. So a
+scaling curve and a forecast table of the same never-seen family, made in
+separate calls with the same seed, use the same family draws.
 """
 
 from __future__ import annotations
 
+import zlib
 from functools import partial
 
 import jax
@@ -27,7 +36,16 @@ import xarray as xr
 
 from .errors import InputError
 from .inference import real_dtype
-from .model import ModelSpec, pair_dist
+from .model import ModelSpec, noise_dist, pair_dist
+
+#: Posterior sites a forecast reads.
+_SITES = ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
+          "family_slope_sd", "model_effect", "model_sd", "link_weights")
+
+
+def stream_code(name: str) -> int:
+    """A stable 31-bit code of a name (CRC-32), used to key the random stream of a family or a row."""
+    return zlib.crc32(str(name).encode("utf-8")) & 0x7FFFFFFF
 
 
 def forecast_draws(
@@ -35,68 +53,77 @@ def forecast_draws(
     posterior: xr.Dataset,
     x: np.ndarray,
     family_index: np.ndarray,
-    new_family_index: np.ndarray,
+    new_family_codes: np.ndarray,
     instruct: np.ndarray,
     floor: np.ndarray,
     seed: int,
+    row_codes: np.ndarray,
     model_index: np.ndarray | None = None,
 ):
-    """Draws of the mean law and of predicted scores for new rows.
+    """Draws of the mean law and of predicted scores for rows at covariates ``x`` (standardized).
 
     ``family_index[i]`` is the fitted family of row i, or -1 if unseen, in
-    which case ``new_family_index[i]`` (0..n_new-1) groups rows of one new
-    family. ``model_index[i]`` is the row's index among the fitted models, or
+    which case ``new_family_codes[i]`` (see :func:`stream_code`) keys the
+    random stream of its family's efficiency: rows with the same code share
+    one draw. ``row_codes[i]`` keys the row's own stream (fresh offset,
+    noise). ``model_index[i]`` is the row's index among the fitted models, or
     -1 for a new model (used only with model effects). Returns numpy arrays
     ``(mu, score, theta)`` of shape (chain, draw, N, J) and (chain, draw, N, K).
     """
     C, S = posterior.sizes["chain"], posterior.sizes["draw"]
     K, J = spec.n_skills, spec.n_benchmarks
     N = len(x)
-    flat = {
-        name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
-        for name in ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift",
-                     "family_slope", "family_slope_sd", "model_effect", "model_sd", "link_weights")
-        if name in posterior
-    }
-    n_new = int(new_family_index.max()) + 1 if (family_index < 0).any() else 0
+    flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
+            for name in _SITES if name in posterior}
     F = flat["alpha"].shape[1]
-    fam = np.where(family_index >= 0, family_index, F + np.maximum(new_family_index, 0)).astype(np.int32)
-    om, ob = np.divmod(np.arange(N * J), J)
+    codes = pd.Index(pd.unique(np.asarray(new_family_codes)[np.asarray(family_index) < 0]))
+    fam = np.where(family_index >= 0, family_index, F + np.maximum(codes.get_indexer(new_family_codes), 0))
     real = real_dtype()
     midx = np.full(N, -1) if model_index is None else np.asarray(model_index)
     mu, score, theta = _forecast(
-        spec, max(n_new, 1), flat, jnp.asarray(x, real), jnp.asarray(fam), jnp.asarray(instruct, real),
-        jnp.asarray(floor, real), jnp.asarray(om), jnp.asarray(ob), jax.random.PRNGKey(seed),
-        jnp.asarray(midx.astype(np.int32)),
+        spec, flat, jnp.asarray(x, real), jnp.asarray(fam.astype(np.int32)), jnp.asarray(instruct, real),
+        jnp.asarray(floor, real), jax.random.PRNGKey(seed), jnp.asarray(np.asarray(codes, dtype=np.int32)),
+        jnp.asarray(np.asarray(row_codes, dtype=np.int32)), jnp.asarray(midx.astype(np.int32)),
     )
-    shape = (C, S, N, J)
-    return (
-        np.asarray(mu).reshape(shape),
-        np.asarray(score).reshape(shape),
-        np.asarray(theta).reshape(C, S, N, K),
-    )
+    return (np.asarray(mu).reshape(C, S, N, J), np.asarray(score).reshape(C, S, N, J),
+            np.asarray(theta).reshape(C, S, N, K))
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _forecast(spec, n_new, flat, x, fam, instruct, floor, om, ob, key, midx):
+def _normals(key, codes, shape, dtype):
+    """Standard normals (len(codes), *shape): code c's slice from the stream ``fold_in(key, c)``."""
+    return jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), shape, dtype))(codes)
+
+
+@partial(jax.jit, static_argnums=0)
+def _forecast(spec, flat, x, fam, instruct, floor, key, family_codes, row_codes, midx):
     """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
     key_alpha, key_y, key_slope, key_model = jax.random.split(key, 4)
-    K = spec.n_skills
-    # alpha for the fitted families, then one population draw per new family
-    z_new = jax.random.normal(key_alpha, (flat["alpha"].shape[0], n_new, K), dtype=flat["alpha"].dtype)
+    D = flat["alpha"].shape[0]
+    K, J = spec.n_skills, spec.n_benchmarks
+    dtype = flat["alpha"].dtype
+    # alpha for the fitted families, then one population draw per new family, keyed by its name
+    z_new = jnp.moveaxis(_normals(key_alpha, family_codes, (D, K), dtype), 0, 1)  # (D, n_new, K)
     alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
     params = dict(flat, alpha=alpha_all)
     if spec.family_slopes:
-        u_new = jax.random.normal(key_slope, z_new.shape, dtype=z_new.dtype)
+        u_new = jnp.moveaxis(_normals(key_slope, family_codes, (D, K), dtype), 0, 1)
         params["family_slope"] = jnp.concatenate(
             [flat["family_slope"], flat["family_slope_sd"][:, None, :] * u_new], axis=1)
     if spec.model_effects:
-        fresh = flat["model_sd"][:, None] * jax.random.normal(
-            key_model, (flat["model_sd"].shape[0], x.shape[0]), dtype=z_new.dtype)
+        fresh = flat["model_sd"][:, None] * _normals(key_model, row_codes, (D,), dtype).T  # (D, N)
         fitted = jnp.take(flat["model_effect"], jnp.maximum(midx, 0), axis=1)
         params["model_effect"] = jnp.where((midx >= 0)[None, :], fitted, fresh)
-    d, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
-    return mu, d.sample(key_y), theta
+    N = x.shape[0]
+    om, ob = jnp.divmod(jnp.arange(N * J), J)
+    _, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
+    mu = mu.reshape(D, N, J)
+    sigma = jnp.broadcast_to(flat["sigma"][:, None, :], mu.shape)
+
+    def row_scores(code, m, s):  # one row's noise from its own stream
+        return noise_dist(spec, m, s).sample(jax.random.fold_in(key_y, code))
+
+    score = jax.vmap(row_scores, in_axes=(0, 1, 1), out_axes=1)(row_codes, mu, sigma)
+    return mu, score, theta
 
 
 def interval(draws: xr.DataArray | xr.Dataset, level: float = 0.9, dims=("chain", "draw")) -> xr.Dataset:

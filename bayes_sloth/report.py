@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import difflib
 import html
 import io
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,9 +53,10 @@ class ForecastReport:
 def split_target_family(lb, family: str, n_train: int = 1):
     r"""Split a leaderboard for forecasting a family from its smallest models.
 
-    The family's models with parameters and tokens are ordered by parameters
-    (then tokens); the ``n_train`` smallest stay in the training leaderboard
-    with every other family, the rest become targets.
+    The rule is :func:`bayes_sloth.data.split_family` (the evaluation's too):
+    the family's models with parameters and tokens, ordered by parameters;
+    the ``n_train`` smallest stay in the training leaderboard with every
+    other family, the rest become targets.
 
     Returns
     -------
@@ -67,41 +66,18 @@ def split_target_family(lb, family: str, n_train: int = 1):
         The larger models: model, family, params, tokens, instruct and their
         observed scores (for comparison, never used in the fit).
     """
-    fams = set(lb.covariates["family"])
-    if family not in fams:
-        close = difflib.get_close_matches(family, sorted(fams), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise InputError(f"family {family!r} is not in the leaderboard{hint}")
-    if not isinstance(n_train, (int, np.integer)) or n_train < 0:
-        raise InputError(f"n_train must be a non-negative integer, got {n_train!r}")
-    cov = lb.covariates
-    members = cov[(cov["family"] == family)].dropna(subset=["params", "tokens"])
-    members = members.sort_values(["params", "tokens"], kind="stable")
-    if len(members) < n_train + 1:
-        raise InputError(
-            f"family {family!r} has {len(members)} model(s) with parameters and tokens; forecasting it from "
-            f"its {n_train} smallest needs at least {n_train + 1}"
-        )
-    targets = list(members.index[n_train:])
-    train = lb.select(models=[m for m in lb.models if m not in targets])
+    from .data import split_family
+
+    _, targets = split_family(lb, family, n_train)
+    train = lb.select(models=[m for m in lb.models if m not in set(targets)])
     frame = lb.to_frame().loc[targets].reset_index()
     return train, frame
 
 
-def _read_targets(target_models) -> pd.DataFrame:
-    from .data import Leaderboard, load_leaderboard
+def _read_targets(target_models, benchmarks) -> pd.DataFrame:
+    from .estimator import read_new_models
 
-    if isinstance(target_models, Leaderboard):
-        return target_models.to_frame().reset_index()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            lbt = load_leaderboard(target_models, require_scores=False)
-        except InputError as exc:
-            if "score" not in str(exc).lower() and "benchmark" not in str(exc).lower():
-                raise
-            lbt = load_leaderboard(target_models, benchmarks=[], require_scores=False)
-    return lbt.to_frame().reset_index()
+    return read_new_models(target_models, benchmarks).to_frame().reset_index()
 
 
 def _fig_to_img(fig, alt: str, dpi: int = 110) -> str:
@@ -312,23 +288,12 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
                                 f"target_accept {law.target_accept}, seed {law.seed}")),
         ("sampling time", f"{law.fit_seconds_:.1f} s"),
     ]))
-    shift = " + delta instruct_i" if spec.instruct_shift else ""
-    slope = " + gamma_family(i) log params_i" if spec.family_slopes else ""
-    offset = " + e_i" if spec.model_effects else ""
-    noise = "TruncatedNormal" if spec.noise == "normal" else "TruncatedLogistic"
+    from .model import describe
+
     parts.append(
-        "<pre>"
-        "x_i      = standardized (log params, log tokens, their product)\n"
-        f"theta_i  = alpha_family(i) + B' x_i{shift}{slope}   latent skills, K of them\n"
-        "alpha_f  ~ Normal(0, diag(tau))                      family efficiency, partially pooled\n"
-        + ("e_i      ~ Normal(0, s)                               the model's own offset, partially pooled\n"
-           if spec.model_effects else "")
-        + f"m_ij     = c_j + (1 - c_j) {'sigmoid' if spec.link == 'sigmoid' else 'g'}(lambda_j' theta_i + b_j{offset})"
-        "   c_j: chance floor of benchmark j\n"
-        + ("g        = learned monotone link: Dirichlet-weighted mixture of logistic functions\n"
-           if spec.link == "monotone" else "")
-        + f"y_ij     ~ {noise}(m_ij, sigma_j) on [0, 1]  misfit per benchmark"
-        "</pre>"
+        f"<pre>{html.escape(describe(spec))}</pre>"
+        '<p class="legend">The law as fitted, generated from its structure (<code>bayes_sloth.model.describe</code>; '
+        "the math with its reasons is in <code>bayes_sloth/model.py</code>).</p>"
         "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
         "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "
         "arXiv:2412.06540).</p>")
@@ -336,10 +301,6 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
     body = "\n".join(parts)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
-
-
-def _stderr_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def forecast_report(
@@ -353,114 +314,87 @@ def forecast_report(
     out: str | Path = "report.html",
     data_source: str = "",
     seed: int | None = None,
-    log: Callable[[str], None] | None = _stderr_log,
+    log: Callable[[str], None] | None = None,
 ) -> ForecastReport:
-    r"""Fit the skills law, forecast the targets, and write a self-contained HTML report.
+    r"""Forecast the targets with a skills law (fitting it first if it is not fitted) and write the HTML report.
 
     Exactly one of ``target_family`` (forecast the family's larger models from
     its ``n_train`` smallest) or ``target_models`` (DataFrame, CSV path or
-    Leaderboard of new models) is required. ``law`` is an unfitted
-    :class:`~bayes_sloth.SkillsLaw` holding the settings (default
-    ``SkillsLaw()``). Stage messages go to ``log`` (stderr by default; None
-    for silence).
+    Leaderboard of new models) is required. ``law`` is a
+    :class:`~bayes_sloth.SkillsLaw`: unfitted (default ``SkillsLaw()``), it is
+    fitted to the training rows; fitted (e.g. ``SkillsLaw.load(path)``), it
+    is used as it is, and must not contain the models it is asked to
+    forecast as held out. Rendering itself never samples: the forecast table
+    and the figures come from the fitted law's draws. Stage messages go to
+    ``log`` (None: silent). The file is written atomically.
     """
     from .estimator import SkillsLaw
+    from .io import check_output_path, write_text
 
     say = log or (lambda m: None)
     if (target_family is None) == (target_models is None):
         raise InputError("give exactly one of target_family or target_models")
     if not 0 < level < 1:
         raise InputError(f"interval level must be in (0, 1), got {level}")
+    out = check_output_path(out, inputs=[target_models if isinstance(target_models, (str, Path)) else None],
+                            what="report")
     t0 = time.perf_counter()
     law = SkillsLaw() if law is None else law
+    fitted = hasattr(law, "idata_")
     train_of_family: list = []
     if target_family is not None:
         train, targets = split_target_family(lb, target_family, n_train)
-        fam_cov = train.covariates[train.covariates["family"] == target_family]
-        train_of_family = list(fam_cov.dropna(subset=["params", "tokens"]).index)
+        if fitted:
+            inside = sorted(set(targets["model"]) & set(law.leaderboard_.models))
+            if inside:
+                raise InputError(
+                    f"the fit already contains {len(inside)} of the models of {target_family!r} to forecast "
+                    f"({', '.join(inside[:3])}{' ...' if len(inside) > 3 else ''}): fit without them (e.g. drop "
+                    "--fit to fit here), or forecast other models")
+            in_fit = law.leaderboard_.covariates
+            train_of_family = list(in_fit.index[in_fit["family"] == target_family])
+        else:
+            fam_cov = train.covariates[train.covariates["family"] == target_family]
+            train_of_family = list(fam_cov.dropna(subset=["params", "tokens"]).index)
         title = f"Forecast report: {target_family} from its {n_train} smallest model{'s' if n_train != 1 else ''}"
     else:
-        targets = _read_targets(target_models)
+        targets = _read_targets(target_models, law.benchmarks_ if fitted else lb.benchmarks)
         same = [m for m in targets["model"] if m in set(lb.models)]
         train = lb.select(models=[m for m in lb.models if m not in set(same)]) if same else lb
-        if same:
+        if same and not fitted:
             say(f"note: {len(same)} target model(s) are in the leaderboard; they are left out of the fit: "
                 + ", ".join(same[:5]) + (" ..." if len(same) > 5 else ""))
         title = f"Forecast report: {len(targets)} new model(s)"
     bad = targets[targets[["params", "tokens"]].isna().any(axis=1)]
     if len(bad):
         raise InputError(f"cannot forecast model {bad['model'].iloc[0]!r}: parameters or tokens missing")
-    dropped = list(train.covariates.index[train.covariates[["params", "tokens"]].isna().any(axis=1)])
-    say(f"[1/4] data: {len(train)} models in the fit ({len(dropped)} without parameters or tokens left out), "
-        f"{len(train.benchmarks)} benchmarks; {len(targets)} model(s) to forecast")
-    say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws) of NUTS; "
-        "this is the long step")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        law.fit(train)
-    say(f"      done in {law.fit_seconds_:.0f} s; {'converged' if law.diagnostics_.ok else 'NOT converged'}"
-        + ("" if law.diagnostics_.ok else f" ({len(law.diagnostics_.problems)} problem(s), see the report)"))
+    if fitted:
+        say(f"[1/4] data: using the saved fit ({len(law.leaderboard_)} models); {len(targets)} model(s) to forecast")
+    else:
+        n_all = len(train)
+        n_fit = int(train.covariates[["params", "tokens"]].notna().all(axis=1).sum())
+        say(f"[1/4] data: {n_fit} models in the fit ({n_all - n_fit} without parameters or tokens left out), "
+            f"{len(train.benchmarks)} benchmarks; {len(targets)} model(s) to forecast")
+        say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws) of NUTS; "
+            "this is the long step")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            law.fit(train)
+        say(f"      done in {law.fit_seconds_:.0f} s; {'converged' if law.diagnostics_.ok else 'NOT converged'}"
+            + ("" if law.diagnostics_.ok else f" ({len(law.diagnostics_.problems)} problem(s), see the report)"))
+    fit_cov = law.leaderboard_.covariates
+    dropped = [m for m in train.models if m not in set(fit_cov.index)] if not fitted else []
     say(f"[3/4] forecasting {len(targets)} model(s) at {level:.0%}")
-    table = law.forecast(targets, level=level, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the report states never-seen families and extrapolation itself
+        table = law.forecast(targets, level=level, seed=seed, new_families="allow")
     say("[4/4] drawing figures and writing the report")
     doc = render_html(law, table, targets, level=level, title=title, data_source=data_source or "DataFrame",
                       target_family=target_family, train_of_family=train_of_family, n_train=n_train,
                       dropped=dropped, seed=seed)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    write_text(doc, out)
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s")
-    return ForecastReport(out, law, table, list(train.models), list(targets["model"]))
-
-
-# ----------------------------------------------------------------- CLI
-def cmd_report(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .cli import law_from_args, load_data
-
-    if args.data:
-        source = args.data
-    else:
-        from .data import sloth_data_path
-        from .metadata import SLOTH_DATA
-
-        path = sloth_data_path(args.data_dir)
-        source = f"{path} (Sloth table, {SLOTH_DATA['url']})"
-    _stderr_log("[0/4] loading the leaderboard")
-    lb = load_data(args)
-    law = law_from_args(args)
-    law.progress = not args.quiet
-    forecast_report(lb, target_family=args.target_family, target_models=args.target_models, n_train=args.n_train,
-                    law=law, level=args.interval, out=args.out, data_source=source, seed=args.seed,
-                    log=None if args.quiet else _stderr_log)
-    if args.quiet:
-        print(args.out)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``bayes-sloth report`` to the command line."""
-    from .cli import add_data_options, add_model_options
-
-    p = subparsers.add_parser(
-        "report", help="fit, forecast and write a self-contained HTML forecast report",
-        description="Fit the skills law and write one self-contained HTML report (opens offline) with the data, "
-                    "the model, diagnostics, forecasts with intervals, and figures.")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--target-family", help="forecast this family's larger models as if only its smallest "
-                                           "(--n-train) were seen; their real scores are shown for comparison")
-    g.add_argument("--target-models", help="CSV of new models to forecast (model, family, params, tokens"
-                                           "[, instruct][, observed scores])")
-    p.add_argument("--n-train", type=int, default=1, help="with --target-family: how many of its smallest "
-                                                          "models are fitted (default 1)")
-    p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
-    p.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--quiet", action="store_true", help="no progress or stage messages")
-    add_data_options(p)
-    add_model_options(p)
-    p.set_defaults(func=cmd_report)
+    return ForecastReport(out, law, table, list(fit_cov.index), list(targets["model"]))
 
 
 __all__ = ["ForecastReport", "forecast_report", "reading", "render_html", "split_target_family"]

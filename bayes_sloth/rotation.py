@@ -157,7 +157,8 @@ def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine
     -------
     xarray.Dataset with ``loadings`` (chain, draw, benchmark, skill), ``skills``
     (chain, draw, model, skill) if present, and ``rotation`` (chain, draw,
-    skill_in, skill).
+    skill_in, skill); the rotated skills are labelled ``"rotated 1"`` ...,
+    ``skill_in`` keeps the fit's (anchor) labels.
     """
     if "loadings" not in posterior:
         raise InputError("rotate_posterior needs a posterior with 'loadings' (law.idata_.posterior)")
@@ -177,14 +178,14 @@ def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine
     Q = R @ P * flip[None, None, :]
     Lrot = (L.reshape(C * S, J, K) @ Q).reshape(C, S, J, K)
     Q = Q.reshape(C, S, K, K)
-    skills_dim = lam["skill"].values
+    rotated_names = [f"rotated {k + 1}" for k in range(K)]  # no longer the anchors' skills
     out = xr.Dataset(
         {
             "loadings": (("chain", "draw", "benchmark", "skill"), Lrot),
             "rotation": (("chain", "draw", "skill_in", "skill"), Q),
         },
         coords={"chain": lam["chain"].values, "draw": lam["draw"].values,
-                "benchmark": lam["benchmark"].values, "skill": skills_dim, "skill_in": skills_dim},
+                "benchmark": lam["benchmark"].values, "skill": rotated_names, "skill_in": lam["skill"].values},
     )
     if "skills" in posterior:
         th = posterior["skills"].transpose("chain", "draw", "model", "skill")

@@ -24,19 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bayes_sloth.evaluation import LEVELS, _reference_dir, evaluate, summarize_pairs
+from bayes_sloth.data import paper_errors
+from bayes_sloth.evaluation import LEVELS, evaluate, summarize_pairs
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
 PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
 
 
-def paper_numbers(ref_dir: Path) -> pd.DataFrame:
-    """Paper MAE per (set, n) for the reference methods, plus the best Sloth of any d."""
-    raw = pd.read_csv(ref_dir / "sloth_lofo_mae_summary.csv", header=None)
-    sets, ns = raw.iloc[0, 1:].tolist(), raw.iloc[1, 1:].astype(int).tolist()
-    body = raw.iloc[3:].set_index(0)
-    body.columns = pd.MultiIndex.from_arrays([sets, ns])
-    body = body.astype(float)
+def paper_numbers() -> pd.DataFrame:
+    """Paper MAE per (set, n) for the reference methods, plus the best Sloth of any d (the packaged copy of
+    the paper's published errors, ``bayes_sloth.data.paper_errors``)."""
+    body = paper_errors().pivot_table(index="method", columns=["benchmark_set", "n_train"], values="mae")
     out = body.loc[list(PAPER)].T
     sloth = body.loc[[m for m in body.index if str(m).startswith("sloth_")]]
     out["best_sloth_any_d"] = sloth.min(axis=0)
@@ -144,11 +142,7 @@ def main(argv=None) -> int:
         cells = [(s, n) for n in (1, 2) for s in SETS] + [(s, 0) for s in SETS]
     else:
         cells = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells.split(",")]
-    ref = _reference_dir()
-    if ref is None:
-        print("error: ../shared/reference not found (set BAYES_SLOTH_REFERENCE_DIR)", file=sys.stderr)
-        return 2
-    paper = paper_numbers(ref)
+    paper = paper_numbers()
     rows, all_pairs = [], {}
     t0 = time.perf_counter()
     for s, n in cells:

@@ -20,6 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bayes_sloth
+
+# What a user does first thing in a session (importing the package changes nothing by itself):
+# chains in parallel on the CPU's cores, compiled programs kept on disk across test runs.
+bayes_sloth.configure()
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA_SKIP = "real Sloth table not found: set BAYES_SLOTH_DATA_DIR or place ../shared beside the repo"
 

@@ -371,7 +371,7 @@ CASES = [
     Case("duplicate-csv-header", _duplicate_header, I, ("bad.csv", "column header 'MMLU' more than once", "rename")),
     Case("benchmark-not-in-table", _unknown_benchmark, I, ("'HumanEvil'", "not a column", "MMLU")),
     # --- model size and sampler settings
-    Case("n-skills-zero", _n_skills(0), I, ("n_skills=0", "1 <= n_skills <= 3")),
+    Case("n-skills-zero", _n_skills(0), I, ("n_skills", "positive integer", "got 0")),
     Case("n-skills-too-many", _n_skills(4), I, ("n_skills=4", "4 benchmarks", "1 <= n_skills <= 3")),
     Case("too-few-models", _too_few_models, I, ("only 4 models", "at least 5")),
     Case("chains-zero", _bad_sampler("chains", "--chains", 0), I, ("chains", "positive integer", "0")),
@@ -388,7 +388,7 @@ CASES = [
     Case("predict-no-family-column", _predict_no_family_col, I, ("family column 'family'", "--family-col")),
     Case("predict-interval-level", _predict_bad_level, I, ("interval level", "1.5", "(0, 1)")),
     # --- fit files
-    Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 1.0", "refit")),
+    Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 2.0", "refit")),
     Case("fit-no-metadata", _fit_no_meta, F, ("edited.nc", "not a bayes_sloth fit")),
     Case("fit-missing-group", _fit_missing_group, F, ("edited.nc", "constant_data", "refit")),
     Case("fit-truncated", _fit_truncated, F, ("truncated.nc", "corrupted")),

@@ -120,6 +120,9 @@ def test_cli_predict_seen_and_unseen_families(report, tmp_path, capsys):
     assert len(merged) == 2 * J
     assert (merged["lower"] - merged["lower_api"]).abs().max() < 1e-5
     assert (merged["family"] == merged["family_api"]).all()
+    # every prediction output says which families were seen, and which rows extrapolate
+    assert preds.groupby("model")["seen_family"].first().to_dict() == {"seen-30b": True, "unseen-30b": False}
+    assert preds["extrapolation"].dtype == bool
     capsys.readouterr()
     assert main(["predict", str(fit), "--data", str(new)]) == 0  # to stdout
-    assert capsys.readouterr().out.startswith("model,family,benchmark,mean")
+    assert capsys.readouterr().out.startswith("model,family,seen_family,extrapolation,benchmark,mean")

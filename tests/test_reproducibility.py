@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth import io
+from bayes_sloth.estimator import FIT_FORMAT
 
 from .conftest import TINY_FIT, make_tiny_frame
 
@@ -104,7 +104,7 @@ def test_save_load_forecast_table_identical(tiny_fit):
 def test_fit_file_records_versions_and_data_hash(tiny_fit):
     law, path = tiny_fit
     meta = _meta(path)
-    assert meta["fit_format"] == io.FIT_FORMAT
+    assert meta["fit_format"] == FIT_FORMAT
     assert meta["versions"]["bayes_sloth"] == bs.__version__
     assert meta["versions"]["numpyro"] == numpyro.__version__
     assert meta["versions"]["jax"] == jax.__version__
@@ -133,13 +133,13 @@ def _with_format(src, dst, fmt, version=None):
 
 def test_incompatible_version_is_refused(tiny_fit, tmp_path):
     bad = _with_format(tiny_fit[1], tmp_path / "future.nc", "99.0", "99.0.0")
-    with pytest.raises(bs.FitFileError, match=r"has format 99\.0 \(written by bayes_sloth 99\.0\.0\).*reads format 1\.0"):
+    with pytest.raises(bs.FitFileError, match=r"has format 99\.0 \(written by bayes_sloth 99\.0\.0\).*reads format 2\.0"):
         bs.SkillsLaw.load(bad)
 
 
 def test_same_major_format_is_read(tiny_fit, tmp_path):
-    """Minor format versions add fields only: a 1.x file loads and predicts."""
-    ok = _with_format(tiny_fit[1], tmp_path / "minor.nc", "1.9")
+    """Minor format versions add fields only: a 2.x file loads and predicts."""
+    ok = _with_format(tiny_fit[1], tmp_path / "minor.nc", "2.9")
     law = bs.SkillsLaw.load(ok)
     assert np.array_equal(law.predict(_new_rows()).predictions["score"].values,
                           tiny_fit[0].predict(_new_rows()).predictions["score"].values)
@@ -195,6 +195,7 @@ jax.monitoring.register_event_listener(
     lambda name, **kw: compiles.append(name) if name == "/jax/compilation_cache/cache_misses" else None)
 import numpy as np
 import bayes_sloth as bs
+bs.configure()  # the compile cache named by $BAYES_SLOTH_XLA_CACHE
 warnings.simplefilter("ignore")
 lb, _ = bs.simulate_leaderboard(n_families=5, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=2)
 law = bs.SkillsLaw(1, chains=2, warmup=30, draws=30, seed=0).fit(lb)
