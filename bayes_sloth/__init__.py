@@ -5,55 +5,61 @@ arXiv:2412.06540) in NumPyro: forecasts of benchmark scores for new models and
 for model families seen once or never, with posterior predictive intervals.
 
 Importing the package changes nothing in the process (no JAX option, no
-environment variable, no file). Call :func:`configure` first thing in a
+environment variable, no file) and imports nothing heavy: each name below
+loads its module on first use. Call :func:`configure` first thing in a
 session for parallel chains on the CPU's cores and a compile cache on disk.
 """
 
 from __future__ import annotations
 
-import warnings as _warnings  # noqa: E402
-
-with _warnings.catch_warnings():
-    _warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
-    import arviz as _az  # noqa: F401,E402
-
-from importlib.metadata import PackageNotFoundError as _PNF  # noqa: E402
-from importlib.metadata import version as _version  # noqa: E402
+from importlib import import_module as _import_module
+from importlib.metadata import PackageNotFoundError as _PNF
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("bayes_sloth")
 except _PNF:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-from .config import configure  # noqa: E402
-from .data import (Leaderboard, load_leaderboard, load_protocol, load_sloth, paper_errors,  # noqa: E402
-                   sloth_data_path, split_family)
-from .diagnostics import Diagnostics, diagnose  # noqa: E402
-from .errors import BayesSlothError, DataUnavailableError, FitFileError, InputError  # noqa: E402
-from .estimator import SkillsLaw  # noqa: E402
-from .metadata import BENCHMARK_SETS, CHANCE_FLOOR  # noqa: E402
-from .prediction import forecast_table, interval  # noqa: E402
-from .simulation import simulate_leaderboard  # noqa: E402
+#: Public name -> the module that defines it (loaded on first access, PEP 562).
+_EXPORTS = {
+    "configure": "config",
+    "Leaderboard": "data",
+    "load_leaderboard": "data",
+    "load_protocol": "data",
+    "load_sloth": "data",
+    "paper_errors": "data",
+    "sloth_data_path": "data",
+    "split_family": "data",
+    "Diagnostics": "diagnostics",
+    "diagnose": "diagnostics",
+    "BayesSlothError": "errors",
+    "DataUnavailableError": "errors",
+    "FitFileError": "errors",
+    "InputError": "errors",
+    "SkillsLaw": "estimator",
+    "read_new_models": "estimator",
+    "BENCHMARK_SETS": "metadata",
+    "CHANCE_FLOOR": "metadata",
+    "forecast_table": "prediction",
+    "interval": "prediction",
+    "simulate_leaderboard": "simulation",
+}
+_SUBMODULES = ("cli", "config", "data", "diagnostics", "errors", "estimator", "evaluation", "inference", "io",
+               "metadata", "model", "plots", "prediction", "report", "rotation", "simulation")
 
-__all__ = [
-    "BENCHMARK_SETS",
-    "CHANCE_FLOOR",
-    "BayesSlothError",
-    "DataUnavailableError",
-    "Diagnostics",
-    "FitFileError",
-    "InputError",
-    "Leaderboard",
-    "configure",
-    "SkillsLaw",
-    "diagnose",
-    "forecast_table",
-    "interval",
-    "load_leaderboard",
-    "load_protocol",
-    "load_sloth",
-    "paper_errors",
-    "simulate_leaderboard",
-    "sloth_data_path",
-    "split_family",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return _import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'bayes_sloth' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

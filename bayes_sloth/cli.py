@@ -104,6 +104,9 @@ def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int =
     g.add_argument("--chains", type=int, default=chains, help=f"NUTS chains (default {chains})")
     g.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations per chain (default {warmup})")
     g.add_argument("--draws", type=int, default=draws, help=f"kept draws per chain (default {draws})")
+    g.add_argument("--target-accept", type=float, default=0.9,
+                   help="NUTS target acceptance rate (default 0.9; raise towards 0.99 against divergences)")
+    g.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--progress", action="store_true", help="print the sampler's progress (every 10 %% of the iterations) on stderr")
 
@@ -115,6 +118,7 @@ def law_from_args(args):
     law = SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
         draws=args.draws, seed=args.seed, progress=bool(args.progress), instruct_shift=bool(args.instruct_shift),
+        target_accept=args.target_accept, max_tree_depth=args.max_tree_depth,
         family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
     law._validate_params()
@@ -318,7 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_unusable_home() -> None:
+    """With a home folder that cannot be written, point matplotlib's config and cache at a temporary folder
+    (it would otherwise warn on its own); the compile cache is turned off by configure(), which says so once."""
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    folder = os.path.join(config, "matplotlib")  # where matplotlib itself would create it
+    try:
+        os.makedirs(folder, exist_ok=True)
+        usable = os.access(folder, os.W_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        import tempfile
+
+        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="bayes-sloth-mpl-")
+
+
 def main(argv=None) -> int:
+    _quiet_unusable_home()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("BAYES_SLOTH_DEBUG")

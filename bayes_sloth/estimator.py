@@ -338,6 +338,20 @@ class SkillsLaw:
         if not hasattr(self, "idata_"):
             raise InputError("this SkillsLaw is not fitted yet: call fit(data) or SkillsLaw.load(path)")
 
+    @property
+    def loadings_(self) -> xr.DataArray:
+        """The loading matrix Lambda (chain, draw, benchmark, skill): the free loadings of the posterior
+        with the anchor constraints (1 on a skill's anchor, 0 on later skills' anchors) filled in."""
+        self._check_fitted()
+        from .model import assemble_loadings
+
+        free = self.idata_.posterior["loadings_free"]
+        full = np.asarray(assemble_loadings(self.spec_, np.asarray(free.values)))
+        post = self.idata_.posterior
+        return xr.DataArray(full, dims=("chain", "draw", "benchmark", "skill"), name="loadings",
+                            coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                                    "benchmark": list(self.benchmarks_), "skill": post["skill"].values})
+
     # ------------------------------------------------------------- predict
     def _families_of(self, families: pd.Series, new_families: str) -> np.ndarray:
         """Index of each row's family among the fitted ones (-1: never seen), applying ``new_families``."""
@@ -512,6 +526,8 @@ class SkillsLaw:
         added as an ``observed`` column.
         """
         self._check_fitted()
+        if not isinstance(level, (int, float, np.floating)) or isinstance(level, bool) or not 0 < level < 1:
+            raise InputError(f"interval level must be in (0, 1), got {level}")
         lb = read_new_models(new, self.benchmarks_, columns)
         pred = self._predict_leaderboard(lb, seed, new_families)
         observed = lb.scores if lb.scores.shape[1] else None
@@ -551,6 +567,7 @@ class SkillsLaw:
         """Save the fit to a netCDF file (never pickle), atomically; see :func:`bayes_sloth.io.write_idata`."""
         from . import io
 
+        io.check_output_path(path, what="fit file")
         io.write_idata(self.to_file_idata(), path)
 
     @classmethod

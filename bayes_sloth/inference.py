@@ -461,7 +461,8 @@ def group_attrs() -> dict:
 
 
 def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchmarks):
-    """Labelled posterior (chain, draw, ...) of every site; the ``skill`` coordinate names each skill's anchor."""
+    """Labelled posterior (chain, draw, ...) of every site but the full loading matrix; the ``skill``
+    coordinate names each skill's anchor."""
     import xarray as xr
 
     C, S = next(iter(sites.values())).shape[:2]
@@ -472,7 +473,10 @@ def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchma
         "covariate": list(COVARIATES), "loading_free": np.arange(len(spec.free_loading_index)),
         "link_knot": LINK_KNOTS,
     }
-    ds = xr.Dataset({name: (["chain", "draw"] + SITE_DIMS[name], np.asarray(v)) for name, v in sites.items()})
+    # the full loading matrix is left out: its anchor entries are constants (1 and 0), on which R-hat and ESS
+    # are undefined (az.summary warns); the free ones are ``loadings_free``, the matrix is SkillsLaw.loadings_
+    ds = xr.Dataset({name: (["chain", "draw"] + SITE_DIMS[name], np.asarray(v)) for name, v in sites.items()
+                     if name != "loadings"})
     return ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
 
 

@@ -277,10 +277,10 @@ def plot_loadings(law, *, rotated: bool = False, level: float = 0.9, ax=None) ->
     if rotated:
         from .rotation import rotate_posterior
 
-        lam = rotate_posterior(law.idata_.posterior)["loadings"]
+        lam = rotate_posterior(law)["loadings"]
         fixed = np.full(lam.shape[-2:], -1)
     else:
-        lam = law.idata_.posterior["loadings"].transpose("chain", "draw", "benchmark", "skill")
+        lam = law.loadings_
         fixed = _fixed_loadings(law)
     mean = lam.mean(("chain", "draw")).values
     lo, hi = (q.values for q in _q(lam, level))
@@ -345,7 +345,7 @@ def plot_skills(
     if rotated:
         from .rotation import rotate_posterior
 
-        th = rotate_posterior(post)["skills"]
+        th = rotate_posterior(law)["skills"]
     else:
         th = post["skills"]
     th = th.transpose("chain", "draw", "model", "skill")

@@ -36,10 +36,10 @@ import xarray as xr
 
 from .errors import InputError
 from .inference import real_dtype
-from .model import ModelSpec, noise_dist, pair_dist
+from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
 
 #: Posterior sites a forecast reads.
-_SITES = ("alpha", "slopes", "loadings", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
+_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
           "family_slope_sd", "model_effect", "model_sd", "link_weights")
 
 
@@ -75,6 +75,7 @@ def forecast_draws(
     N = len(x)
     flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
             for name in _SITES if name in posterior}
+    flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
     F = flat["alpha"].shape[1]
     codes = pd.Index(pd.unique(np.asarray(new_family_codes)[np.asarray(family_index) < 0]))
     fam = np.where(family_index >= 0, family_index, F + np.maximum(codes.get_indexer(new_family_codes), 0))

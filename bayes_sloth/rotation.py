@@ -133,7 +133,7 @@ def align(loadings: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return best.reshape(L.shape[:-2] + (K, K))
 
 
-def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine: int = 2) -> xr.Dataset:
+def rotate_posterior(posterior, *, normalize: bool = False, n_refine: int = 2) -> xr.Dataset:
     r"""Varimax-rotate every draw of a fit's loadings and skills, aligned across draws.
 
     For each draw s: ``R_s`` = varimax rotation of ``Lambda_s``; then the signed
@@ -150,8 +150,9 @@ def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine
 
     Parameters
     ----------
-    posterior : xarray.Dataset
-        ``law.idata_.posterior`` (needs ``loadings``; ``skills`` is optional).
+    posterior : fitted SkillsLaw, or xarray.Dataset
+        A fitted law, or a Dataset with ``loadings`` (chain, draw, benchmark,
+        skill) and optionally ``skills`` (chain, draw, model, skill).
 
     Returns
     -------
@@ -160,8 +161,10 @@ def rotate_posterior(posterior: xr.Dataset, *, normalize: bool = False, n_refine
     skill_in, skill); the rotated skills are labelled ``"rotated 1"`` ...,
     ``skill_in`` keeps the fit's (anchor) labels.
     """
+    if hasattr(posterior, "loadings_"):  # a fitted SkillsLaw
+        posterior = posterior.idata_.posterior.assign(loadings=posterior.loadings_)
     if "loadings" not in posterior:
-        raise InputError("rotate_posterior needs a posterior with 'loadings' (law.idata_.posterior)")
+        raise InputError("rotate_posterior takes a fitted SkillsLaw, or a Dataset with 'loadings'")
     lam = posterior["loadings"].transpose("chain", "draw", "benchmark", "skill")
     L = lam.values
     C, S, J, K = L.shape

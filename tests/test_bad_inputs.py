@@ -316,6 +316,78 @@ def _data_dir_empty(c):
                                                      "--out", str(c.out_nc)]
 
 
+def _hyper(name, value, flag=None):
+    """A bad SkillsLaw argument: refused at fit, before any data is read or sampled. With no CLI flag of
+    its own, the CLI side gives the same bad value through the one flag that reaches the same check."""
+    def build(c):
+        p = c.csv(c.frame())
+        argv = c.fit_argv(p)
+        if flag is not None:
+            argv = argv + [flag, str(value)]
+        return c.fit_api(p, **{name: value}), argv
+    return build
+
+
+def _seed_cli_only(value):
+    def build(c):
+        p = c.csv(c.frame())
+        return c.fit_api(p, seed=value), c.fit_argv(p) + ["--seed", str(value)]
+    return build
+
+
+def _out_is_folder(c):
+    p = c.csv(c.frame())
+    folder = c.tmp / "a_folder"
+    folder.mkdir()
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = str(folder)
+    return (lambda: bs.SkillsLaw.load(c.fit_path).save(folder)), argv
+
+
+def _out_is_the_input(c):
+    """``fit --data x.csv --out x.csv`` would overwrite the input: refused before any sampling."""
+    p = c.csv(c.frame(), "board.csv")
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = str(p)
+    from bayes_sloth.io import check_output_path
+
+    return (lambda: check_output_path(p, inputs=[p], what="fit file")), argv
+
+
+def _predict_out_is_the_fit(c):
+    """``predict fit.nc --data new.csv --out fit.nc`` would overwrite the fit: refused before loading it."""
+    new = c.csv(c.new_models(), "new.csv")
+    argv = ["predict", str(c.fit_path), "--data", str(new), "--out", str(c.fit_path)]
+    from bayes_sloth.io import check_output_path
+
+    return (lambda: check_output_path(c.fit_path, inputs=[c.fit_path, new], what="forecast table")), argv
+
+
+def _out_folder_cannot_be_made(c):
+    p = c.csv(c.frame())
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = "/proc/no_such_folder/fit.nc"
+    return (lambda: bs.SkillsLaw.load(c.fit_path).save("/proc/no_such_folder/fit.nc")), argv
+
+
+def _protocol_file(content):
+    def build(c):
+        path = c.tmp / "protocol.json"
+        if content is not None:
+            path.write_text(content)
+        from bayes_sloth.evaluation import evaluate
+
+        argv = ["evaluate", "--protocol-file", str(path), *FAST, "--skills", "1"]
+        return (lambda: evaluate(protocol_file=path, n_skills=1, chains=1, warmup=5, draws=5)), argv
+    return build
+
+
+def _new_family_refused(c):
+    p = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(c.fit_path).forecast(p, new_families="error"),
+            c.predict_argv(p) + ["--new-families", "error"])
+
+
 I, F, D = bs.InputError, bs.FitFileError, bs.DataUnavailableError
 
 CASES = [
@@ -387,6 +459,23 @@ CASES = [
     Case("predict-missing-params", _predict_missing("params"), I, ("'new-b'", "params", "missing")),
     Case("predict-no-family-column", _predict_no_family_col, I, ("family column 'family'", "--family-col")),
     Case("predict-interval-level", _predict_bad_level, I, ("interval level", "1.5", "(0, 1)")),
+    # --- sampler settings: checked before anything is read or sampled
+    Case("target-accept-above-one", _hyper("target_accept", 1.5, "--target-accept"), I, ("target_accept", "between 0 and 1", "1.5")),
+    Case("max-tree-depth-zero", _hyper("max_tree_depth", 0, "--max-tree-depth"), I, ("max_tree_depth", "1 to 15", "got 0")),
+    Case("seed-too-large", _seed_cli_only(99999999999999999999999), I, ("seed", "99999999999999999999999")),
+    Case("seed-negative", _seed_cli_only(-1), I, ("seed", "from 0", "got -1")),
+    # --- output paths: checked before any sampling
+    Case("out-is-a-folder", _out_is_folder, I, ("a_folder", "is a folder")),
+    Case("out-is-the-input", _out_is_the_input, I, ("board.csv", "is the input file", "destroy")),
+    Case("predict-out-is-the-fit", _predict_out_is_the_fit, I, ("is the input file", "destroy")),
+    Case("out-folder-cannot-be-made", _out_folder_cannot_be_made, I, ("/proc/no_such_folder", "cannot")),
+    # --- the protocol file of the evaluation
+    Case("protocol-file-missing", _protocol_file(None), I, ("protocol.json",)),
+    Case("protocol-file-not-json", _protocol_file("{not json"), I, ("protocol.json", "JSON")),
+    Case("protocol-file-without-groups", _protocol_file('{"benchmark_sets": {}}'), I,
+         ("protocol.json", "test_groups")),
+    # --- families not in the fit, when the user asked to refuse them
+    Case("predict-new-family-refused", _new_family_refused, I, ("'brand-new'", "not in the fit", "new_families")),
     # --- fit files
     Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 2.0", "refit")),
     Case("fit-no-metadata", _fit_no_meta, F, ("edited.nc", "not a bayes_sloth fit")),

@@ -178,8 +178,8 @@ def test_align_undoes_signed_permutations():
 def test_rotate_posterior_keeps_the_law_and_aligns_draws(fitted):
     law, _ = fitted
     post = law.idata_.posterior
-    rot = rotate_posterior(post)
-    L = post["loadings"].transpose("chain", "draw", "benchmark", "skill").values
+    rot = rotate_posterior(law)
+    L = law.loadings_.transpose("chain", "draw", "benchmark", "skill").values
     T = post["skills"].transpose("chain", "draw", "model", "skill").values
     Lr, Tr = rot["loadings"].values, rot["skills"].values
     assert np.allclose(np.einsum("csnk,csjk->csnj", T, L), np.einsum("csnk,csjk->csnj", Tr, Lr), atol=1e-4)

@@ -1,0 +1,311 @@
+"""One library in layers: importing changes nothing, the core imports no workflow, ecosystem contracts hold.
+
+- ``import bayes_sloth`` sets no JAX option and touches no cache; devices and
+  the compile cache are an explicit ``bayes_sloth.configure()``;
+- the import graph: core modules never import a workflow or the command line,
+  and only ``cli.py`` builds argument parsers;
+- scikit-learn's estimator contract (``clone``), ArviZ's sample statistics and
+  group attributes, labelled skills, no warning from ``az.summary``;
+- masked pairs stay out of log_likelihood / observed_data / PPC;
+- predictions: Bambi's rule for new families, the extrapolation flag, and
+  draws that depend on the row and the seed, not on the other rows asked for.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_sloth as bs
+from bayes_sloth import cli
+
+from .conftest import REPO_ROOT, TINY_FIT, make_tiny_frame
+
+PACKAGE = REPO_ROOT / "bayes_sloth"
+CORE = {"config", "data", "metadata", "model", "inference", "prediction", "diagnostics", "rotation", "io", "errors",
+        "estimator"}
+WORKFLOWS = {"evaluation", "report", "simulation", "plots"}
+INTERFACE = {"cli"}
+
+
+def _run(code: str, env=None, timeout=300):
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                       env=env or dict(os.environ), cwd=REPO_ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ no side effects at import
+def test_import_after_jax_changes_no_jax_option():
+    out = _run("""
+import json, os, jax
+jax.numpy.ones(3)
+names = [k for k in jax.config.values]
+before = {k: repr(jax.config.values[k]) for k in names}
+env = dict(os.environ)
+import bayes_sloth as bs
+bs.SkillsLaw, bs.evaluation, bs.report, bs.plots  # every module loaded
+after = {k: repr(jax.config.values[k]) for k in names}
+print(json.dumps({"changed": sorted(k for k in names if before[k] != after[k]),
+                  "env": sorted(set(os.environ.items()) ^ set(env.items())), "devices": jax.local_device_count()}))
+""")
+    assert out == {"changed": [], "env": [], "devices": 1}
+
+
+def test_import_then_unrelated_jit_writes_nothing_to_our_cache(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path))
+    env.pop("BAYES_SLOTH_XLA_CACHE", None)
+    out = _run("""
+import json, jax, jax.numpy as jnp
+import bayes_sloth as bs
+bs.SkillsLaw
+f = jax.jit(lambda x: jnp.sin(x) * 2.0 + 1.0)
+f(jnp.arange(5.0)).block_until_ready()
+print(json.dumps({"cache_dir": jax.config.jax_compilation_cache_dir}))
+""", env=env)
+    assert out["cache_dir"] in (None, "")
+    assert not (tmp_path / "cache" / "bayes_sloth").exists()
+
+
+def test_configure_sets_devices_and_cache_through_jax_options(tmp_path):
+    out = _run(f"""
+import json, warnings, jax
+import bayes_sloth as bs
+got = bs.configure(cpu_devices=2, compile_cache={str(tmp_path / 'xla')!r})
+print(json.dumps({{"got": got, "devices": jax.local_device_count(),
+                  "cache": jax.config.jax_compilation_cache_dir}}))
+""")
+    assert out["devices"] == 2 and out["got"]["cpu_devices"] == 2
+    assert out["cache"] == out["got"]["compile_cache"] == str(tmp_path / "xla")
+
+
+def test_configure_after_jax_started_says_what_to_do():
+    out = _run("""
+import json, warnings, jax
+jax.numpy.ones(1)  # JAX has started with one CPU device
+import bayes_sloth as bs
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    got = bs.configure(cpu_devices=2, compile_cache=False)
+    bs.configure(cpu_devices=2, compile_cache=False)  # said once
+print(json.dumps({"got": got, "warnings": [str(x.message) for x in w]}))
+""")
+    assert out["got"]["cpu_devices"] == 1
+    assert len(out["warnings"]) == 1 and "configure() before anything uses JAX" in out["warnings"][0]
+
+
+def test_sequential_chains_are_announced_once():
+    out = _run("""
+import json, warnings
+import bayes_sloth as bs
+import bayes_sloth.inference as inference
+lb, _ = bs.simulate_leaderboard(n_families=4, n_benchmarks=3, n_skills=1, models_per_family=2, seed=0)
+
+class Stop(Exception):
+    pass
+
+def stop(*a, **k):
+    raise Stop
+inference.get_sampler = stop  # the announcement comes before any sampling; nothing need be sampled
+msgs = []
+for _ in range(2):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            bs.SkillsLaw(1, chains=2, warmup=5, draws=5).fit(lb)
+        except Stop:
+            pass
+    msgs += [str(x.message) for x in w if "one after another" in str(x.message)]
+print(json.dumps({"msgs": msgs}))
+""")
+    assert len(out["msgs"]) == 1 and "bayes_sloth.configure()" in out["msgs"][0]
+
+
+# ------------------------------------------------------------------ layers in the import graph
+def _imports(path: Path) -> set[str]:
+    """Package modules a module imports (relative or absolute), at any depth in its code."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:
+                found |= {a.name for a in node.names}
+            elif node.module and node.module.startswith("bayes_sloth."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("bayes_sloth.")}
+    return found
+
+
+def test_core_never_imports_a_workflow_or_the_cli():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules == CORE | WORKFLOWS | INTERFACE, "a module is in no layer: place it in CORE/WORKFLOWS/INTERFACE"
+    for name in sorted(CORE):
+        bad = _imports(PACKAGE / f"{name}.py") & (WORKFLOWS | INTERFACE)
+        assert not bad, f"core module {name} imports {sorted(bad)}"
+    for name in sorted(WORKFLOWS):
+        assert "cli" not in _imports(PACKAGE / f"{name}.py"), f"workflow {name} imports the command line"
+
+
+def _configures_the_process(tree) -> list[str]:
+    """Calls that change process-wide state: jax.config.update(...), os.environ[...] = ..., os.environ.update."""
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            text = ast.unparse(node.func)
+            if text in ("jax.config.update", "os.environ.update", "os.environ.setdefault", "os.putenv"):
+                hits.append(text)
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            hits += [ast.unparse(t) for t in targets if isinstance(t, ast.Subscript) and ast.unparse(t.value) == "os.environ"]
+    return hits
+
+
+def test_only_the_cli_parses_arguments_or_configures_the_process():
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        if path.stem != "cli":
+            assert "argparse" not in imported, f"{path.name} parses arguments"
+        if path.stem not in ("cli", "config"):
+            assert not _configures_the_process(tree), f"{path.name} configures the process"
+    assert _configures_the_process(ast.parse((PACKAGE / "config.py").read_text()))  # the check sees them
+
+
+# ------------------------------------------------------------------ ecosystem contracts
+def test_scikit_learn_clone_and_params():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    law = bs.SkillsLaw(2, anchors=("MMLU", "GSM8K"), chains=3, seed=7)
+    twin = sklearn_base.clone(law)
+    assert twin is not law and twin.get_params(deep=True) == law.get_params()
+    assert twin.anchors == law.anchors == ("MMLU", "GSM8K")  # stored unchanged (clone checks it too)
+    assert law.set_params(draws=50, target_accept=0.95) is law and law.draws == 50
+    with pytest.raises(bs.InputError, match="no parameter 'draw'.*did you mean 'draws'"):
+        law.set_params(draw=10)
+
+
+def test_sample_stats_attributes_and_labels(tiny_fit):
+    law, _ = tiny_fit
+    stats = law.idata_.sample_stats
+    for name in ("lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy"):
+        assert stats[name].dims == ("chain", "draw"), name
+    assert float(stats["acceptance_rate"].min()) >= 0 and float(stats["acceptance_rate"].max()) <= 1
+    assert np.isfinite(stats["lp"].values).all() and (stats["step_size"].values > 0).all()
+    for group in law.idata_.groups():
+        attrs = law.idata_[group].attrs
+        assert attrs.get("inference_library") == "numpyro" and "created_at" in attrs, group
+    assert list(law.idata_.posterior["skill"].values) == law.anchors_
+    assert list(law.loadings_["skill"].values) == law.anchors_
+
+
+def test_az_summary_of_a_fit_does_not_warn(tiny_fit):
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = az.summary(tiny_fit[0].idata_)
+    assert {"loadings_free[0]", "tau[" + tiny_fit[0].anchors_[0] + "]"} <= set(table.index)
+
+
+def test_masked_pairs_stay_out_of_the_fitted_groups(tiny_fit):
+    """A fold's held-out scores are in no group that checks the fit: LOO and PPC see what was fitted."""
+    lb = bs.load_leaderboard(make_tiny_frame())
+    mask = np.ones(lb.n_observed, dtype=bool)
+    mask[::5] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        law = bs.SkillsLaw(**TINY_FIT).fit(lb, obs_weight=mask)
+    kept = int(mask.sum())
+    idata = law.idata_
+    assert idata.observed_data["y"].size == kept
+    assert idata.log_likelihood["y"].sizes["obs"] == kept
+    assert idata.posterior_predictive["y"].sizes["obs"] == kept
+    assert list(idata.observed_data["obs"].values) == list(np.flatnonzero(mask))
+    assert idata.constant_data["obs_weight"].values.tolist() == mask.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert law.loo().n_data_points == kept
+
+
+# ------------------------------------------------------------------ predictions
+def _rows(**override):
+    base = {"model": ["seen-7b", "unseen-1b", "unseen-8b"], "family": ["family_00", "brand-new", "brand-new"],
+            "params": [7.0, 1.0, 8.0], "tokens": [2.0, 1.5, 1.5], "instruct": [False, False, False]}
+    base.update(override)
+    return pd.DataFrame(base)
+
+
+def test_new_families_follow_bambis_rule(tiny_fit):
+    law, _ = tiny_fit
+    typo = _rows(family=["family_00", "family_01x", "family_01x"])
+    with pytest.warns(UserWarning, match=r"'family_01x' \(did you mean 'family_01'\?\) not in the fit"):
+        law.predict(typo)
+    with pytest.raises(bs.InputError, match="family_01x.*new_families='allow'"):
+        law.predict(typo, new_families="error")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        pred = law.predict(typo, new_families="allow").predictions
+    assert not [x for x in w if "not in the fit" in str(x.message)]
+    assert pred["seen_family"].values.tolist() == [True, False, False]
+
+
+def test_extrapolation_is_flagged_and_warned(tiny_fit):
+    law, _ = tiny_fit
+    top = float(law.leaderboard_.covariates["params"].max())
+    rows = _rows(params=[7.0, 1.0, 10 * top])
+    with pytest.warns(UserWarning, match=r"extrapolating: params of 'unseen-8b' outside the fitted"):
+        table = law.forecast(rows, new_families="allow")
+    flags = table.groupby("model")["extrapolation"].first()
+    assert flags.to_dict() == {"seen-7b": False, "unseen-1b": False, "unseen-8b": True}
+
+
+def test_a_rows_draws_do_not_depend_on_the_other_rows(tiny_fit):
+    law, _ = tiny_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        both = law.predict(_rows(), seed=3).predictions
+        alone = law.predict(_rows().iloc[[2]], seed=3).predictions
+        curve = law.predict_covariates("brand-new", [8.0], [1.5], seed=3, new_families="allow")
+    for name in ("score", "mu", "skills"):
+        np.testing.assert_allclose(both[name].sel(model="unseen-8b").values, alone[name].sel(model="unseen-8b").values,
+                                   atol=1e-6)
+    # a curve point of the same never-seen family at the same covariates has the same family draws
+    np.testing.assert_allclose(curve["skills"].isel(point=0).values, both["skills"].sel(model="unseen-8b").values,
+                               atol=1e-6)
+
+
+def test_predict_says_when_the_fit_did_not_converge(tiny_fit):
+    law, _ = tiny_fit
+    assert not law.diagnostics_.ok  # 2 x 100 draws of a tiny board: the checks fail, as they should
+    with pytest.warns(UserWarning, match="did not pass its convergence checks"):
+        law.predict(_rows().iloc[[0]])
+
+
+def test_report_from_a_saved_fit_samples_nothing(tiny_fit, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    def refuse(*a, **k):
+        raise AssertionError("the report sampled")
+
+    monkeypatch.setattr("bayes_sloth.estimator.run_nuts", refuse)
+    data = tmp_path / "board.csv"
+    make_tiny_frame().to_csv(data, index=False)
+    new = tmp_path / "new.csv"
+    _rows().to_csv(new, index=False)
+    out = tmp_path / "r.html"
+    assert cli.main(["report", "--fit", str(tiny_fit[1]), "--data", str(data), "--target-models", str(new),
+                     "--out", str(out), "--quiet"]) == 0
+    doc = out.read_text()
+    assert "brand-new" in doc and "unseen-8b" in doc
