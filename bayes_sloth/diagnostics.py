@@ -206,14 +206,13 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
     min_t = float(np.nanmin(ess_t)) if ess_t.size else float("nan")
     problems = []
     n_chains = int(stats["diverging"].sizes["chain"])
+    weak = weak_benchmarks(idata)
     if n_chains < 2:
         problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains")
     elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
-        problems.append(
-            f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
-            "(more warmup and draws), or check that anchors give each skill a distinct benchmark"
-        )
+        problems.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; "
+                        + _rhat_cause(post, worst, weak))
     if not min(min_b, min_t) >= ESS_MIN:
         worst = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1).idxmin()
         problems.append(
@@ -221,10 +220,8 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
             "intervals are imprecise; draw more samples or chains"
         )
     if div:
-        problems.append(
-            f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
-            "raise target_accept (e.g. 0.95-0.99) or use fewer skills"
-        )
+        problems.append(f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
+                        + _divergence_cause(idata, weak))
     low = [i for i, b in enumerate(bfmi) if b < BFMI_MIN]
     if low:
         problems.append(
@@ -237,3 +234,85 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
             "inefficient, not necessarily wrong; raise max_tree_depth"
         )
     return Diagnostics(max_rhat, min_b, min_t, div, bfmi, depth_hits, n_draws, table, problems)
+
+
+#: Scale parameters whose small values make funnels (site, what it scales).
+_SCALES = (("sigma", "the misfit of benchmark"), ("model_sd", "the models' own offsets"),
+           ("tau", "the families' efficiencies"), ("family_slope_sd", "the families' slopes"))
+
+
+def weak_benchmarks(idata, min_scores: int = 8) -> dict:
+    """Benchmarks the data say little about, with the reason: few scores, or scores that barely vary
+    or sit at the chance floor. A higher target_accept does not help with these; data or a smaller model do."""
+    if "constant_data" not in idata.groups() or "scores" not in idata.constant_data:
+        return {}
+    cd = idata.constant_data
+    scores = np.asarray(cd["scores"].values, dtype=float)
+    if "obs_weight" in cd and "obs_model_index" in cd:  # only what was fitted counts
+        fitted = np.full(scores.shape, False)
+        w = np.asarray(cd["obs_weight"].values, dtype=bool)
+        fitted[np.asarray(cd["obs_model_index"].values)[w], np.asarray(cd["obs_benchmark_index"].values)[w]] = True
+        scores = np.where(fitted, scores, np.nan)
+    floors = np.asarray(cd["floor"].values, dtype=float)
+    out = {}
+    for j, b in enumerate(map(str, cd["benchmark"].values)):
+        y = scores[:, j][np.isfinite(scores[:, j])]
+        if len(y) < min_scores:
+            out[b] = f"only {len(y)} score(s)"
+        elif np.std(y) < 0.01:
+            out[b] = f"its scores barely vary (sd {np.std(y):.3f})"
+        elif np.mean(y <= floors[j] + 0.02) > 0.8:
+            out[b] = f"{np.mean(y <= floors[j] + 0.02):.0%} of its scores are at its chance floor"
+    return out
+
+
+def _rhat_cause(post, worst: str, weak: dict) -> str:
+    name = worst.split("[")[0]
+    bench = worst[len(name) + 1:-1] if name in ("sigma", "intercept") else None  # sites with a benchmark dim
+    if bench in weak:
+        return (f"benchmark {bench!r} carries it and {weak[bench]}: leave it out or add scores (more draws "
+                "or a higher target_accept will not fix that)")
+    if name in post and post.sizes.get("chain", 1) > 1:
+        v = post[name]
+        flat = v.stack(p=[d for d in v.dims if d not in ("chain", "draw")]) if v.ndim > 2 else v
+        if flat.ndim == 3:
+            sd = flat.std(("chain", "draw"))
+            flat = flat.isel(p=int(np.nanargmax(sd.values)))
+        means = flat.mean("draw").values
+        within = float(flat.std("draw").mean())
+        if within > 0 and np.ptp(means) > 3 * within:
+            return ("the chains sit in different modes (their means are apart by more than 3 within-chain sd): "
+                    "check that each skill's anchor benchmark is distinct and scales with size, or use fewer skills")
+    return "they mix slowly: run longer (more warm-up and draws)"
+
+
+def _divergence_cause(idata, weak: dict) -> str:
+    """Which scale parameter the divergent draws sit low on (a funnel), or which benchmark is to blame."""
+    post, div = idata.posterior, np.asarray(idata.sample_stats["diverging"].values, dtype=bool)
+    best, best_gap = None, 1.0
+    for site, what in _SCALES:
+        if site not in post or div.all():
+            continue
+        v = np.log(np.maximum(np.asarray(post[site].values, dtype=float), 1e-12))
+        v = v.reshape(v.shape[0], v.shape[1], -1)
+        for k in range(v.shape[2]):
+            x = v[:, :, k]
+            gap = (x[~div].mean() - x[div].mean()) / (x[~div].std() + 1e-12)
+            if gap > best_gap:
+                label = site
+                if site == "sigma" and "benchmark" in post[site].dims:
+                    label = f"sigma[{post[site]['benchmark'].values[k]}]"
+                    what = f"{what} {post[site]['benchmark'].values[k]}"
+                best, best_gap = (label, what), gap
+    if best is not None:
+        label, what = best
+        bench = label[6:-1] if label.startswith("sigma[") else None
+        if bench in weak:
+            return (f"they sit at small {label} ({what}), and benchmark {bench!r}: {weak[bench]}; leave it out or "
+                    "add scores (a higher target_accept will not fix that)")
+        return (f"they sit at small {label} ({what}): a funnel, where the data say little about that scale; "
+                "raise target_accept (0.95-0.99), and with few models per family or benchmark, use fewer skills")
+    if weak:
+        b = next(iter(weak))
+        return f"benchmark {b!r}: {weak[b]}; leave it out or add scores"
+    return "raise target_accept (e.g. 0.95-0.99) or use fewer skills"

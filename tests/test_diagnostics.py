@@ -45,3 +45,50 @@ def test_rhat_and_ess_match_arviz(chains, draws):
     for col in ("ess_bulk", "ess_tail", "r_hat"):
         np.testing.assert_allclose(ours[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-8, equal_nan=True,
                                    err_msg=col)
+
+
+# ------------------------------------------------------------------ advice that names the cause
+def _idata(rng, sigma, model_sd=None, diverging=None, scores=None):
+    """A hand-made fit: posterior, sampler statistics, and the scores of three benchmarks."""
+    C, D = sigma.shape[:2]
+    benchmarks = ["b0", "b1", "b2"]
+    post = {"sigma": (("chain", "draw", "benchmark"), sigma),
+            "tau": (("chain", "draw"), np.abs(rng.normal(1, 0.1, (C, D))))}
+    if model_sd is not None:
+        post["model_sd"] = (("chain", "draw"), model_sd)
+    div = np.zeros((C, D), bool) if diverging is None else diverging
+    stats = {"diverging": (("chain", "draw"), div), "energy": (("chain", "draw"), rng.normal(size=(C, D))),
+             "tree_depth": (("chain", "draw"), np.full((C, D), 3))}
+    if scores is None:
+        scores = rng.uniform(0.3, 0.9, (40, 3))
+    const = {"scores": (("model", "benchmark"), scores), "floor": (("benchmark",), np.zeros(3))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return az.InferenceData(posterior=xr.Dataset(post, coords={"benchmark": benchmarks}),
+                                sample_stats=xr.Dataset(stats),
+                                constant_data=xr.Dataset(const, coords={"benchmark": benchmarks}))
+
+
+def test_a_benchmark_that_barely_varies_is_named_not_target_accept():
+    from bayes_sloth.diagnostics import diagnose
+
+    rng = np.random.default_rng(0)
+    sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))
+    sigma[:, :, 2] = np.abs(rng.normal(0.05, 0.005, (4, 200))) + np.arange(4)[:, None] * 0.05  # chains apart
+    scores = rng.uniform(0.3, 0.9, (40, 3))
+    scores[:, 2] = 0.5 + rng.normal(0, 0.002, 40)  # b2 hardly varies
+    d = diagnose(_idata(rng, sigma, scores=scores))
+    msg = next(p for p in d.problems if p.startswith("R-hat"))
+    assert "sigma[b2]" in msg and "'b2'" in msg and "barely vary" in msg and "will not fix" in msg, msg
+
+
+def test_divergences_at_a_small_scale_are_called_a_funnel():
+    from bayes_sloth.diagnostics import diagnose
+
+    rng = np.random.default_rng(1)
+    sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))
+    model_sd = np.exp(rng.normal(-1.0, 0.5, (4, 200)))
+    div = model_sd < np.quantile(model_sd, 0.05)  # divergent draws are the smallest offsets' scales
+    d = diagnose(_idata(rng, sigma, model_sd=model_sd, diverging=div))
+    msg = next(p for p in d.problems if "divergent" in p)
+    assert "small model_sd" in msg and "funnel" in msg, msg
