@@ -22,7 +22,7 @@ def sloped():
     """A leaderboard whose families differ in how fast skills grow with size
     (omega = 0.8 on the standardized log S), fitted with family slopes."""
     lb, truth = bs.simulate_leaderboard(n_families=25, n_benchmarks=6, n_skills=1, models_per_family=(2, 6),
-                                        family_slope_sd=0.8, seed=4)
+                                        family_slopes=True, family_slope_sd=0.8, seed=4, **SIGMOID_LAW)
     law = bs.SkillsLaw(1, anchors=truth["anchors"], family_slopes=True, seed=1, **SIGMOID_LAW, **FAST).fit(lb)
     return lb, truth, law
 
@@ -97,7 +97,7 @@ def test_unseen_family_draws_its_slope_from_the_population(sloped):
 def test_logistic_noise_fit_recovers_noise_scale():
     """Logistic noise fitted to data simulated with normal noise of sd s: the
     logistic scale should be near s * sqrt(3) / pi (same sd), within its posterior."""
-    lb, truth = bs.simulate_leaderboard(n_families=20, n_benchmarks=5, n_skills=1, sigma=(0.03, 0.03), seed=2)
+    lb, truth = bs.simulate_leaderboard(n_families=20, n_benchmarks=5, n_skills=1, sigma=(0.03, 0.03), seed=2, **SIGMOID_LAW)
     law = bs.SkillsLaw(1, anchors=truth["anchors"], noise="logistic", seed=0, **SIGMOID_LAW, **FAST).fit(lb)
     assert law.diagnostics_.divergences == 0
     scale = law.idata_.posterior["sigma"].mean(("chain", "draw")).values
@@ -111,7 +111,7 @@ def jittered():
     own offset on the link scale (sd 0.4, the same on every benchmark), fitted
     with model effects."""
     lb, truth = bs.simulate_leaderboard(n_families=20, n_benchmarks=6, n_skills=1, models_per_family=(2, 6),
-                                        model_effect_sd=0.4, seed=5)
+                                        model_effect_sd=0.4, seed=5, link="sigmoid", instruct_shift=False)
     law = bs.SkillsLaw(1, anchors=truth["anchors"], model_effects=True, seed=1, link="sigmoid", **FAST).fit(lb)
     return lb, truth, law
 
@@ -208,7 +208,7 @@ def test_learned_link_fits_a_sigmoid_law_as_well_as_the_sigmoid():
     observed pair's law is within 1.5x the sigmoid fit's error against the true
     law (the learned link is a superset; a wrong link or a link that fails to
     reach the data would be several times worse), and its forecasts stay in [0, 1]."""
-    lb, truth = bs.simulate_leaderboard(n_families=15, n_benchmarks=5, n_skills=1, seed=4)
+    lb, truth = bs.simulate_leaderboard(n_families=15, n_benchmarks=5, n_skills=1, seed=4, **SIGMOID_LAW)
     errs = {}
     for link in ("sigmoid", "monotone"):
         law = bs.SkillsLaw(1, anchors=truth["anchors"], link=link, model_effects=False, instruct_shift=False,
