@@ -13,6 +13,10 @@ Two parts:
    replications only gross miscalibration (a sign or scale bug, a simulator
    that disagrees with the model) is detectable; the 200-replication table is
    in ``benchmarks/results/sbc.md``.
+
+Besides, the package's simulator in its SBC mode
+(``simulate_leaderboard(prior=True)``, which draws through the same model)
+is checked against the model's priors.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from .conftest import REPO_ROOT
 
@@ -95,6 +100,31 @@ def test_wrong_prior_is_detected(prior_ranks):
     # the other parameters are drawn from the right prior: they stay calibrated
     others = tab[~tab["group"].isin(["tau", "sigma", "alpha"])]  # alpha = tau * z inherits tau's error
     assert others["p"].min() > 1e-3, tab.to_string()
+
+
+def test_simulator_prior_is_the_models_prior():
+    """``simulate_leaderboard(prior=True)`` (the simulator's SBC mode) draws the
+    default law's parameters from the model's own priors: over 150 seeds,
+    tau[0] ~ HalfNormal(1), sigma[0] ~ HalfNormal(0.1), model_sd ~
+    HalfNormal(0.5), intercept[0] ~ Normal(0, 3) and link_weights[0] ~
+    Beta(1, 6) (a margin of Dirichlet(1, ..., 1) over 7 knots), each by a
+    one-sample Kolmogorov-Smirnov test at p > 1e-3 (5 tests: family-wise
+    false alarm rate 0.5 %). The realistic truth (tau ~ Uniform(0.3, 0.8))
+    fails the same test for tau at p < 1e-6: the test has power."""
+    import bayes_sloth as bs
+
+    small = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)  # tests/test_simulation.py's
+    draws = [bs.simulate_leaderboard(**small, seed=s, prior=True)[1] for s in range(150)]
+    laws = {"tau": (lambda t: t["tau"][0], stats.halfnorm(scale=1.0)),
+            "sigma": (lambda t: t["sigma"][0], stats.halfnorm(scale=0.1)),
+            "model_sd": (lambda t: float(t["model_sd"]), stats.halfnorm(scale=0.5)),
+            "intercept": (lambda t: t["intercept"][0], stats.norm(scale=3.0)),
+            "link_weights": (lambda t: t["link_weights"][0], stats.beta(1, 6))}
+    for name, (get, law) in laws.items():
+        p = stats.kstest([get(t) for t in draws], law.cdf).pvalue
+        assert p > 1e-3, (name, p)
+    realistic = [bs.simulate_leaderboard(**small, seed=s)[1]["tau"][0] for s in range(150)]
+    assert stats.kstest(realistic, stats.halfnorm(scale=1.0).cdf).pvalue < 1e-6
 
 
 def test_design_is_fixed():
