@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from numpyro import handlers
-from numpyro.distributions import constraints
 
 from .data import Leaderboard
 from .errors import InputError
@@ -119,7 +118,8 @@ def simulate_leaderboard(
     prior instead (``sigma``, ``family_slope_sd`` and ``model_effect_sd`` must
     then be left unset). ``truth`` maps parameter site names to values that
     override either (e.g. ``{"tau": [0.5, 0.5], "model_sd": 0.1}``); unknown
-    names, wrong shapes and values outside a site's support are refused.
+    names, wrong shapes and values outside the support of a site's prior
+    are refused (the sites, shapes and supports are read off the model).
 
     Scores: the model draws one for every (model, benchmark) pair (its ``y``
     site, noise truncated to [0, 1]); each pair is then missing with
@@ -187,9 +187,9 @@ def simulate_leaderboard(
     every_pair = np.divmod(np.arange(N * J), J)  # row-major: pair n is (n // J, n % J)
     args = model_arrays(x, fam_idx, instruct, floors, every_pair[0], every_pair[1], np.zeros(N * J))
     args = {k: v for k, v in args.items() if k in ("x", "family", "instruct", "floor", "obs_model", "obs_bench")}
-    shapes = _site_shapes(spec, N)
     fixed = {} if prior else _realistic_truth(rng, spec, N, sig_range, family_slope_sd, model_effect_sd)
-    fixed.update(_overrides(truth, spec, shapes))
+    if truth is not None:
+        fixed.update(_overrides(truth, _parameter_sites(spec, args)))
     real = real_dtype()
     cond = {k: jnp.asarray(v, dtype=real) for k, v in fixed.items()}
     sites = _draw_through_model(spec, jax.random.PRNGKey(seed), cond, args)
@@ -275,26 +275,23 @@ def _design(rng, families, lo: int, hi: int) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- truth
-def _site_shapes(spec: ModelSpec, n_models: int) -> dict:
-    """Shapes of the law's parameter sites (those a truth can fix)."""
-    K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
-    shapes = {"slopes": (3, K), "tau": (K,), "family_z": (F, K), "loadings_free": (len(spec.free_loading_index),),
-              "intercept": (J,), "sigma": (J,)}
-    if spec.family_slopes:
-        shapes.update(family_slope_sd=(K,), family_slope_z=(F, K))
-    if spec.model_effects:
-        shapes.update(model_sd=(), model_z=(n_models,))
-    if spec.instruct_shift:
-        shapes["instruct_shift"] = (K,)
-    if spec.link == "monotone":
-        shapes["link_weights"] = (len(LINK_KNOTS),)
-    return shapes
+def _parameter_sites(spec: ModelSpec, args: dict) -> dict:
+    """The law's parameter sites, read off the model itself: name -> (shape, support).
 
+    An abstract trace (``jax.eval_shape``: nothing is computed or compiled)
+    of ``skills_law`` for this spec and design; every sample site but the
+    scores ``y``.
+    """
+    supports = {}
 
-#: Support of the constrained parameter sites, to refuse impossible overrides. A scale of the
-#: population of an effect may be 0 (the law without the effect); the noise scale may not.
-_SUPPORT = {"tau": constraints.nonnegative, "family_slope_sd": constraints.nonnegative,
-            "model_sd": constraints.nonnegative, "sigma": constraints.positive, "link_weights": constraints.simplex}
+    def trace(key):
+        tr = handlers.trace(handlers.seed(partial(skills_law, spec), rng_seed=key)).get_trace(**args)
+        sites = {k: s for k, s in tr.items() if s["type"] == "sample" and k != "y"}
+        supports.update({k: s["fn"].support for k, s in sites.items()})
+        return {k: s["value"] for k, s in sites.items()}
+
+    shapes = jax.eval_shape(trace, jax.random.PRNGKey(0))
+    return {k: (tuple(v.shape), supports[k]) for k, v in shapes.items()}
 
 
 def _realistic_truth(rng, spec: ModelSpec, n_models: int, sigma, family_slope_sd: float,
@@ -323,29 +320,24 @@ def _realistic_truth(rng, spec: ModelSpec, n_models: int, sigma, family_slope_sd
     return t
 
 
-def _overrides(truth, spec: ModelSpec, shapes: dict) -> dict:
-    if truth is None:
-        return {}
+def _overrides(truth, sites: dict) -> dict:
+    """``truth``'s values, checked against the law's parameter sites (names, shapes, supports)."""
     if not isinstance(truth, dict):
         raise InputError(f"truth must be a dict of parameter site values, got {type(truth).__name__}")
     out = {}
     for name, value in truth.items():
-        if name not in shapes:
+        if name not in sites:
             raise InputError(f"truth names {name!r}, not a parameter site of this law; its sites are "
-                             f"{', '.join(sorted(shapes))}")
+                             f"{', '.join(sorted(sites))}")
+        shape, support = sites[name]
         try:
             v = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             raise InputError(f"truth[{name!r}] must be numbers, got {value!r}") from None
-        if v.shape != shapes[name]:
-            raise InputError(f"truth[{name!r}] must have shape {shapes[name]}, got {v.shape}")
-        ok = np.all(np.isfinite(v))
-        if ok and name in _SUPPORT:
-            ok = bool(np.all(_SUPPORT[name].check(jnp.asarray(v))))
-        if ok and name == "loadings_free" and spec.loadings == "positive":
-            ok = bool(np.all(v >= 0))
-        if not ok:
-            raise InputError(f"truth[{name!r}] = {v.tolist()} is outside the site's support")
+        if v.shape != shape:
+            raise InputError(f"truth[{name!r}] must have shape {shape}, got {v.shape}")
+        if not (np.all(np.isfinite(v)) and bool(np.all(support.check(jnp.asarray(v))))):
+            raise InputError(f"truth[{name!r}] = {v.tolist()} is outside the support of the site's prior")
         out[name] = v
     return out
 

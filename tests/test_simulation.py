@@ -152,9 +152,9 @@ def test_family_slopes_noise_and_loadings_options():
 
 
 def test_truth_overrides_single_sites():
-    lb, truth = bs.simulate_leaderboard(**SMALL, seed=0, truth={"tau": [0.5, 0.6], "model_sd": 0.0})
+    lb, truth = bs.simulate_leaderboard(**SMALL, seed=0, truth={"tau": [0.5, 0.6], "model_sd": 0.05})
     np.testing.assert_allclose(truth["tau"], [0.5, 0.6], rtol=1e-6)
-    assert not truth["model_effect"].any()
+    np.testing.assert_allclose(truth["model_effect"], 0.05 * truth["model_z"], rtol=1e-5)
     _, base = bs.simulate_leaderboard(**SMALL, seed=0)
     np.testing.assert_array_equal(truth["slopes"], base["slopes"])  # the other sites as without the override
 
@@ -208,6 +208,8 @@ def test_anchor_observed_on_every_model_and_every_benchmark_scored():
     (dict(truth={"tau": [1.0, 2.0, 3.0]}), "truth['tau'] must have shape (2,), got (3,)"),
     (dict(truth={"sigma": [0.1, -0.1, 0.1, 0.1, 0.1]}), "truth['sigma'] = [0.1, -0.1, 0.1, 0.1, 0.1] is outside"),
     (dict(truth={"link_weights": np.ones(7)}), "truth['link_weights']"),
+    (dict(truth={"model_sd": 0.0}), "truth['model_sd'] = 0.0 is outside the support of the site's prior"),
+    (dict(truth=[("tau", 1.0)]), "truth must be a dict"),
 ])
 def test_bad_options_are_input_errors_naming_the_value(kw, fragment):
     args = dict(SMALL, **kw)
