@@ -103,12 +103,38 @@ def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int =
                         "intervals for families seen through one or two models are too narrow)")
     g.add_argument("--chains", type=int, default=chains, help=f"NUTS chains (default {chains})")
     g.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations per chain (default {warmup})")
-    g.add_argument("--draws", type=int, default=draws, help=f"kept draws per chain (default {draws})")
+    g.add_argument("--draws", type=_draws, default=draws,
+                   help=f"kept draws per chain, or 'auto': draw until R-hat <= 1.01 and ESS >= --target-ess "
+                        f"(default {draws})")
+    g.add_argument("--target-ess", type=int, default=400, help="bulk and tail ESS that --draws auto aims at (default 400)")
+    g.add_argument("--max-draws", type=int, default=4000, help="cap of draws per chain with --draws auto (default 4000)")
     g.add_argument("--target-accept", type=float, default=0.9,
                    help="NUTS target acceptance rate (default 0.9; raise towards 0.99 against divergences)")
     g.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--progress", action="store_true", help="print the sampler's progress (every 10 %% of the iterations) on stderr")
+    g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
+
+
+def _draws(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from None
+
+
+class ProgressLines:
+    """The terminal's progress: a line per chain on stderr every 10 % of its iterations."""
+
+    def __init__(self):
+        self._shown: dict = {}
+
+    def __call__(self, chain: int, iteration: int, total: int, phase: str) -> None:
+        tenth = (10 * iteration) // max(total, 1)
+        if tenth > self._shown.get(chain, 0):
+            self._shown[chain] = tenth
+            _say(f"chain {chain}: iteration {iteration}/{total} ({phase})")
 
 
 def law_from_args(args):
@@ -117,7 +143,8 @@ def law_from_args(args):
 
     law = SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
-        draws=args.draws, seed=args.seed, progress=bool(args.progress), instruct_shift=bool(args.instruct_shift),
+        draws=args.draws, seed=args.seed, progress=ProgressLines() if args.progress else False,
+        instruct_shift=bool(args.instruct_shift), target_ess=args.target_ess, max_draws=args.max_draws,
         target_accept=args.target_accept, max_tree_depth=args.max_tree_depth,
         family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
@@ -241,7 +268,7 @@ def cmd_report(args) -> int:
     if args.fit:
         law = SkillsLaw.load(args.fit)
     else:
-        law.progress = not args.quiet
+        law.progress = False if args.quiet else ProgressLines()
     if log:
         log("[0/4] loading the leaderboard")
     lb = load_data(args)

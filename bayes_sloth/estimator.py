@@ -100,8 +100,17 @@ class SkillsLaw:
     anchors : list of str, optional
         Anchor benchmark of each skill (unit loading, zero loadings on later
         skills). Default: chosen by :func:`bayes_sloth.model.default_anchors`.
-    chains, warmup, draws : int
-        NUTS chains, warm-up iterations and kept draws per chain.
+    chains, warmup : int
+        NUTS chains and warm-up iterations per chain.
+    draws : int or "auto"
+        Kept draws per chain, or "auto": after warm-up, draw in blocks of 100
+        until every parameter has R-hat <= 1.01 and bulk and tail ESS >=
+        ``target_ess`` with no divergence, or until ``max_draws`` per chain;
+        ``sampling_`` says which (and ``diagnostics_`` judges the result as
+        always).
+    target_ess, max_draws : int
+        The effective sample size ``draws="auto"`` aims at, and its cap of
+        draws per chain.
     target_accept, max_tree_depth : NUTS settings.
     chain_method : {"parallel", "vectorized", "sequential"}, optional
         Default: parallel on CPU devices, vectorized on an accelerator.
@@ -114,8 +123,11 @@ class SkillsLaw:
         convergence diagnostics and understates uncertainty.
     seed : int
         Seed of the sampler; the same seed on the same machine gives identical draws.
-    progress : bool
-        Print a line on stderr every 10 % of each chain's iterations.
+    progress : bool or callable
+        True (default): a progress bar per chain (tqdm, in a notebook or a
+        terminal: phase, iterations, ETA); False: nothing; a callable
+        ``(chain, iteration, total, phase)``: called about every 1 % of each
+        chain's iterations.
     """
 
     def __init__(
@@ -131,14 +143,16 @@ class SkillsLaw:
         anchors: Sequence[str] | None = None,
         chains: int = 4,
         warmup: int = 1000,
-        draws: int = 1000,
+        draws: int | str = 1000,
+        target_ess: int = 400,
+        max_draws: int = 4000,
         target_accept: float = 0.9,
         max_tree_depth: int = 10,
         chain_method: str | None = None,
         init: str = "svi",
         method: str = "nuts",
         seed: int = 0,
-        progress: bool = False,
+        progress=True,
     ):
         self.n_skills = n_skills
         self.link = link
@@ -151,6 +165,8 @@ class SkillsLaw:
         self.chains = chains
         self.warmup = warmup
         self.draws = draws
+        self.target_ess = target_ess
+        self.max_draws = max_draws
         self.target_accept = target_accept
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
@@ -160,8 +176,8 @@ class SkillsLaw:
         self.progress = progress
 
     _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "family_slopes", "model_effects",
-               "anchors", "chains", "warmup",
-               "draws", "target_accept", "max_tree_depth", "chain_method", "init", "method", "seed", "progress")
+               "anchors", "chains", "warmup", "draws", "target_ess", "max_draws", "target_accept", "max_tree_depth",
+               "chain_method", "init", "method", "seed", "progress")
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor's arguments as given (scikit-learn's estimator contract; nothing nested)."""
@@ -194,13 +210,20 @@ class SkillsLaw:
                               ("chain_method", CHAIN_METHODS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("instruct_shift", "family_slopes", "model_effects", "progress"):
+        for name in ("instruct_shift", "family_slopes", "model_effects"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("chains", "warmup", "draws"):
+        if not (isinstance(self.progress, (bool, np.bool_)) or callable(self.progress)):
+            raise InputError(f"progress must be True, False or a callable (chain, iteration, total, phase), "
+                             f"got {self.progress!r}")
+        for name in ("chains", "warmup", "target_ess", "max_draws"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
+        if self.draws != "auto" and (not _is_int(self.draws) or self.draws < 1):
+            raise InputError(f"draws must be a positive integer or 'auto', got {self.draws!r}")
+        if self.draws == "auto" and self.max_draws < 100:
+            raise InputError(f"max_draws must be at least 100 (one block of draws) with draws='auto', got {self.max_draws}")
         ta = self.target_accept
         if isinstance(ta, (bool, np.bool_)) or not isinstance(ta, (int, float, np.floating)) or not 0 < ta < 1:
             raise InputError(f"target_accept must be a number strictly between 0 and 1, got {ta!r}")
@@ -278,9 +301,19 @@ class SkillsLaw:
             model_effects=bool(self.model_effects),
         )
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
-        cfg = self._sampler_config()
+        bars = None
+        if self.progress is True and self.method == "nuts":
+            from .progress import ChainBars
+
+            bars = ChainBars(int(self.chains), int(self.warmup) + (int(self.max_draws) if self.draws == "auto"
+                                                                     else int(self.draws)))
+        cfg = self._sampler_config(bars)
         if self.method == "nuts":
-            samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+            try:
+                samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+            finally:
+                if bars is not None:
+                    bars.close()
         else:
             warnings.warn(
                 "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
@@ -303,13 +336,14 @@ class SkillsLaw:
             "fit_format": FIT_FORMAT,
             "versions": _versions(),
             "spec": spec.to_dict(),
-            "params": self.get_params(),
+            "params": dict(self.get_params(), progress=bool(self.progress)),  # a callable is not kept
             "standardizer": std.to_dict(),
             "families": list(families),
             "benchmarks": list(lb.benchmarks),
             "sampled_sites": sorted(samples),
             "data_sha256": lb.sha256(),
             "fit_seconds": float(seconds),
+            "sampling": extra.get("report", {"draws": "svi"}) if extra else {"draws": "svi"},
         }
         idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=_json_default)
         self._adopt(idata, meta, lb)
@@ -325,13 +359,17 @@ class SkillsLaw:
         self.anchors_ = [self.benchmarks_[a] for a in self.spec_.anchors]
         self.idata_ = idata
         self.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
+        self.sampling_ = dict(meta.get("sampling") or {})
         self.diagnostics_ = diagnose(idata, int(self.max_tree_depth))
 
-    def _sampler_config(self) -> SamplerConfig:
+    def _sampler_config(self, bars=None) -> SamplerConfig:
+        progress = bars if bars is not None else (self.progress if callable(self.progress) else None)
         return SamplerConfig(
-            chains=int(self.chains), warmup=int(self.warmup), draws=int(self.draws),
+            chains=int(self.chains), warmup=int(self.warmup),
+            draws="auto" if self.draws == "auto" else int(self.draws),
             target_accept=float(self.target_accept), max_tree_depth=int(self.max_tree_depth),
-            chain_method=self.chain_method, init=self.init, progress=bool(self.progress),
+            chain_method=self.chain_method, init=self.init, progress=progress,
+            target_ess=int(self.target_ess), max_draws=int(self.max_draws),
         )
 
     def _check_fitted(self):

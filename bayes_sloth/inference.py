@@ -60,18 +60,30 @@ def _devices_for(chains: int, method: str) -> int:
 
 @dataclass(frozen=True)
 class SamplerConfig:
+    """NUTS settings. ``draws`` is kept draws per chain, or "auto": sample in blocks of
+    ``block`` draws until the checks pass (R-hat <= 1.01, bulk and tail ESS >= ``target_ess``, no
+    divergence) or ``max_draws`` per chain are reached. ``progress`` is None or a callable
+    ``(chain, iteration, total, phase)`` called from the sampler about every 1 % of a chain's run."""
+
     chains: int = 4
     warmup: int = 1000
-    draws: int = 1000
+    draws: int | str = 1000
     target_accept: float = 0.9
     max_tree_depth: int = 10
     chain_method: str | None = None
-    progress: bool = False
+    progress: object = None
     init: str = "svi"
     svi_steps: int = 2000
+    target_ess: int = 400
+    max_draws: int = 4000
+    block: int = 100
 
     def resolved_chain_method(self) -> str:
         return self.chain_method or default_chain_method(self.chains)
+
+    @property
+    def auto(self) -> bool:
+        return self.draws == "auto"
 
 
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
@@ -88,14 +100,27 @@ def _cached(cache: OrderedDict, key, build):
     return cache[key]
 
 
-def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
-    """One NUTS chain as a pure function ``(key, init, data) -> (z, stats)``.
+#: The progress callable of the sampler now running (host side); the compiled program calls
+#: :func:`_report_progress`, which forwards to it, so one compiled program serves every reporter.
+_PROGRESS: list = [None]
+
+
+def _report_progress(chain, i, total, warmup):
+    report = _PROGRESS[0]
+    if report is not None:
+        report(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+
+
+def _chain_programs(spec: ModelSpec, cfg: SamplerConfig, n_draws: int, total: int):
+    """One NUTS chain as two pure functions: ``warm(key, init, data, chain) -> state`` and
+    ``draw(state, data, chain) -> (state, (z, stats))`` (``n_draws`` kept draws after ``state``).
 
     Warm-up (step size and mass matrix adaptation, NumPyro's windowed scheme)
-    runs for ``cfg.warmup`` iterations, then ``cfg.draws`` unconstrained draws
-    are kept with the sampler's statistics. The data are an argument, not a
-    constant baked into the program: refits with new data of the same shape
-    and cross-validation masks reuse the compiled code.
+    runs for ``cfg.warmup`` iterations; drawing continues from the state it
+    returns, so draws can come in blocks (``draws="auto"``) or all at once.
+    The data are an argument, not a constant baked into the program: refits
+    with new data of the same shape and cross-validation masks reuse the
+    compiled code.
 
     ``init`` is None (start uniformly in (-2, 2), identity mass matrix) or
     ``{"z": start, "inverse_mass": diagonal}``, the diagonal in the order of
@@ -115,81 +140,96 @@ def _chain_program(spec: ModelSpec, cfg: SamplerConfig):
             inverse_mass_matrix=inverse_mass,
         )
 
-    total = cfg.warmup + cfg.draws
-    every = max(total // 10, 1)
+    every = max(total // 100, 1)  # only used with a reporter (a program without one ignores the total)
 
-    def step(kernel, state, data):
+    def step(kernel, state, data, chain):
         state = kernel.sample(state, (), data)
-        if cfg.progress:  # a line every 10 % of the iterations (from the host, per chain)
-            jax.lax.cond(state.i % every == 0, lambda i: jax.debug.callback(_report_progress, i, total, cfg.warmup),
+        if cfg.progress is not None:  # about every 1 % of the chain's iterations, from the host
+            jax.lax.cond(state.i % every == 0,
+                         lambda i: jax.debug.callback(_report_progress, chain, i, total, cfg.warmup),
                          lambda i: None, state.i)
         return state
 
-    def chain(key, init, data):
+    def warm(key, init, data, chain):
         kernel = make_kernel(None if init is None else init["inverse_mass"])
         start = None if init is None else init["z"]
         state = kernel.init(key, cfg.warmup, start, model_args=(), model_kwargs=data)
 
-        def warm(state, _):
-            state = step(kernel, state, data)
+        def one(state, _):
+            state = step(kernel, state, data, chain)
             return state, state.num_steps
 
-        def draw(state, _):
-            state = step(kernel, state, data)
+        state, steps = jax.lax.scan(one, state, None, length=cfg.warmup)
+        return state, jnp.sum(steps)
+
+    def draw(state, data, chain):
+        kernel = make_kernel()
+        kernel.init(state.rng_key, cfg.warmup, state.z, model_args=(), model_kwargs=data)  # sets up its sample fn
+
+        def one(state, _):
+            state = step(kernel, state, data, chain)
             return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
                                      "energy": state.energy, "lp": -state.potential_energy,
                                      "acceptance_rate": state.accept_prob,
                                      "step_size": state.adapt_state.step_size})
 
-        state, warm_steps = jax.lax.scan(warm, state, None, length=cfg.warmup)
-        _, out = jax.lax.scan(draw, state, None, length=cfg.draws)
-        out[1]["warmup_steps"] = jnp.sum(warm_steps)
-        return out
+        return jax.lax.scan(one, state, None, length=n_draws)
 
-    return chain
+    return warm, draw
 
 
-def _report_progress(i, total, warmup):
-    import sys
+def _spread(fn, method: str, n_devices: int, n_mapped: int):
+    """Run ``fn`` over a leading chain axis of its first ``n_mapped`` arguments (the rest are shared).
 
-    phase = "warm-up" if int(i) <= warmup else "sampling"
-    print(f"NUTS chain at iteration {int(i)}/{int(total)} ({phase})", file=sys.stderr, flush=True)
+    "parallel": ``jax.shard_map`` over ``n_devices`` CPU devices, each running its
+    block of chains back to back; "vectorized": ``jax.vmap`` in one program (an
+    accelerator); "sequential": one compiled chain after another.
+    """
+    def mapped(*args):
+        return jax.lax.map(lambda a: fn(*a, *args[n_mapped:]), args[:n_mapped])
+
+    if method == "parallel":
+        from jax.sharding import Mesh
+        from jax.sharding import PartitionSpec as P
+
+        def on_device(*args):
+            return mapped(*args)
+
+        mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
+        return jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
+                                     out_specs=P(_CHAIN_AXIS), check_vma=False))
+    if method == "vectorized":
+        return jax.jit(jax.vmap(fn, in_axes=(0,) * n_mapped + (None,)))
+    one = jax.jit(fn)
+
+    def sequential(*args):
+        C = jax.tree.leaves(args[0])[0].shape[0]
+        outs = [one(*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:]) for c in range(C)]
+        return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+    return sequential
 
 
 def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int = 1):
-    """The compiled sampler for this structure and settings, built once and reused.
+    """The compiled warm-up and drawing programs for this structure and settings, built once and reused.
 
-    ``method``: "parallel" spreads the chains over ``n_devices`` CPU devices
-    (``jax.shard_map`` over a one-axis mesh), each device running its share
-    of the chains one after another, "vectorized" batches them in one
-    program (``jax.vmap``, for an accelerator), "sequential" runs one
-    compiled chain after another. Each takes ``(keys, inits, data)`` with a
-    leading chain axis on keys and inits; with "parallel", device d runs
-    chains ``d * C / n_devices`` to ``(d + 1) * C / n_devices - 1``.
+    Returns ``(warm, draw)``: ``warm(keys, inits, chain_ids, data) -> (states, warmup_steps)`` and
+    ``draw(states, chain_ids, data) -> (states, (z, stats))``, each over a leading chain axis
+    (see :func:`_spread` for ``method``; with "parallel", device d runs chains
+    ``d * C / n_devices`` to ``(d + 1) * C / n_devices - 1``). ``draw`` keeps ``cfg.draws``
+    draws, or ``cfg.block`` with ``draws="auto"``.
     """
-    key = (spec, cfg.warmup, cfg.draws, cfg.target_accept, cfg.max_tree_depth, cfg.progress, method, n_devices)
+    n_draws = cfg.block if cfg.auto else int(cfg.draws)
+    total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
+    # the total only sets how often progress is reported: without a reporter, every cap shares one program
+    key = (spec, cfg.warmup, n_draws, total if cfg.progress is not None else None, cfg.target_accept,
+           cfg.max_tree_depth, cfg.progress is not None, method, n_devices)
 
     def build():
-        chain = _chain_program(spec, cfg)
-        if method == "parallel":
-            from jax.sharding import Mesh
-            from jax.sharding import PartitionSpec as P
-
-            def on_device(keys, inits, data):  # this device's block of chains, back to back
-                return jax.lax.map(lambda a: chain(a[0], a[1], data), (keys, inits))
-
-            mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
-            return jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(P(_CHAIN_AXIS), P(_CHAIN_AXIS), P()),
-                                         out_specs=P(_CHAIN_AXIS), check_vma=False))
-        if method == "vectorized":
-            return jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
-        one = jax.jit(chain)
-
-        def sequential(keys, inits, data):
-            outs = [one(keys[c], jax.tree.map(lambda v: v[c], inits), data) for c in range(keys.shape[0])]
-            return jax.tree.map(lambda *v: jnp.stack(v), *outs)
-
-        return sequential
+        warm, draw = _chain_programs(spec, cfg, n_draws, total)
+        w = _spread(lambda k, i, c, d: warm(k, i, d, c), method, n_devices, 3)
+        dr = _spread(lambda s, c, d: draw(s, d, c), method, n_devices, 2)
+        return w, dr
 
     return _cached(_SAMPLER_CACHE, key, build)
 
@@ -315,9 +355,10 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
 
         warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
-    sampler = get_sampler(spec, cfg, method, n_dev)
+    warm, draw = get_sampler(spec, cfg, method, n_dev)
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
+    chain_ids = jnp.arange(cfg.chains, dtype=jnp.int32)
     t0 = time.perf_counter()
     if cfg.init == "svi":
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
@@ -330,12 +371,59 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         init = None
     else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
-    C, S = cfg.chains, cfg.draws
-    z, extra = jax.device_get(sampler(keys, init, data))
-    flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
-    samples = jax.device_get(_constrain_draws(spec, flat, data))
-    samples = {k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in samples.items() if k != "y"}
+    _PROGRESS[0] = cfg.progress
+    try:
+        states, warm_steps = warm(keys, init, chain_ids, data)
+        blocks, report = [], {"draws": cfg.draws}
+        while True:
+            states, (z, stats) = draw(states, chain_ids, data)
+            z, stats = jax.device_get((z, stats))
+            C, S = cfg.chains, jax.tree.leaves(z)[0].shape[1]
+            flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
+            sampled = jax.device_get(_constrain_draws(spec, flat, data))
+            blocks.append(({k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in sampled.items() if k != "y"},
+                           {k: np.asarray(v) for k, v in stats.items()}))
+            if not cfg.auto:
+                break
+            done, report = _auto_verdict(spec, blocks, data, cfg)
+            if done:
+                break
+    finally:
+        _PROGRESS[0] = None
+    samples = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
+    extra = {k: np.concatenate([b[1][k] for b in blocks], axis=1) for k in blocks[0][1]}
+    extra["warmup_steps"] = np.asarray(warm_steps)
+    extra["report"] = report
     return samples, extra, time.perf_counter() - t0
+
+
+def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
+    """After each block of ``draws="auto"``: (stop?, report). Stops when every checked parameter has
+    R-hat <= 1.01 and bulk and tail ESS >= ``cfg.target_ess`` with no divergence (converged), at a
+    divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap)."""
+    from .diagnostics import CHECKED, RHAT_MAX, summary_table
+
+    import xarray as xr
+
+    n = sum(b[0][next(iter(b[0]))].shape[1] for b in blocks)
+    divergences = int(sum(b[1]["diverging"].sum() for b in blocks))
+    sampled = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
+    sites = complete_posterior(spec, sampled, data)
+    post = xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_{i}" for i in range(v.ndim - 2)), v)
+                       for k, v in sites.items() if k in CHECKED})
+    table = summary_table(post, list(post.data_vars))
+    rhat = float(np.nanmax(table["r_hat"])) if len(table) else float("nan")
+    ess = float(np.nanmin(table[["ess_bulk", "ess_tail"]].to_numpy())) if len(table) else float("nan")
+    report = {"draws": "auto", "draws_per_chain": n, "max_rhat": rhat, "min_ess": ess, "divergences": divergences,
+              "target_ess": cfg.target_ess, "max_draws": cfg.max_draws}
+    if divergences:
+        return True, dict(report, stopped="divergences: more draws cannot remove a divergent transition")
+    if rhat <= RHAT_MAX and ess >= cfg.target_ess:
+        return True, dict(report, stopped="converged")
+    if n + cfg.block > cfg.max_draws:
+        return True, dict(report, stopped=f"cap: {n} draws per chain reached max_draws={cfg.max_draws} "
+                                          f"before R-hat <= {RHAT_MAX} and ESS >= {cfg.target_ess}")
+    return False, report
 
 
 def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
@@ -344,7 +432,7 @@ def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     empty: there is no sampler to diagnose)."""
     t0 = time.perf_counter()
     params, _ = fit_svi(spec, data, steps=max(cfg.svi_steps, 5000), seed=seed)
-    z = svi_init_params(params, cfg.draws, seed + 1, spread=1.0)
+    z = svi_init_params(params, 1000 if cfg.auto else int(cfg.draws), seed + 1, spread=1.0)
     samples = _constrain_draws(spec, z, data)
     samples = {k: np.asarray(v)[None] for k, v in samples.items() if k != "y"}
     return samples, {}, time.perf_counter() - t0

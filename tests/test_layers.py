@@ -32,8 +32,8 @@ from .conftest import REPO_ROOT, TINY_FIT, make_tiny_frame
 
 PACKAGE = REPO_ROOT / "bayes_sloth"
 CORE = {"config", "data", "metadata", "model", "inference", "prediction", "diagnostics", "rotation", "io", "errors",
-        "estimator"}
-WORKFLOWS = {"evaluation", "report", "simulation", "plots"}
+        "estimator", "progress", "conditional"}
+WORKFLOWS = {"evaluation", "report", "simulation", "plots", "questions", "sweeps", "stacking"}
 INTERFACE = {"cli"}
 
 
@@ -149,11 +149,12 @@ def _imports(path: Path) -> set[str]:
 
 def test_core_never_imports_a_workflow_or_the_cli():
     modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert modules == CORE | WORKFLOWS | INTERFACE, "a module is in no layer: place it in CORE/WORKFLOWS/INTERFACE"
-    for name in sorted(CORE):
+    assert not modules - (CORE | WORKFLOWS | INTERFACE), "a module is in no layer: place it in CORE/WORKFLOWS/INTERFACE"
+    assert CORE <= modules
+    for name in sorted(CORE & modules):
         bad = _imports(PACKAGE / f"{name}.py") & (WORKFLOWS | INTERFACE)
         assert not bad, f"core module {name} imports {sorted(bad)}"
-    for name in sorted(WORKFLOWS):
+    for name in sorted(WORKFLOWS & modules):
         assert "cli" not in _imports(PACKAGE / f"{name}.py"), f"workflow {name} imports the command line"
 
 

@@ -227,10 +227,25 @@ def test_a_new_process_compiles_nothing_and_draws_the_same(tmp_path):
     assert out[1]["digest"] == out[0]["digest"]
 
 
-def test_progress_reports_each_tenth_of_the_iterations(capsys):
+def test_progress_reports_each_chain_and_phase(capsys):
+    """The sampler reports (chain, iteration, total, phase) about every 1 %; the command line's reporter
+    prints a line per chain every 10 %, naming the chain; the default reporter draws a bar per chain."""
+    from bayes_sloth.cli import ProgressLines
+
     lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=1)
-    bs.SkillsLaw(1, anchors=["bench_00"], chains=1, warmup=10, draws=10, max_tree_depth=4, progress=True).fit(lb)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("NUTS chain at iteration")]
-    assert len(lines) == 10, err
-    assert lines[0].endswith("2/20 (warm-up)") and lines[-1].endswith("20/20 (sampling)"), lines
+    calls = []
+    kw = dict(anchors=["bench_00"], chains=2, warmup=50, draws=50, max_tree_depth=4)
+    bs.SkillsLaw(1, progress=lambda *a: calls.append(a), **kw).fit(lb)
+    assert {c[0] for c in calls} == {0, 1}
+    for chain in (0, 1):
+        its = [c[1] for c in calls if c[0] == chain]
+        assert its == sorted(its) and its[-1] == 100 and len(its) == 100
+    assert {c[3] for c in calls if c[1] <= 50} == {"warm-up"} and {c[3] for c in calls if c[1] > 50} == {"sampling"}
+    lines = ProgressLines()
+    for c in calls:
+        lines(*c)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 20 and err[0] == "chain 0: iteration 10/100 (warm-up)", err
+    assert "chain 1: iteration 100/100 (sampling)" in err
+    bs.SkillsLaw(1, **kw).fit(lb)  # progress=True by default: tqdm bars on stderr
+    assert "chain 1 sampling" in capsys.readouterr().err
