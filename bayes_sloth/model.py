@@ -30,7 +30,7 @@ never-seen family draws gamma_new = omega * u.
 With ``model_effects=True`` each model also gets its own offset on the link
 scale, the same on every benchmark (non-centered)::
 
-    eta_ij += e_i,   e_i = s * v_i,   v_i ~ Normal(0, 1),   s ~ HalfNormal(0.5)
+    eta_ij += e_i,   e_i = s * u_i,   u_i ~ Normal(0, 1),   s ~ HalfNormal(0.5)
 
 Without it, a family seen through one small model takes that model's
 idiosyncrasies as the family's own: a model that is better or worse than its
@@ -42,6 +42,20 @@ benchmark's misfit (offsets per skill did: a benchmark that dominates a skill
 lost its own noise, a Heywood case; see ``benchmarks/results/NOTES.md``). A
 new model draws a fresh e from the population; a fitted model keeps its
 posterior e.
+
+With data, the sampler does not move u_i itself: it moves v_i in
+``u_i = m_i + r_i v_i``, where m_i and r_i^2 are the mean and variance of a
+Gaussian approximation of u_i given every other parameter and the data
+(Gauss-Newton steps from u = 0, :func:`offset_frame`;
+``r_i = (1 + s^2 W_i)^(-1/2)``, ``W_i = sum_j ((1 - c_j) g'(eta_ij) / sigma_j)^2``),
+and the model adds the prior of u and the Jacobian r_i: the same posterior
+in other coordinates. Where a model's scores say little about its offset,
+r_i ~ 1 and this is the non-centred u = v; where they pin it, v_i's width
+no longer follows sigma_j and s. On a small leaderboard (few benchmarks)
+the offsets are pinned by its least noisy benchmark, their width in u is
+about sigma_j / (s g'), and with u sampled directly the tail of sigma_j's
+posterior was a funnel neck (``benchmarks/results/NOTES.md``, "Small
+leaderboards").
 
 The family efficiencies are centered (they sum to zero over the fitted
 families): the location of the skills is absorbed by the benchmark
@@ -82,10 +96,15 @@ lowers a score; ``loadings="positive"``, HalfNormal(2)) or real
 
 Noise: the spread around the law is misfit, estimated per benchmark::
 
-    y_ij ~ TruncatedNormal(m_ij, sigma_j, low=0, high=1),   sigma_j ~ HalfNormal(0.1)
+    y_ij ~ TruncatedNormal(m_ij, sigma_j, low=0, high=1),   sigma_j ~ LogNormal(log 0.04, 0.5)
 
 so predictive draws stay in [0, 1], exact 0 and 1 scores have a finite
-density and scores below the chance floor are allowed. With
+density and scores below the chance floor are allowed. The prior on sigma_j
+(95 % in 0.015-0.11) keeps away from zero: a benchmark's scores are averages
+over finitely many items and no law fits them exactly; with sigma_j ~
+HalfNormal(0.1) a small leaderboard's posterior reached down to sigma_j ~
+0.001, where the per-model offsets reproduce that one benchmark exactly (a
+Heywood case) and NUTS diverged. With
 ``noise="logistic"`` the Normal is replaced by a logistic of scale sigma_j,
 truncated the same way (:class:`TruncatedLogistic01`). (A truncated Student-t was
 tried and removed: JAX has neither the gradient of its CDF in the degrees of
@@ -493,6 +512,57 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     return noise_dist(spec, m, sigma), m, theta
 
 
+#: Prior of the per-benchmark noise sigma_j: LogNormal(log SIGMA_MEDIAN, SIGMA_LOG_SD) (see the module docstring)
+SIGMA_MEDIAN = 0.04
+SIGMA_LOG_SD = 0.5
+#: Newton steps that place the offsets' sampling frame (:func:`offset_frame`)
+OFFSET_NEWTON_STEPS = 2
+
+
+def _link_and_slope(spec: ModelSpec, eta, weights):
+    """g(eta) and g'(eta) of the link."""
+    if spec.link == "sigmoid":
+        g = jax.nn.sigmoid(eta)
+        return g, g * (1.0 - g)
+    t = _logistic_terms(eta, weights)
+    return jnp.einsum("...m,...mn->...n", weights, t), jnp.einsum("...m,...mn->...n", weights, t * (1.0 - t))
+
+
+def offset_frame(spec: ModelSpec, p: dict, s, x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None):
+    """Centre m_i and scale r_i of the standardized offsets u_i = e_i / s given everything else.
+
+    A Gaussian approximation of u_i's conditional posterior: Gauss-Newton
+    steps from u = 0 on ``sum_j log N(y_ij | m_ij(u_i), sigma_j) - u_i^2 / 2``
+    (the truncation ignored), with the link linearized at the current point::
+
+        W_i = sum_j ((1 - c_j) g'(eta_ij) / sigma_j)^2,    r_i = (1 + s^2 W_i)^(-1/2)
+
+    so r_i -> 1 (the plain non-centred u = v) where the data say little about
+    model i, and r_i ~ sigma / (s g') where they pin its offset. Both are
+    functions of the other parameters and the data only, so ``u = m + r v`` is
+    an exact change of variables (the model adds its Jacobian); how good the
+    approximation is only decides how round the posterior of v is.
+    """
+    theta = skills_of(p["alpha"], family, x, p["slopes"], instruct, p.get("instruct_shift"), p.get("family_slope"))
+    full = jnp.einsum("nk,jk->nj", theta, p["loadings"]) + p["intercept"][None, :]
+    J = p["loadings"].shape[-2]
+    eta0 = jnp.take(full.reshape(-1), obs_model * J + obs_bench)
+    c = floor[obs_bench]
+    inv_var = 1.0 / jnp.maximum(jnp.take(p["sigma"], obs_bench) ** 2, 1e-12)
+    if obs_weight is not None:
+        inv_var = jnp.where(obs_weight, inv_var, 0.0)
+    n = x.shape[0]
+    m = jnp.zeros(n, dtype=eta0.dtype)
+    for _ in range(OFFSET_NEWTON_STEPS):
+        g, slope = _link_and_slope(spec, eta0 + s * jnp.take(m, obs_model), p.get("link_weights"))
+        d = (1.0 - c) * slope
+        res = y - (c + (1.0 - c) * g)
+        grad = s * jax.ops.segment_sum(d * res * inv_var, obs_model, n) - m
+        prec = 1.0 + s * s * jax.ops.segment_sum(d * d * inv_var, obs_model, n)
+        m = m + grad / prec
+    return m, jax.lax.rsqrt(prec)
+
+
 def skills_law(
     spec: ModelSpec,
     x,
@@ -530,10 +600,6 @@ def skills_law(
         omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5).expand([K]).to_event(1))
         u = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([F, K]).to_event(2))
         p["family_slope"] = numpyro.deterministic("family_slope", omega * (u - u.mean(axis=0)))
-    if spec.model_effects:
-        s_model = numpyro.sample("model_sd", dist.HalfNormal(0.5))
-        e = numpyro.sample("model_z", dist.Normal(0.0, 1.0).expand([x.shape[0]]).to_event(1))
-        p["model_effect"] = numpyro.deterministic("model_effect", s_model * e)
     if spec.instruct_shift:
         p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
     if spec.loadings == "positive":
@@ -544,7 +610,17 @@ def skills_law(
     p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0).expand([J]).to_event(1))
     if spec.link == "monotone":
         p["link_weights"] = numpyro.sample("link_weights", dist.Dirichlet(jnp.ones(len(LINK_KNOTS))))
-    p["sigma"] = numpyro.sample("sigma", dist.HalfNormal(0.1).expand([J]).to_event(1))
+    p["sigma"] = numpyro.sample("sigma", dist.LogNormal(np.log(SIGMA_MEDIAN), SIGMA_LOG_SD).expand([J]).to_event(1))
+    if spec.model_effects:  # after every other parameter: with data, the offsets' coordinates depend on them
+        s_model = numpyro.sample("model_sd", dist.HalfNormal(0.5))
+        v = numpyro.sample("model_z", dist.Normal(0.0, 1.0).expand([x.shape[0]]).to_event(1))
+        if y is None:  # no data: the plain non-centred offsets, e = s v
+            u = v
+        else:  # u = e / s = m + r v with m, r from the other parameters and the data: prior of u and Jacobian added
+            m, r = offset_frame(spec, p, s_model, x, family, instruct, floor, obs_model, obs_bench, y, obs_weight)
+            u = m + r * v
+            numpyro.factor("model_z_frame", jnp.sum(0.5 * (v * v - u * u) + jnp.log(r)))
+        p["model_effect"] = numpyro.deterministic("model_effect", s_model * u)
 
     d, _, theta = pair_dist(spec, p, x, family, instruct, floor, obs_model, obs_bench)
     numpyro.deterministic("skills", theta)

@@ -2,11 +2,12 @@
 
 For each replication r:
 
-1. draw every parameter from the model's own prior
-   (``numpyro.infer.Predictive(skills_law, ...)``),
-2. simulate the scores of a FIXED design (same models, families, covariates,
+1. draw every parameter from the model's own prior and
+2. the scores of a FIXED design (same models, families, covariates,
    benchmarks and observed (model, benchmark) pairs in every replication, so
-   one compiled sampler is reused) from those parameters,
+   one compiled sampler is reused) from those parameters, both through the
+   package's simulator (``bayes_sloth.simulation``, which runs the model
+   ``skills_law`` forward),
 3. fit the leaderboard with :class:`bayes_sloth.SkillsLaw` (the package's own
    NUTS path, with the true anchor so the scale and sign are the truth's),
 4. record the rank of each true scalar parameter among L thinned posterior
@@ -20,8 +21,9 @@ Replications with divergences are kept and counted (discarding them would bias
 the ranks); the table reports them.
 
 ``--wrong-prior`` simulates with tau drawn from HalfNormal(3) and sigma from
-HalfNormal(0.3) (the model says HalfNormal(1) and HalfNormal(0.1)): a
-deliberate miscalibration that SBC must flag.
+a log-normal with three times the model's median (the model says
+HalfNormal(1) and LogNormal(log 0.04, 0.5)): a deliberate miscalibration
+that SBC must flag.
 
 Usage::
 
@@ -36,7 +38,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,12 @@ from scipy import stats
 
 import bayes_sloth as bs  # noqa: F401  (sets XLA host devices before JAX starts)
 import jax
-from numpyro.infer import Predictive
+import jax.numpy as jnp
 
 from bayes_sloth.data import Leaderboard
 from bayes_sloth.inference import model_arrays
-from bayes_sloth.model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
+from bayes_sloth.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
+from bayes_sloth.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
 
 #: Sites drawn from the prior that define a replication's truth (alpha,
 #: loadings are deterministic functions of these).
@@ -136,27 +138,36 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
     return Design(cov, floors, obs, n_skills, law)
 
 
-def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False) -> dict:
-    """n prior draws of the parameters and the scores they generate (numpy arrays)."""
+def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False, first: int = 0) -> dict:
+    """Truths of replications ``first .. first + n - 1``: parameters drawn from the model's prior and the
+    scores they generate on the design's observed pairs (numpy arrays, leading replication axis).
+
+    Drawn through the package's simulator (:mod:`bayes_sloth.simulation`), which runs ``skills_law``
+    forward, on this fixed design. Replication r uses the key ``fold_in(PRNGKey(seed), r)``: its truth
+    depends only on (design, seed, r), so a run split into chunks, or extended, draws the same truths.
+
+    ``wrong_prior``: family spread and misfit three times larger than the model's priors say (tau ~
+    HalfNormal(3) instead of HalfNormal(1), sigma's log-normal prior with a median three times the
+    model's); the model is conditioned on them and draws everything else from its own prior.
+    """
     spec, arrays = design.spec, design.arrays()
-    args = {k: v for k, v in arrays.items() if k != "y"}
-    model = partial(skills_law, spec)
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    draws = Predictive(model, num_samples=n)(k1, **args)
-    params = {k: np.asarray(draws[k]) for k in PRIOR_SITES + OPTIONAL_SITES if k in draws}
-    if wrong_prior:
-        # family spread and misfit three times larger than the model's priors say:
-        # tau ~ HalfNormal(3) instead of HalfNormal(1), sigma ~ HalfNormal(0.3) instead of HalfNormal(0.1)
-        ka, kb = jax.random.split(k2)
-        params["tau"] = np.abs(3.0 * np.asarray(jax.random.normal(ka, params["tau"].shape)))
-        params["sigma"] = np.abs(0.3 * np.asarray(jax.random.normal(kb, params["sigma"].shape)))
-    sim = Predictive(model, posterior_samples={k: jax.numpy.asarray(v) for k, v in params.items()},
-                     return_sites=["y", "alpha"] + (["model_effect"] if spec.model_effects else []))(k3, **args)
-    params["alpha"] = np.asarray(sim["alpha"])
-    if spec.model_effects:
-        params["model_effect"] = np.asarray(sim["model_effect"])
-    params["y"] = np.asarray(sim["y"])
-    return params
+    args = {k: arrays[k] for k in ("x", "family", "instruct", "floor", "obs_model", "obs_bench")}
+    base = jax.random.PRNGKey(seed)
+    keys = jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(first, first + n))
+    K, J = spec.n_skills, spec.n_benchmarks
+    real = arrays["x"].dtype
+
+    def one(key):
+        cond = {}
+        if wrong_prior:
+            key, ka, kb = jax.random.split(key, 3)
+            cond = {"tau": jnp.abs(3.0 * jax.random.normal(ka, (K,), real)),
+                    "sigma": jnp.exp(np.log(3.0 * SIGMA_MEDIAN) + SIGMA_LOG_SD * jax.random.normal(kb, (J,), real))}
+        return draw_through_model(spec, key, cond, args)
+
+    sites = jax.vmap(one)(keys)
+    keep = PRIOR_SITES + OPTIONAL_SITES + ("alpha", "model_effect", "y")
+    return {k: np.asarray(v) for k, v in sites.items() if k in keep}
 
 
 def scalar_params(spec: ModelSpec, n_alpha: int = 3) -> list[tuple[str, str, tuple]]:
@@ -238,7 +249,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     design = design or make_design()
     spec = design.spec
     stop = reps if stop is None else stop
-    truth = prior_draws(design, reps, seed, wrong_prior)
+    truth = prior_draws(design, stop - start, seed, wrong_prior, first=start)
     params = scalar_params(spec)
     L = n_ranks - 1
     total = chains * draws
@@ -248,7 +259,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     rows = []
     t_all = time.perf_counter()
     for r in range(start, stop):
-        lb = design.leaderboard(truth["y"][r])
+        lb = design.leaderboard(truth["y"][r - start])
         # the fitted law is the simulated one, structure for structure (not the package's defaults)
         law = bs.SkillsLaw(n_skills=spec.n_skills, anchors=design.benchmarks[: spec.n_skills], chains=chains,
                            warmup=warmup, draws=draws, seed=seed * 100003 + r, link=spec.link, noise=spec.noise,
@@ -262,7 +273,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
         row = {}
         for group, label, idx in params:
             d = post[group].values.reshape((total,) + post[group].shape[2:])[keep]
-            row[label] = int((d[(slice(None),) + idx] < truth[group][r][idx]).sum())
+            row[label] = int((d[(slice(None),) + idx] < truth[group][r - start][idx]).sum())
         dg = law.diagnostics_
         row.update({"rep": r, "divergences": dg.divergences, "max_rhat": dg.max_rhat,
                     "min_ess_bulk": dg.min_ess_bulk, "tree_depth_hits": dg.max_tree_depth_hits,
