@@ -3,8 +3,11 @@ r"""Figures of a fitted skills law, returned as matplotlib Figures.
 Every function takes a fitted :class:`~bayes_sloth.SkillsLaw` (or the pieces it
 needs), draws on a new figure (or on ``ax`` where offered) and returns the
 :class:`matplotlib.figure.Figure`; nothing is shown or saved, so the caller
-decides (``fig.savefig("f.pdf")``). Axis labels carry units; intervals are
-central (equal-tailed) posterior intervals.
+decides (``fig.savefig("f.pdf")``, or ``display(fig)``). A figure made here is
+detached from pyplot before it is returned, so in Jupyter it shows once, as
+the cell's value (the inline backend would otherwise show it at the end of
+the cell as well); ``plt.show()`` does not show it. Axis labels carry units;
+intervals are central (equal-tailed) posterior intervals.
 
 - :func:`plot_scaling`: score against parameters or compute, per family.
 - :func:`plot_loadings`: loadings heatmap with intervals (optionally varimax-rotated).
@@ -44,6 +47,18 @@ def _check_fitted(law):
 def _grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
     ncols = ncols or min(4, n)
     return int(np.ceil(n / ncols)), ncols
+
+
+def _returned(fig: Figure) -> Figure:
+    """Hand a figure this module made to the caller, detached from pyplot's list of open figures.
+
+    Jupyter's inline backend shows every open pyplot figure at the end of a
+    cell, and the cell's value once more: detached, a returned figure shows
+    once (as the cell's value), is not kept alive by pyplot, and still
+    draws and saves as usual (``fig.savefig``, ``display(fig)``).
+    """
+    plt.close(fig)
+    return fig
 
 
 def _new_figure(nrows: int, ncols: int, panel=(3.4, 2.8), **kw):
@@ -255,7 +270,7 @@ def plot_scaling(
                  + " bands")
     rows_legend = int(np.ceil(len(handles) / min(4, len(handles))))
     fig.tight_layout(rect=(0, 0.04 * rows_legend / max(1, nrows) + 0.02, 1, 1))
-    return fig
+    return _returned(fig)
 
 
 def _fixed_loadings(law) -> np.ndarray:
@@ -285,7 +300,8 @@ def plot_loadings(law, *, rotated: bool = False, level: float = 0.9, ax=None) ->
     mean = lam.mean(("chain", "draw")).values
     lo, hi = (q.values for q in _q(lam, level))
     J, K = mean.shape
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = plt.subplots(figsize=(1.7 * K + 2.6, 0.48 * J + 1.4))
     else:
         fig = ax.figure
@@ -311,7 +327,7 @@ def plot_loadings(law, *, rotated: bool = False, level: float = 0.9, ax=None) ->
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="loading (score logit per unit skill)", shrink=0.8)
     fig.tight_layout()
-    return fig
+    return _returned(fig) if own else fig
 
 
 def plot_skills(
@@ -389,7 +405,7 @@ def plot_skills(
         title += "\nred diamonds: forecast models (skills from the law, not from scores)"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return _returned(fig)
 
 
 def _obs_table(idata) -> pd.DataFrame:
@@ -466,7 +482,7 @@ def plot_ppc(law, benchmarks: Sequence[str] | None = None, *, kind: str = "inter
     else:
         fig.suptitle(f"Posterior predictive check: observed (black) vs {n_draws} replicated data sets (blue)")
     fig.tight_layout()
-    return fig
+    return _returned(fig)
 
 
 def coverage_from_pairs(pairs: pd.DataFrame, levels: Sequence[float] | None = None) -> pd.DataFrame:
@@ -541,7 +557,8 @@ def plot_calibration(result, *, label: str | None = None, ax=None, color=None) -
         Legend label (call again with ``ax=`` to overlay several runs).
     """
     cov = _coverage(result)
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = plt.subplots(figsize=(4.2, 4.0))
         ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
         ax.set_xlim(0.4, 1.0)
@@ -560,7 +577,7 @@ def plot_calibration(result, *, label: str | None = None, ax=None, color=None) -
     ax.errorbar(q, e, yerr=err, fmt="o-", color=color, capsize=3, ms=5, label=(label or "forecasts") + n_txt)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    return fig
+    return _returned(fig) if own else fig
 
 
 #: Default variables for trace and rank plots: the population-level parameters.
@@ -633,7 +650,7 @@ def plot_diagnostics(law, kind: str = "trace", var_names: Sequence[str] | None =
             ax.set_xlabel("energy (centred)")
             fig.suptitle("Energy: marginal vs transition (similar widths = good exploration)", fontsize=10)
             fig.tight_layout()
-            return fig
+            return _returned(fig)
         post = idata.posterior
         if var_names is None:
             ds = post[[v for v in DIAGNOSTIC_VARS if v in post]]
@@ -653,7 +670,7 @@ def plot_diagnostics(law, kind: str = "trace", var_names: Sequence[str] | None =
             axes = az.plot_rank(data, figsize=figsize)
     fig = np.atleast_1d(axes).ravel()[0].figure
     fig.tight_layout()
-    return fig
+    return _returned(fig)
 
 
 def plot_forecasts(table: pd.DataFrame, *, ncols: int | None = None, by: str = "benchmark") -> Figure:
@@ -693,7 +710,7 @@ def plot_forecasts(table: pd.DataFrame, *, ncols: int | None = None, by: str = "
     fig.suptitle(f"Forecasts: mean (diamond) and {lv}predictive interval; observed score (circle, red if outside)",
                  fontsize=10)
     fig.tight_layout()
-    return fig
+    return _returned(fig)
 
 
 __all__ = [

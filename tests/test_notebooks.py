@@ -58,3 +58,21 @@ def test_notebook_runs(path, monkeypatch):
     assert not errors
     assert sum(bool(c.get("outputs")) for c in out.cells if c.cell_type == "code") >= 3
     print(f"{path.name}: {time.perf_counter() - t0:.0f} s")
+
+
+def test_figures_show_once_inline(tiny_fit, monkeypatch):
+    """With Jupyter's inline backend (no backend forced), each figure a cell returns shows exactly once."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    path = str(tiny_fit[1])
+    cells = [
+        "import warnings; warnings.simplefilter('ignore')\n"
+        f"import bayes_sloth as bs\nfrom bayes_sloth import plots\nlaw = bs.SkillsLaw.load({path!r})",
+        "plots.plot_loadings(law)",
+        "plots.plot_ppc(law)",
+        "plots.plot_diagnostics(law, 'trace')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    out = _run(nb, timeout=300)
+    for cell in out.cells[1:]:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert len(images) == 1, (cell.source, [o.get("output_type") for o in cell.outputs])
