@@ -104,27 +104,39 @@ def test_wrong_prior_is_detected(prior_ranks):
 
 def test_simulator_prior_is_the_models_prior():
     """``simulate_leaderboard(prior=True)`` (the simulator's SBC mode) draws the
-    default law's parameters from the model's own priors: over 150 seeds,
-    tau[0] ~ HalfNormal(1), sigma[0] ~ HalfNormal(0.1), model_sd ~
-    HalfNormal(0.5), intercept[0] ~ Normal(0, 3) and link_weights[0] ~
-    Beta(1, 6) (a margin of Dirichlet(1, ..., 1) over 7 knots), each by a
-    one-sample Kolmogorov-Smirnov test at p > 1e-3 (5 tests: family-wise
-    false alarm rate 0.5 %). The realistic truth (tau ~ Uniform(0.3, 0.8))
-    fails the same test for tau at p < 1e-6: the test has power."""
+    default law's parameters as the model's own prior does: 150 seeds against
+    300 draws of ``numpyro.infer.Predictive(skills_law)`` (no data) on the same
+    design, by a two-sample Kolmogorov-Smirnov test of tau[0], sigma[0],
+    model_sd, intercept[0], slopes[0, 0] and link_weights[0], each at
+    p > 1e-3 (6 tests: family-wise false alarm rate 0.6 %). The realistic
+    truth (tau ~ Uniform(0.3, 0.8)) fails the same test for tau at p < 1e-6:
+    the test has power."""
+    from functools import partial
+
+    import jax
+    from numpyro.infer import Predictive
+
     import bayes_sloth as bs
+    from bayes_sloth.inference import model_arrays
+    from bayes_sloth.model import ModelSpec, skills_law
 
     small = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)  # tests/test_simulation.py's
-    draws = [bs.simulate_leaderboard(**small, seed=s, prior=True)[1] for s in range(150)]
-    laws = {"tau": (lambda t: t["tau"][0], stats.halfnorm(scale=1.0)),
-            "sigma": (lambda t: t["sigma"][0], stats.halfnorm(scale=0.1)),
-            "model_sd": (lambda t: float(t["model_sd"]), stats.halfnorm(scale=0.5)),
-            "intercept": (lambda t: t["intercept"][0], stats.norm(scale=3.0)),
-            "link_weights": (lambda t: t["link_weights"][0], stats.beta(1, 6))}
-    for name, (get, law) in laws.items():
-        p = stats.kstest([get(t) for t in draws], law.cdf).pvalue
+    draws = [bs.simulate_leaderboard(**small, seed=s, prior=True) for s in range(150)]
+    lb, t0 = draws[0]
+    spec = ModelSpec(n_skills=2, n_benchmarks=5, n_families=8, anchors=(0, 1), **t0["law"])
+    N, J = len(lb), len(lb.benchmarks)
+    om, ob = np.divmod(np.arange(N * J), J)
+    args = model_arrays(t0["x"], pd.Index(t0["families"]).get_indexer(lb.covariates["family"]),
+                        lb.covariates["instruct"].to_numpy(float), t0["floors"], om, ob, np.zeros(N * J))
+    args = {k: args[k] for k in ("x", "family", "instruct", "floor", "obs_model", "obs_bench")}
+    ref = Predictive(partial(skills_law, spec), num_samples=300)(jax.random.PRNGKey(7), **args)
+    picks = {"tau": (0,), "sigma": (0,), "model_sd": (), "intercept": (0,), "slopes": (0, 0), "link_weights": (0,)}
+    for name, idx in picks.items():
+        ours = [t[name][idx] for _, t in draws]
+        p = stats.ks_2samp(ours, np.asarray(ref[name])[(slice(None),) + idx]).pvalue
         assert p > 1e-3, (name, p)
     realistic = [bs.simulate_leaderboard(**small, seed=s)[1]["tau"][0] for s in range(150)]
-    assert stats.kstest(realistic, stats.halfnorm(scale=1.0).cdf).pvalue < 1e-6
+    assert stats.ks_2samp(realistic, np.asarray(ref["tau"])[:, 0]).pvalue < 1e-6
 
 
 def test_design_is_fixed():

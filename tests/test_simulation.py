@@ -14,17 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from numpyro.infer.util import log_density
 
 import bayes_sloth as bs
 from bayes_sloth.inference import model_arrays
-from bayes_sloth.model import LINK_KNOTS, ModelSpec, pair_dist, skills_law
+from bayes_sloth.model import LINK_KNOTS, ModelSpec, pair_dist
 from bayes_sloth.simulation import LEAN_LAW, write_synthetic
 
 SMALL = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)
-#: parameter sites of the law (sample sites), by option
-SITES = ("slopes", "tau", "family_z", "loadings_free", "intercept", "sigma", "model_sd", "model_z",
-         "instruct_shift", "link_weights", "family_slope_sd", "family_slope_z")
+#: the parameters ``pair_dist`` takes (the law's mean and noise of a pair)
+LAW_SITES = ("alpha", "slopes", "loadings", "intercept", "sigma", "link_weights", "instruct_shift", "model_effect",
+             "family_slope")
 
 
 def _spec(truth) -> ModelSpec:
@@ -49,17 +48,23 @@ def _pair_mean(spec, params, a):
 
 def _law_mean(lb, truth, drop=()):
     """The model's own mean (``pair_dist``) of every pair at the truth's parameters, (N, J)."""
-    params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in truth.items()
-              if k in ("alpha", "slopes", "loadings", "intercept", "sigma", "link_weights", "instruct_shift",
-                       "model_effect", "family_slope") and k not in drop}
+    params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in truth.items() if k in LAW_SITES and k not in drop}
     m, theta = _pair_mean(_spec(truth), params, _args(lb, truth))
     return np.asarray(m).reshape(len(lb), -1), np.asarray(theta)
 
 
+def _log_likelihood(lb, truth):
+    """Log density of each simulated score (N, J) under the model's likelihood (``pair_dist``) at the truth."""
+    params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in truth.items() if k in LAW_SITES}
+    y = jnp.asarray(truth["y"].ravel(), dtype=jnp.float32)
+    return np.asarray(_pair_log_prob(_spec(truth), params, _args(lb, truth), y)).reshape(truth["y"].shape)
+
+
 @partial(jax.jit, static_argnums=0)
-def _log_density(spec, a, params):
-    lp, tr = log_density(skills_law, (spec,), a, params)
-    return lp, tr["y"]["fn"].log_prob(tr["y"]["value"])
+def _pair_log_prob(spec, params, a, y):
+    d, _, _ = pair_dist(spec, params, a["x"], a["family"], a["instruct"], a["floor"], a["obs_model"],
+                        a["obs_bench"])
+    return d.log_prob(y)
 
 
 #: a seed whose board has both instruct and base models (whole families are instruct with probability 0.25)
@@ -74,7 +79,7 @@ def default_board():
 def test_the_simulator_goes_through_the_model(default_board):
     """The truth's mean scores are the model's (``pair_dist``) at the truth's
     parameters; the scores are the y site's draws around them; the model's
-    log density of the board, at the truth, is finite."""
+    likelihood of every score, at the truth, is finite."""
     lb, truth = default_board
     m, theta = _law_mean(lb, truth)
     np.testing.assert_allclose(m, truth["mu"], rtol=1e-5, atol=1e-6)
@@ -85,11 +90,9 @@ def test_the_simulator_goes_through_the_model(default_board):
     # the law's noise: scores sit around mu at the scale of sigma (0.01-0.04), not around anything else
     resid = (truth["y"] - truth["mu"]) / truth["sigma"]
     assert 0.5 < resid.std() < 1.5 and abs(resid.mean()) < 0.5
-    # the model's log density of the simulated scores (likelihood and priors) at the truth is finite
-    a = _args(lb, truth, y=truth["y"].ravel())
-    params = {k: jnp.asarray(truth[k], dtype=jnp.float32) for k in SITES if k in truth}
-    lp, lp_pairs = _log_density(_spec(truth), a, params)
-    assert np.isfinite(float(lp)) and np.isfinite(np.asarray(lp_pairs)).all()
+    # the model's likelihood of every simulated score at the truth is finite
+    lp = _log_likelihood(lb, truth)
+    assert lp.shape == truth["y"].shape and np.isfinite(lp).all()
 
 
 def test_default_law_is_the_packages(default_board):
