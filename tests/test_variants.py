@@ -54,8 +54,8 @@ def test_family_slopes_are_recovered(sloped):
     def total(b_s, b_int, gamma):
         return b_s / std.sd[0] + b_int * (lt - std.center[1]) / std.sd[2] + gamma / std.sd[0]
 
-    B = post["slopes"].sel(skill=0).values.reshape(-1, 3)
-    gamma = post["family_slope"].sel(family=truth["families"], skill=0).values.reshape(len(B), -1)
+    B = post["slopes"].isel(skill=0).values.reshape(-1, 3)
+    gamma = post["family_slope"].sel(family=truth["families"]).isel(skill=0).values.reshape(len(B), -1)
     drawn = total(B[:, :1], B[:, 2:3], gamma)
     true = total(truth["slopes"][0, 0], truth["slopes"][2, 0], truth["family_slope"][:, 0])
     lo, hi = np.quantile(drawn, [0.05, 0.95], axis=0)
@@ -80,7 +80,7 @@ def test_family_slopes_widen_size_extrapolation(sloped):
     w = {}
     for slopes in (True, False):
         law = bs.SkillsLaw(1, anchors=truth["anchors"], family_slopes=slopes, seed=1, **SIGMOID_LAW, **FAST).fit(train)
-        iv = bs.interval(law.predict(new).predictions["skills"].sel(skill=0), 0.9)
+        iv = bs.interval(law.predict(new).predictions["skills"].isel(skill=0), 0.9)
         w[slopes] = float((iv["upper"] - iv["lower"]).squeeze())
     assert w[True] > 1.2 * w[False], (fam, w)
 
@@ -146,7 +146,7 @@ def test_model_effects_fitted_model_keeps_its_offset(jittered):
     # the fitted model's law is its own: the same as the fit's posterior at that model
     post = law.idata_.posterior
     b = truth["anchors"][0]
-    eta = (post["skills"].sel(model=row["model"].iloc[0]) * post["loadings"].sel(benchmark=b)).sum("skill") \
+    eta = (post["skills"].sel(model=row["model"].iloc[0]) * law.loadings_.sel(benchmark=b)).sum("skill") \
         + post["intercept"].sel(benchmark=b) + post["model_effect"].sel(model=row["model"].iloc[0])
     floor = float(law.idata_.constant_data["floor"].sel(benchmark=b))
     mu_fit = floor + (1 - floor) / (1 + np.exp(-eta))
