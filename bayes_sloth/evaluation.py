@@ -46,8 +46,25 @@ Metrics per forecast pair, from the posterior predictive draws of the score
 
       CRPS = mean_d |x_d - y| - 1/2 mean_{d,e} |x_d - x_e|
 
+- log predictive density (``lpd``, the log score; higher is better), from
+  the posterior draws s = 1..S of the law's mean ``mu_s`` and noise scale
+  ``sigma_s`` of the pair, through the law's own noise distribution on
+  [0, 1] (:func:`bayes_sloth.prediction.log_predictive_density`)::
+
+      lpd = log (1/S) sum_s p(y | mu_s, sigma_s)
+
+  and its mean over pairs, ``elpd_per_pair`` (the expected log predictive
+  density per held-out pair). Unlike MAE and CRPS it punishes an interval
+  that is too narrow hard: a score far in the tail of every draw's density
+  costs its full log.
+
 MAE is averaged per group then over groups (as the paper); coverage, width,
-interval score and CRPS are pooled over the forecast pairs.
+interval score, CRPS and ELPD are pooled over the forecast pairs.
+
+The folds are independent: ``evaluate(..., n_jobs=...)`` runs them in
+parallel workers (:mod:`bayes_sloth.sweeps`, through joblib: a process pool
+or a Dask cluster), with the same numbers bit for bit as the serial loop
+(:func:`fold_chain_method`).
 """
 
 from __future__ import annotations
@@ -77,6 +94,7 @@ FLOPS_COLUMN = "FLOPs (1E21)"
 PAIR_COLUMNS = [
     "group", "family", "model", "benchmark", "observed", "mean", "median",
     "lower_50", "upper_50", "lower_80", "upper_80", "lower_90", "upper_90", "lower_95", "upper_95", "crps",
+    "lpd",
 ]
 
 
@@ -120,7 +138,8 @@ def summarize_pairs(pairs: pd.DataFrame) -> dict:
 
     ``mae``: absolute error of the mean averaged within each group then over
     groups (the paper's); ``mae_pooled``: over all pairs. Coverage, mean width,
-    the 90 % interval score and CRPS are averaged over pairs.
+    the 90 % interval score, CRPS and ``elpd_per_pair`` (the mean of the
+    ``lpd`` column; None for a table without it) are averaged over pairs.
     """
     if len(pairs) == 0:
         raise InputError("no forecast pairs to summarise")
@@ -143,6 +162,7 @@ def summarize_pairs(pairs: pd.DataFrame) -> dict:
         "mean_width": width,
         "interval_score_90": float(interval_score(pairs["lower_90"], pairs["upper_90"], y, 0.1).mean()),
         "crps": float(pairs["crps"].mean()),
+        "elpd_per_pair": float(pairs["lpd"].mean()) if "lpd" in pairs else None,
         "n_groups": int(by_group.size),
         "n_pairs": int(len(pairs)),
     }
@@ -328,7 +348,9 @@ class EvaluationResult:
     def __repr__(self) -> str:
         s = self.summary
         cov = ", ".join(f"{k}: {v:.2f}" for k, v in s["coverage"].items())
-        return (f"EvaluationResult(mae={s['mae']:.4f}, coverage {{{cov}}}, crps={s['crps']:.4f}, "
+        elpd = s.get("elpd_per_pair")
+        elpd = "" if elpd is None else f", elpd/pair={elpd:.3f}"
+        return (f"EvaluationResult(mae={s['mae']:.4f}, coverage {{{cov}}}, crps={s['crps']:.4f}{elpd}, "
                 f"{s['n_groups']} groups, {s['n_pairs']} pairs, {s['seconds']:.0f} s)")
 
 
@@ -353,6 +375,156 @@ def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[st
     return [lb.benchmarks[i] for i in idx]
 
 
+def fold_chain_method() -> str:
+    """The chain layout of every fold fit: the same program in every process, whatever its devices.
+
+    "sequential" on a CPU (one compiled chain after another on one device),
+    "vectorized" on an accelerator. A chain's floating-point path must not
+    depend on how many devices the process running the fold has (the serial
+    loop, a worker with ``cores // workers`` devices): a program that spreads
+    chains over the process's devices ("parallel") is a different XLA program
+    for each device count, and NUTS turns any rounding difference into
+    different draws. (Measured with JAX 0.10.2 on a CPU: a small fit, 2
+    chains, gave other draws spread over 2 devices than one after another;
+    one after another, it gave the same draws bit for bit in a process with
+    1 device and in one with 2.) A single-device program is the same HLO in
+    every process, so a fold's numbers are identical bit for bit serially
+    and in any worker. The price: a fold's chains do not run side by side; run
+    folds side by side instead (``n_jobs``). Pass ``chain_method`` to
+    :func:`evaluate` to choose another layout (then results may depend on
+    the devices of the process that runs each fold).
+    """
+    import jax
+
+    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+
+
+@dataclass
+class FoldTask:
+    """One fold to fit and score: everything a worker needs (sent to it pickled)."""
+
+    leaderboard: Leaderboard
+    fold: Fold
+    n_skills: int
+    anchors: list[str] | None
+    law_kwargs: dict
+    keep_fit: bool = False
+
+
+@dataclass
+class FoldResult:
+    """A fold's forecast pairs (``pairs``), its summary line (``info``), fit seconds and the fit if kept."""
+
+    group: str
+    pairs: pd.DataFrame
+    info: dict
+    seconds: float
+    fit: object = None
+
+    def message(self) -> str:
+        return (f"{self.group}: mae {self.info['mae']:.4f}, 90% coverage {self.info['coverage_90']:.2f} "
+                f"({self.seconds:.1f} s)")
+
+
+def run_fold(task: FoldTask) -> FoldResult:
+    """Fit one fold and score its forecasts (a module-level function: workers import it by name).
+
+    The fit uses :func:`fold_chain_method` unless ``chain_method`` is in the
+    task's settings, and no progress display unless ``progress`` is.
+    """
+    from .estimator import SkillsLaw
+    from .prediction import log_predictive_density
+
+    lb, fold = task.leaderboard, task.fold
+    kw = dict(task.law_kwargs)
+    if kw.get("chain_method") is None:
+        kw["chain_method"] = fold_chain_method()
+    kw.setdefault("progress", False)
+    anchors = task.anchors or _fold_anchors(lb, fold.obs_weight, task.n_skills)
+    law = SkillsLaw(n_skills=task.n_skills, anchors=anchors, **kw)
+    tf = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        law.fit(lb, obs_weight=fold.obs_weight)
+        # the forecast rows without their scores: nothing of what is forecast reaches the forecast
+        pred = law.predict(lb.select(models=fold.forecast_models, benchmarks=[])).predictions
+    models, benchmarks = list(fold.forecast_models), list(lb.benchmarks)
+    P = len(models) * len(benchmarks)
+    score = pred["score"].sel(model=models, benchmark=benchmarks).transpose("model", "benchmark", "chain", "draw")
+    draws = score.values.reshape(P, -1)
+    observed = lb.scores.loc[models, benchmarks]
+    summ = pair_summaries(draws, observed.to_numpy().reshape(P))
+    import xarray as xr
+
+    obs = xr.DataArray(observed.to_numpy(dtype=float), dims=("model", "benchmark"),
+                       coords={"model": models, "benchmark": benchmarks})
+    lpd = log_predictive_density(law.spec_, pred["mu"].sel(model=models, benchmark=benchmarks),
+                                 law.idata_.posterior["sigma"].sel(benchmark=benchmarks), obs)
+    summ["lpd"] = lpd.transpose("model", "benchmark").values.reshape(P)
+    summ.insert(0, "benchmark", np.tile(benchmarks, len(models)))
+    summ.insert(0, "model", np.repeat(models, len(benchmarks)))
+    summ.insert(0, "family", lb.covariates.loc[summ["model"], "family"].to_numpy())
+    summ.insert(0, "group", fold.group)
+    d = law.diagnostics_
+    g = summarize_pairs(summ)
+    seconds = round(time.perf_counter() - tf, 2)
+    info = {
+        "group": fold.group, "families": list(fold.families), "train_models": fold.train_models,
+        "n_test_models": fold.n_test_models, "n_pairs": g["n_pairs"], "mae": g["mae"],
+        "coverage_90": g["coverage"]["0.9"], "coverage_50": g["coverage"]["0.5"], "crps": g["crps"],
+        "elpd_per_pair": g["elpd_per_pair"],
+        "anchors": list(anchors), "max_rhat": _finite(d.max_rhat), "divergences": int(d.divergences),
+        "chain_method": law.chain_method, "seconds": seconds,
+    }
+    return FoldResult(fold.group, summ, info, seconds, law if task.keep_fit else None)
+
+
+def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, *, benchmarks=None,
+               protocol_file=None, data_dir=None, columns=None, groups=None, keep_fits=False,
+               law_kwargs=None) -> tuple[Design, list[FoldTask], dict]:
+    """The design of one cell, a :class:`FoldTask` per fold (``groups``: only those), and the law's settings."""
+    from .estimator import SkillsLaw
+
+    design = build_design(data, protocol, benchmark_set, n_train, training_rows, benchmarks=benchmarks,
+                          protocol_file=protocol_file, data_dir=data_dir, columns=columns)
+    folds = design.folds
+    if groups is not None:
+        known = [f.group for f in folds]
+        unknown = [g for g in groups if g not in known]
+        if unknown:
+            raise InputError(f"test group {unknown[0]!r} is not in this cell; groups are: {known}")
+        folds = [f for f in folds if f.group in set(groups)]
+    law_kwargs = dict(law_kwargs or {})
+    user_anchors = law_kwargs.pop("anchors", None)
+    # every setting checked here, before any task leaves this process
+    settings = SkillsLaw(n_skills=n_skills, **law_kwargs).get_params()
+    settings = {k: v for k, v in settings.items() if k not in ("progress",)}
+    tasks = [FoldTask(design.leaderboard, f, n_skills, list(user_anchors) if user_anchors else None, law_kwargs,
+                      keep_fits) for f in folds]
+    return design, tasks, settings
+
+
+def assemble_result(design: Design, results: Sequence[FoldResult], *, n_skills: int, settings: dict,
+                    seconds: float) -> EvaluationResult:
+    """One cell's :class:`EvaluationResult` from its folds' results (in fold order)."""
+    if not results:
+        raise InputError("no fold to evaluate")
+    pairs = pd.concat([r.pairs for r in results], ignore_index=True)
+    summary = summarize_pairs(pairs)
+    lb = design.leaderboard
+    settings = dict(settings)
+    if settings.get("chain_method") is None:
+        settings["chain_method"] = results[0].info["chain_method"]
+    summary.update({
+        "seconds": round(seconds, 2),
+        "protocol": design.protocol, "benchmark_set": design.benchmark_set, "benchmarks": lb.benchmarks,
+        "n_train": design.n_train, "n_skills": n_skills, "training_rows": design.training_rows,
+        "n_models_in_table": len(lb), "settings": settings,
+        "groups": [r.info for r in results],
+    })
+    order = PAIR_COLUMNS + [c for c in pairs.columns if c not in PAIR_COLUMNS]
+    return EvaluationResult(summary, pairs[order], design, [r.fit for r in results if r.fit is not None])
+
 
 def evaluate(
     data=None,
@@ -369,6 +541,7 @@ def evaluate(
     keep_fits: bool = False,
     on_fold=None,
     groups: Sequence[str] | None = None,
+    n_jobs: int | None = 1,
     **law_kwargs,
 ) -> EvaluationResult:
     """Leave-family-out evaluation of the skills law (see the module docstring).
@@ -385,6 +558,13 @@ def evaluate(
     groups : list of str, optional
         Evaluate only these test groups (names as in ``build_design(...).folds``),
         e.g. for a quick look; the paper's averages need every group.
+    n_jobs : int or None, default 1
+        1: the folds one after another in this process. Otherwise the folds
+        run in parallel workers through joblib (:func:`bayes_sloth.sweeps.run`:
+        a process pool, or a Dask cluster under
+        ``joblib.parallel_config(backend="dask")``), each worker with
+        ``cores // workers`` JAX devices; -1: every core. The numbers are the
+        same bit for bit however the folds are spread (:func:`fold_chain_method`).
     **law_kwargs : passed to :class:`bayes_sloth.SkillsLaw` (chains, warmup,
         draws, noise, instruct_shift, link, seed, ...)
 
@@ -392,66 +572,21 @@ def evaluate(
     -------
     EvaluationResult with ``summary`` and ``pairs``.
     """
-    from .estimator import SkillsLaw
+    from .sweeps import run
 
     t0 = time.perf_counter()
-    design = build_design(data, protocol, benchmark_set, n_train, training_rows, benchmarks=benchmarks,
-                          protocol_file=protocol_file, data_dir=data_dir, columns=columns)
-    lb = design.leaderboard
-    folds = design.folds
-    if groups is not None:
-        known = [f.group for f in folds]
-        unknown = [g for g in groups if g not in known]
-        if unknown:
-            raise InputError(f"test group {unknown[0]!r} is not in this cell; groups are: {known}")
-        folds = [f for f in folds if f.group in set(groups)]
-    law_kwargs = dict(law_kwargs)
-    user_anchors = law_kwargs.pop("anchors", None)
-    all_pairs, per_group, fits = [], [], []
-    for i, fold in enumerate(folds):
-        anchors = user_anchors or _fold_anchors(lb, fold.obs_weight, n_skills)
-        law = SkillsLaw(n_skills=n_skills, anchors=anchors, **law_kwargs)
-        tf = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            law.fit(lb, obs_weight=fold.obs_weight)
-            pred = law.predict(lb.select(models=fold.forecast_models))
-        score = pred.predictions["score"].transpose("model", "benchmark", "chain", "draw")
-        P = len(fold.forecast_models) * len(lb.benchmarks)
-        draws = score.sel(model=fold.forecast_models, benchmark=lb.benchmarks).values.reshape(P, -1)
-        obs = lb.scores.loc[fold.forecast_models, lb.benchmarks].to_numpy().reshape(P)
-        summ = pair_summaries(draws, obs)
-        summ.insert(0, "benchmark", np.tile(lb.benchmarks, len(fold.forecast_models)))
-        summ.insert(0, "model", np.repeat(fold.forecast_models, len(lb.benchmarks)))
-        summ.insert(0, "family", lb.covariates.loc[summ["model"], "family"].to_numpy())
-        summ.insert(0, "group", fold.group)
-        all_pairs.append(summ)
-        d = law.diagnostics_
-        g = summarize_pairs(summ)
-        per_group.append({
-            "group": fold.group, "families": list(fold.families), "train_models": fold.train_models,
-            "n_test_models": fold.n_test_models, "n_pairs": g["n_pairs"], "mae": g["mae"],
-            "coverage_90": g["coverage"]["0.9"], "coverage_50": g["coverage"]["0.5"], "crps": g["crps"],
-            "anchors": list(anchors), "max_rhat": _finite(d.max_rhat), "divergences": int(d.divergences),
-            "seconds": round(time.perf_counter() - tf, 2),
-        })
-        if keep_fits:
-            fits.append(law)
+    design, tasks, settings = fold_tasks(
+        data, protocol, benchmark_set, n_train, n_skills, training_rows, benchmarks=benchmarks,
+        protocol_file=protocol_file, data_dir=data_dir, columns=columns, groups=groups, keep_fits=keep_fits,
+        law_kwargs=law_kwargs)
+
+    def progress(i, res):
         if on_fold is not None:
-            on_fold(f"[{i + 1}/{len(folds)}] {fold.group}: mae {g['mae']:.4f}, "
-                     f"90% coverage {g['coverage']['0.9']:.2f} ({per_group[-1]['seconds']:.1f} s)")
-    pairs = pd.concat(all_pairs, ignore_index=True)
-    summary = summarize_pairs(pairs)
-    summary.update({
-        "seconds": round(time.perf_counter() - t0, 2),
-        "protocol": protocol, "benchmark_set": benchmark_set, "benchmarks": lb.benchmarks, "n_train": n_train,
-        "n_skills": n_skills, "training_rows": training_rows, "n_models_in_table": len(lb),
-        "settings": {k: v for k, v in SkillsLaw(n_skills=n_skills, **law_kwargs).get_params().items()
-                     if k not in ("progress",)},
-        "groups": per_group,
-    })
-    return EvaluationResult(summary, pairs[PAIR_COLUMNS + [c for c in pairs.columns if c not in PAIR_COLUMNS]],
-                            design, fits)
+            on_fold(f"[{i + 1}/{len(tasks)}] {res.message()}")
+
+    results = run(run_fold, tasks, n_jobs, on_result=progress)
+    return assemble_result(design, results, n_skills=n_skills, settings=settings,
+                           seconds=time.perf_counter() - t0)
 
 
 def _finite(x):

@@ -168,3 +168,37 @@ def forecast_table(predictions: xr.Dataset, level: float = 0.9, observed: pd.Dat
         tab = tab.merge(obs, on=["model", "benchmark"], how="left")
     tab["level"] = level
     return tab
+
+
+def log_predictive_density(spec: ModelSpec, mu: xr.DataArray, sigma: xr.DataArray, observed,
+                           sample_dims=("chain", "draw")) -> xr.DataArray:
+    """Log posterior predictive density of observed scores: ``log (1/S) sum_s p(y | mu_s, sigma_s)``.
+
+    ``p`` is the law's own noise distribution on [0, 1]
+    (:func:`bayes_sloth.model.noise_dist`, the truncated Normal or logistic
+    of ``spec``), at the draws s = 1..S of the law's mean ``mu`` (e.g.
+    ``predictions["mu"]`` of :meth:`SkillsLaw.predict`, dims (chain, draw,
+    model, benchmark)) and of the noise scale ``sigma`` (the posterior's
+    ``sigma``, (chain, draw, benchmark)). ``observed`` holds the scores over
+    the remaining dims (a DataArray, or an array in ``mu``'s order of them);
+    a missing score gives NaN. The mean over draws is taken in float64
+    (log-sum-exp), whatever JAX's precision. Returns a DataArray over the
+    dims of ``mu`` other than ``sample_dims``.
+    """
+    sample_dims = list(sample_dims)
+    rest = [d for d in mu.dims if d not in sample_dims]
+    if not isinstance(observed, xr.DataArray):
+        observed = xr.DataArray(np.asarray(observed, dtype=float), dims=rest,
+                                coords={d: mu[d].values for d in rest if d in mu.coords})
+    mu, sigma, y = xr.broadcast(mu, sigma, observed.astype(float))
+    order = sample_dims + rest
+    mu, sigma, y = (a.transpose(*order) for a in (mu, sigma, y))
+    real = real_dtype()
+    logp = noise_dist(spec, jnp.asarray(mu.values, real), jnp.asarray(sigma.values, real)).log_prob(
+        jnp.asarray(np.nan_to_num(y.values, nan=0.5), real))
+    logp = np.asarray(logp, dtype=np.float64).reshape((-1,) + mu.shape[len(sample_dims):])
+    top = np.max(logp, axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out = top + np.log(np.mean(np.exp(logp - top), axis=0))
+    out = np.where(np.isnan(y.values.reshape(logp.shape)[0]), np.nan, out)
+    return xr.DataArray(out, dims=rest, coords={d: mu[d].values for d in rest if d in mu.coords}, name="lpd")

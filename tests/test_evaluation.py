@@ -149,6 +149,64 @@ def test_summaries_coverage_width_and_group_mae():
     assert s2["mae"] != pytest.approx(s2["mae_pooled"])
 
 
+# ------------------------------------------------------- log predictive density
+def _lpd(noise, mu, sigma, y):
+    """log_predictive_density of one pair from draws ``mu``/``sigma`` (one chain)."""
+    import xarray as xr
+
+    from bayes_sloth.model import ModelSpec
+    from bayes_sloth.prediction import log_predictive_density
+
+    spec = ModelSpec(n_skills=1, n_benchmarks=1, n_families=1, anchors=(0,), noise=noise)
+    m = xr.DataArray(np.asarray(mu, float).reshape(1, -1, 1, 1), dims=("chain", "draw", "model", "benchmark"),
+                     coords={"model": ["m"], "benchmark": ["b"]})
+    s = xr.DataArray(np.asarray(sigma, float).reshape(1, -1, 1), dims=("chain", "draw", "benchmark"),
+                     coords={"benchmark": ["b"]})
+    out = log_predictive_density(spec, m, s, np.array([[y]]))
+    assert out.dims == ("model", "benchmark")
+    return float(out.values[0, 0])
+
+
+def test_log_predictive_density_hand_cases():
+    from math import erf, exp, log, pi, sqrt
+
+    # Normal(0.5, 0.25) truncated to [0, 1] at its mode: phi(0) / sigma / (2 Phi(2) - 1), 2 Phi(2) - 1 = erf(sqrt 2)
+    want = -log(0.25) - 0.5 * log(2 * pi) - log(erf(sqrt(2)))
+    assert _lpd("normal", [0.5], [0.25], 0.5) == pytest.approx(want, abs=1e-5)  # 0.51393
+    # every draw the same: the mean over draws changes nothing
+    assert _lpd("normal", [0.5] * 7, [0.25] * 7, 0.5) == pytest.approx(want, abs=1e-5)
+    # a score at the bound (they occur): density 1/sigma phi(2) / mass, finite
+    want0 = -log(0.25) - 0.5 * log(2 * pi) - 2.0 - log(erf(sqrt(2)))
+    assert _lpd("normal", [0.5], [0.25], 0.0) == pytest.approx(want0, abs=1e-5)
+    # logistic, scale 0.1, at its mode: 1 / (4 s) over the mass sigmoid(5) - sigmoid(-5) = tanh(2.5)
+    from math import tanh
+
+    assert _lpd("logistic", [0.5], [0.1], 0.5) == pytest.approx(log(2.5 / tanh(2.5)), abs=1e-5)
+    # a mixture of two draws: the log of the MEAN density, not the mean of the log densities
+    p1 = exp(want)  # draw 1: mu 0.5 at y 0.5
+    # draw 2: mu 0.25, sigma 0.25, y 0.5 (z = 1): phi(1) / 0.25 over its mass Phi(3) - Phi(-1)
+    p2 = exp(-0.5) / sqrt(2 * pi) / 0.25 / (0.5 * (erf(3 / sqrt(2)) + erf(1 / sqrt(2))))
+    got = _lpd("normal", [0.5, 0.25], [0.25, 0.25], 0.5)
+    assert got == pytest.approx(log((p1 + p2) / 2), abs=1e-5)
+    assert got > (log(p1) + log(p2)) / 2 + 1e-3  # Jensen: strictly above the mean log density
+    # far tails: stays finite where the densities underflow a naive mean (log-sum-exp)
+    far = _lpd("normal", [0.05, 0.06], [0.01, 0.01], 0.95)
+    assert np.isfinite(far) and far < -3000
+
+
+def test_log_predictive_density_missing_score_is_nan():
+    assert np.isnan(_lpd("normal", [0.5, 0.4], [0.1, 0.1], np.nan))
+
+
+def test_summary_elpd_is_the_mean_lpd_over_pairs():
+    rng = np.random.default_rng(3)
+    p = pair_summaries(rng.uniform(0, 1, size=(3, 50)), np.array([0.2, 0.5, 0.9]))
+    p["group"] = ["g1", "g2", "g2"]
+    p["lpd"] = [0.3, -1.2, 0.6]
+    assert summarize_pairs(p)["elpd_per_pair"] == pytest.approx(-0.1)
+    assert summarize_pairs(p.drop(columns="lpd"))["elpd_per_pair"] is None  # a table from before the column
+
+
 # ------------------------------------------------- one tiny end-to-end check
 def test_evaluate_small_synthetic_end_to_end():
     lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3),
@@ -167,6 +225,9 @@ def test_evaluate_small_synthetic_end_to_end():
     assert set(s["coverage"]) == {str(lv) for lv in LEVELS}
     assert s["n_groups"] == len(s["groups"]) == len(res.design.folds)
     assert 0 < s["mae"] < 0.3
+    # the log score: one finite value per pair, its mean in the summary, and equal to the package's own
+    # computation from the fold's fit (kept) at the observed scores
+    assert np.isfinite(p["lpd"]).all() and s["elpd_per_pair"] == pytest.approx(p["lpd"].mean())
     json.loads(res.to_json())
     # the observed column is the data, not a forecast
     m, b = p.iloc[0][["model", "benchmark"]]
