@@ -239,7 +239,8 @@ def cmd_evaluate(args) -> int:
     res = evaluate(
         args.data, protocol=args.protocol, benchmark_set=args.benchmark_set if benchmarks is None else None,
         n_train=args.n_train, n_skills=args.skills, training_rows=args.training_rows, benchmarks=benchmarks,
-        protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say, **kwargs,
+        protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say,
+        n_jobs=args.jobs, **kwargs,
     )
     if args.pairs_out:
         write_csv(res.pairs, args.pairs_out, index=False, text_columns=["group", "family", "model", "benchmark"])
@@ -251,7 +252,7 @@ def cmd_evaluate(args) -> int:
               f"K={s['n_skills']} training_rows={s['training_rows']}: {s['n_groups']} groups, {s['n_pairs']} pairs, "
               f"{s['seconds']:.0f} s")
         print(f"  MAE {s['mae']:.4f} (per group, then over groups)   CRPS {s['crps']:.4f}   "
-              f"interval score 90% {s['interval_score_90']:.4f}")
+              f"interval score 90% {s['interval_score_90']:.4f}   log score (ELPD per pair) {s['elpd_per_pair']:.3f}")
         for lv in s["coverage"]:
             print(f"  {float(lv):.0%} interval: coverage {s['coverage'][lv]:.3f}, mean width {s['mean_width'][lv]:.3f}")
     return 0
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_TRAINING_ROWS}); forecast pairs are the same")
     g.add_argument("--protocol-file", help="the paper's protocol as JSON (default: the copy shipped with the package)")
     g.add_argument("--pairs-out", help="write the forecast pairs to this CSV")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="folds in this many worker processes at once (-1: one per core; default 1); each worker "
+                        "gets cores // jobs JAX devices, and the numbers are the same as with 1")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
