@@ -10,6 +10,14 @@ Each finished cell is cached as JSON + pairs CSV in ``--cache-dir``, so an
 interrupted run resumes, and ``--render-only`` rebuilds the table from the
 cache.
 
+``--jobs N`` runs every fold of every cell to compute in N worker processes
+at once (``bayes_sloth.sweeps.evaluate_cells``; each worker gets
+cores // N JAX devices); the numbers are the same as with ``--jobs 1``. A
+cell's ``s`` column is then the sum of its folds' seconds in the workers, and
+the header gives the elapsed wall time. ``--dask tcp://scheduler:8786`` sends
+the folds to a Dask cluster instead (joblib's dask backend); ``--dask local``
+starts a local Dask cluster of ``--jobs`` worker processes.
+
     python benchmarks/lofo_table.py --data-dir ../shared/data \
         --chains 2 --warmup 300 --draws 300 --out benchmarks/results/lofo_table.md
 """
@@ -26,6 +34,7 @@ import numpy as np
 import pandas as pd
 from bayes_sloth.data import paper_errors
 from bayes_sloth.evaluation import LEVELS, evaluate, summarize_pairs
+from bayes_sloth.io import write_csv, write_text
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
 PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
@@ -46,11 +55,21 @@ def cell_key(s: str, n: int, tag: str) -> str:
     return f"{tag}__{s}__n{n}".replace("+", "p")
 
 
-def run_cell(args, s, n, tag, kwargs):
+def cell_files(args, s, n, tag):
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     key = cell_key(s, n, tag)
-    js, pc = cache / f"{key}.json", cache / f"{key}.pairs.csv"
+    return cache / f"{key}.json", cache / f"{key}.pairs.csv"
+
+
+def save_cell(args, s, n, tag, res):
+    js, pc = cell_files(args, s, n, tag)
+    write_csv(res.pairs, pc, index=False)
+    write_text(res.to_json(), js)
+
+
+def run_cell(args, s, n, tag, kwargs):
+    js, pc = cell_files(args, s, n, tag)
     if js.is_file() and pc.is_file():
         return json.loads(js.read_text()), pd.read_csv(pc)
     if args.render_only:
@@ -59,26 +78,61 @@ def run_cell(args, s, n, tag, kwargs):
     res = evaluate(args.data_dir and None, protocol="sloth", benchmark_set=s, n_train=n, n_skills=args.skills,
                    training_rows=args.training_rows, data_dir=args.data_dir,
                    on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True), **kwargs)
-    res.pairs.to_csv(pc, index=False)
-    js.write_text(res.to_json())
+    save_cell(args, s, n, tag, res)
     return res.summary, res.pairs
+
+
+def run_cells_parallel(args, cells, tag, kwargs) -> float:
+    """Every fold of the cells not in the cache, in ``--jobs`` workers (or on ``--dask``); each cell is
+    cached as soon as its folds are done. Returns the elapsed seconds."""
+    import contextlib
+
+    from bayes_sloth.sweeps import evaluate_cells
+
+    todo = [(s, n) for s, n in cells if not all(f.is_file() for f in cell_files(args, s, n, tag))]
+    if not todo or args.render_only:
+        return 0.0
+    ctx = contextlib.ExitStack()
+    if args.dask:
+        import joblib
+        from distributed import Client, LocalCluster
+
+        if args.dask == "local":  # a cluster of --jobs worker processes on this machine (1 thread each)
+            n = args.jobs if args.jobs > 0 else None
+            address = ctx.enter_context(LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                     dashboard_address=None))
+        else:
+            address = args.dask
+        ctx.enter_context(Client(address))
+        ctx.enter_context(joblib.parallel_config(backend="dask"))
+    t0 = time.perf_counter()
+    with ctx:
+        print(f"== {len(todo)} cells, {'dask ' + args.dask if args.dask else f'{args.jobs} jobs'} ({tag})",
+              file=sys.stderr, flush=True)
+        evaluate_cells(todo, args.jobs, data_dir=args.data_dir, protocol="sloth", n_skills=args.skills,
+                       training_rows=args.training_rows,
+                       on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True),
+                       on_cell=lambda c, r: save_cell(args, c[0], c[1], tag, r), **kwargs)
+    return time.perf_counter() - t0
 
 
 def fmt(x, d=4):
     return "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{d}f}"
 
 
-def render(rows, pooled, paper, settings, wall) -> str:
+def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
     L = []
     L.append("# Leave-family-out results (the Sloth paper's protocol)\n")
+    par = "" if elapsed is None else f"; the cells computed now ran in parallel workers, {elapsed:.0f} s elapsed"
     L.append(f"Settings: {settings}. Total wall time of the runs in this table: {wall:.0f} s "
-             "(2-core CPU).\n")
+             f"(2-core CPU{par}).\n")
     L.append("MAE: absolute error of the posterior predictive mean, averaged per test group then over groups "
              "(the paper's). Paper columns are the paper's published numbers "
-             "(`../shared/reference/sloth_lofo_mae_summary.csv`). Coverage/width/IS/CRPS pooled over forecast pairs.\n")
+             "(`../shared/reference/sloth_lofo_mae_summary.csv`). Coverage/width/IS/CRPS/ELPD pooled over forecast pairs "
+             "(ELPD: mean log predictive density of a held-out score, higher is better).\n")
     L.append("| set | n_train | groups | pairs | **MAE (ours)** | sloth_sigmoid_d3 | sloth_trainlink_d3 | best sloth (any d) "
-             "| pca_d3 | logF_sigmoid | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 90 | IS 90 | CRPS | s |")
-    L.append("|" + "---|" * 19)
+             "| pca_d3 | logF_sigmoid | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 90 | IS 90 | CRPS | ELPD/pair | s |")
+    L.append("|" + "---|" * 20)
     for r in rows:
         s, n, sm = r["set"], r["n"], r["summary"]
         p = paper.loc[(s, n)] if n > 0 and (s, n) in paper.index else None
@@ -89,7 +143,7 @@ def render(rows, pooled, paper, settings, wall) -> str:
                  f"{pc('sloth_trainlink_d3')} | {best} | {pc('pca_d3')} | {pc('logF_sigmoid')} | "
                  f"{fmt(c['0.5'], 3)} | {fmt(c['0.8'], 3)} | {fmt(c['0.9'], 3)} | {fmt(c['0.95'], 3)} | "
                  f"{fmt(w['0.5'], 3)} | {fmt(w['0.9'], 3)} | {fmt(sm['interval_score_90'])} | {fmt(sm['crps'])} | "
-                 f"{sm['seconds']:.0f} |")
+                 f"{fmt(sm.get('elpd_per_pair'), 3)} | {sm['seconds']:.0f} |")
     L.append("")
     six = [r for r in rows if r["n"] > 0]
     if six:
@@ -98,13 +152,14 @@ def render(rows, pooled, paper, settings, wall) -> str:
         L.append(f"Cells at or below the paper's sloth_sigmoid_d3: **{sig} of {len(six)}**; "
                  f"at or below sloth_trainlink_d3: **{tl} of {len(six)}**.\n")
     L.append("Pooled calibration (all forecast pairs of the cells in each row):\n")
-    L.append("| cells | pairs | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 80 | width 90 | width 95 | IS 90 | CRPS |")
-    L.append("|" + "---|" * 12)
+    L.append("| cells | pairs | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 80 | width 90 | width 95 | IS 90 | CRPS "
+             "| ELPD/pair |")
+    L.append("|" + "---|" * 13)
     for name, sm in pooled:
         c, w = sm["coverage"], sm["mean_width"]
         L.append(f"| {name} | {sm['n_pairs']} | " + " | ".join(fmt(c[str(lv)], 3) for lv in LEVELS) + " | "
                  + " | ".join(fmt(w[str(lv)], 3) for lv in LEVELS)
-                 + f" | {fmt(sm['interval_score_90'])} | {fmt(sm['crps'])} |")
+                 + f" | {fmt(sm['interval_score_90'])} | {fmt(sm['crps'])} | {fmt(sm.get('elpd_per_pair'), 3)} |")
     L.append("")
     return "\n".join(L)
 
@@ -128,8 +183,19 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default="/tmp/bayes_sloth_lofo")
     ap.add_argument("--render-only", action="store_true", help="only rebuild the table from cached cells")
     ap.add_argument("--out", default="benchmarks/results/lofo_table.md")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="folds of all cells in this many worker processes at once (-1: one per core; default 1)")
+    ap.add_argument("--dask", default=None, metavar="ADDRESS",
+                    help="run the folds on this Dask scheduler (tcp://host:8786), or on a local Dask cluster of "
+                         "--jobs processes ('local'), instead of a process pool")
     args = ap.parse_args(argv)
+    if args.dask and args.jobs == 1:
+        args.jobs = -1  # every worker thread of the cluster (a local one: one worker per core)
 
+    import bayes_sloth
+
+    bayes_sloth.configure()  # this process: one CPU device per core, compiled programs kept on disk (workers
+    # configure themselves: bayes_sloth.sweeps)
     kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
                   instruct_shift=args.instruct_shift, family_slopes=args.family_slopes,
                   model_effects=args.model_effects, link=args.link, seed=args.seed)
@@ -145,6 +211,9 @@ def main(argv=None) -> int:
     paper = paper_numbers()
     rows, all_pairs = [], {}
     t0 = time.perf_counter()
+    elapsed = None
+    if args.jobs != 1:
+        elapsed = run_cells_parallel(args, cells, tag, kwargs) or None
     for s, n in cells:
         summary, pairs = run_cell(args, s, n, tag, kwargs)
         if summary is None:
@@ -164,11 +233,11 @@ def main(argv=None) -> int:
                 f"family_slopes={args.family_slopes}, model_effects={args.model_effects}, "
                 f"training_rows={args.training_rows}, link={args.link}, {args.chains} chains x {args.warmup} warmup x "
                 f"{args.draws} draws, seed {args.seed}")
-    md = render(rows, pooled, paper, settings, wall)
+    md = render(rows, pooled, paper, settings, wall, elapsed)
     cmd = "python benchmarks/lofo_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = md + f"\nCommand: `{cmd}`\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(md)
+    write_text(md, args.out)
     print(md)
     print(f"elapsed {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0

@@ -5,7 +5,14 @@ skills law (families of 1-8 models, 15 % missing scores), then fitted with
 NUTS (short chains, run in a child process with a wall-clock cap) and with
 the variational path (method="svi"). Peak memory is the child's max RSS.
 
-    python benchmarks/scaling.py [--sizes 200x12,1000x12,5000x12,200x40,1000x40,5000x40] [--cap 600]
+    python benchmarks/scaling.py [--sizes 200x12,1000x12,5000x12,200x40,1000x40,5000x40] [--cap 600] [--jobs N]
+
+``--jobs N`` runs N of the (size, method) fits at once (``bayes_sloth.sweeps.run``
+over a process pool; each fit is still its own child process, with one JAX
+device as with ``--jobs 1``); rows print in the table's order. Every fit then
+runs up to the cap: a size is not skipped because a smaller one ran past it,
+and the fits share the cores, so their seconds are not comparable with
+``--jobs 1``'s.
 """
 
 from __future__ import annotations
@@ -47,6 +54,18 @@ def run(n_models, n_bench, method, chains, warmup, draws, cap):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_task(task):
+    """One (size, method) fit in its child process (a module-level function: workers import it)."""
+    return run(*task)
+
+
+def row(n, j, method, r) -> str:
+    fmt = lambda v, f: (f % v) if isinstance(v, (int, float)) else str(v)  # noqa: E731
+    return (f"| {r['models']} | {r['benchmarks']} | {fmt(r.get('observed', '-'), '%d')} | {method} | "
+            f"{fmt(r['seconds'], '%.1f')} | {fmt(r['peak_mib'], '%.0f')} | {fmt(r.get('max_rhat', '-'), '%.3f')} | "
+            f"{fmt(r.get('min_ess_bulk', '-'), '%.0f')} | {r.get('divergences', '-')} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="200x12,1000x12,5000x12,200x40,1000x40,5000x40")
@@ -55,10 +74,20 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--cap", type=int, default=600, help="wall-clock cap per NUTS fit, seconds")
     ap.add_argument("--methods", default="nuts,svi")
+    ap.add_argument("--jobs", type=int, default=1, help="fits at once (default 1: one after another)")
     args = ap.parse_args(argv)
     print(f"# NUTS: {args.chains} chains x ({args.warmup} + {args.draws}), cap {args.cap} s; SVI: 5000 Adam steps, {args.draws} draws")
     print("| models | benchmarks | observed | method | seconds | peak MiB | max R-hat | min ESS bulk | div |")
     print("|---|---|---|---|---|---|---|---|---|")
+    if args.jobs != 1:
+        from bayes_sloth.sweeps import run as sweep
+
+        tasks = [(int(n), int(j), method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap)
+                 for n, j in (size.split("x") for size in args.sizes.split(","))
+                 for method in args.methods.split(",")]
+        sweep(run_task, tasks, args.jobs, on_result=lambda i, r: print(row(tasks[i][0], tasks[i][1], tasks[i][2], r),
+                                                                        flush=True))
+        return
     over_cap = []  # (models, benchmarks) NUTS fits that did not finish within the cap
     for size in args.sizes.split(","):
         n, j = (int(v) for v in size.split("x"))
@@ -70,10 +99,7 @@ def main(argv=None):
             r = run(n, j, method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap)
             if method == "nuts" and str(r["seconds"]).startswith(">"):
                 over_cap.append((n, j))
-            fmt = lambda v, f: (f % v) if isinstance(v, (int, float)) else str(v)  # noqa: E731
-            print(f"| {r['models']} | {r['benchmarks']} | {fmt(r.get('observed', '-'), '%d')} | {method} | "
-                  f"{fmt(r['seconds'], '%.1f')} | {fmt(r['peak_mib'], '%.0f')} | {fmt(r.get('max_rhat', '-'), '%.3f')} | "
-                  f"{fmt(r.get('min_ess_bulk', '-'), '%.0f')} | {r.get('divergences', '-')} |", flush=True)
+            print(row(n, j, method, r), flush=True)
 
 
 if __name__ == "__main__":
