@@ -201,7 +201,7 @@ def cmd_fit(args) -> int:
 
 # ------------------------------------------------------------------ predict
 PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark", "mean", "median", "lower",
-                   "upper", "observed")
+                   "upper", "observed", "conditioned", "pareto_k", "importance_ess")
 
 
 def cmd_predict(args) -> int:
@@ -211,7 +211,7 @@ def cmd_predict(args) -> int:
     _check_out(args.out, args.fit, args.data, what="forecast table")
     law = SkillsLaw.load(args.fit)
     table = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
-                         new_families=args.new_families)
+                         new_families=args.new_families, condition=bool(args.condition))
     table = table[[c for c in PREDICT_COLUMNS if c in table]]
     if args.out:
         write_csv(table, args.out, index=False, text_columns=["model", "family", "benchmark"])
@@ -300,12 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="forecast scores of new models from a saved fit")
     p.add_argument("fit", help="fit file written by `bayes-sloth fit --out`")
-    p.add_argument("--data", required=True, help="CSV of new models (model, family, params, tokens[, instruct])")
+    p.add_argument("--data", required=True, help="CSV of new models (model, family, params, tokens[, instruct]"
+                                                 "[, observed scores, in columns named like fitted benchmarks])")
     _column_options(p)
     p.add_argument("--interval", type=float, default=0.9, help="central interval level (default 0.9)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--new-families", choices=["warn", "allow", "error"], default="warn",
                    help="families not in the fit: forecast as never-seen with a warning (default), silently, or refuse")
+    p.add_argument("--condition", action=argparse.BooleanOptionalAction, default=True,
+                   help="condition each new model's forecast on the scores its row already has (columns named "
+                        "like fitted benchmarks), without refitting (default on; --no-condition: the fit's own "
+                        "forecast, the scores shown beside it)")
     p.add_argument("--out", help="write the table to this CSV (default: stdout)")
     p.set_defaults(func=cmd_predict)
 

@@ -466,27 +466,40 @@ class SkillsLaw:
         )
 
     def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
-                new_families: str = "warn") -> az.InferenceData:
-        """Posterior predictive draws for new models.
+                new_families: str = "warn", condition: bool = True) -> az.InferenceData:
+        """Posterior predictive draws for new models, conditioned on the scores they already have.
 
         Parameters
         ----------
         new : DataFrame, CSV path or Leaderboard
             Rows with model, family, params, tokens (and optional instruct);
-            score columns are not needed. A family in the fit uses its fitted
+            score columns are optional. A family in the fit uses its fitted
             efficiency; any other family is a never-seen family whose
             efficiency is drawn from the population. With ``model_effects``,
             a row named like a fitted model of the same family keeps that
             model's posterior offset (a forecast of the benchmarks it was
             not scored on); any other row is a new model with a fresh one.
+            Columns named like fitted benchmarks are the new models' observed
+            scores.
         seed : int, optional
             Seed of the predictive draws (default: the fit's seed). A row's
-            draws depend on the fit, the row and the seed only, not on the
-            other rows asked for.
+            draws depend on the fit, the row and the seed only (and, when
+            conditioned, on its family's observed scores), not on the other
+            rows asked for.
         new_families : {"warn", "allow", "error"}
             What to do about families not in the fit (Bambi's rule): forecast
             them as never-seen with a warning (default; it suggests a close
             fitted name, "did you mean"), silently, or refuse.
+        condition : bool, default True
+            Condition the forecasts of each family's new rows on the observed
+            scores of those rows, without refitting (nested importance
+            sampling over the posterior draws, :mod:`bayes_sloth.conditional`):
+            the rows' own offsets, a never-seen family's efficiency and,
+            through reweighted posterior draws, a seen family's efficiency
+            are updated. Scores of rows that are fitted models are never
+            conditioned on (they are in the fit, or were held out of it on
+            purpose). ``False``: the scores are ignored (the forecast the fit
+            alone makes, e.g. to compare with the scores).
 
         Returns
         -------
@@ -494,13 +507,25 @@ class SkillsLaw:
         noise included), ``mu`` (the law's mean score), dims (chain, draw,
         model, benchmark), and ``skills`` (chain, draw, model, skill); the
         ``family``, ``seen_family`` and ``extrapolation`` (params or tokens
-        outside the fitted range) coordinates label each model.
+        outside the fitted range) coordinates label each model. With
+        ``condition=True`` also: ``conditioned`` (model, benchmark), the
+        pairs conditioned on; per model ``pareto_k`` and ``importance_ess``
+        (of its family group's draw-level weights) and ``inner_ess`` (mean
+        share of effective latent draws), NaN where nothing was conditioned;
+        and ``source_draw`` (chain, draw, model), the flat index (chain x
+        draw) of the fitted posterior draw each output draw was made from.
+        A warning names the groups whose conditioning cannot be trusted
+        (Pareto k > 0.7: the observed scores are far from what the fit
+        expects; refit with the model included).
         """
         self._check_fitted()
         lb = read_new_models(new, self.benchmarks_, columns)
-        return self._predict_leaderboard(lb, seed, new_families)
+        return self._predict_leaderboard(lb, seed, new_families, condition)
 
-    def _predict_leaderboard(self, lb: Leaderboard, seed, new_families) -> az.InferenceData:
+    def _predict_leaderboard(self, lb: Leaderboard, seed, new_families, condition: bool = False, *,
+                             draw_weights: bool = True, n_latent: int | None = None) -> az.InferenceData:
+        if not isinstance(condition, (bool, np.bool_)):
+            raise InputError(f"condition must be True or False, got {condition!r}")
         cov = lb.covariates
         bad = cov[["params", "tokens"]].isna().any(axis=1)
         if bad.any():
@@ -517,6 +542,8 @@ class SkillsLaw:
         midx = np.where((midx >= 0) & same_family, midx, -1)  # a fitted model keeps its own offset
         mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
         ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
+        if condition:
+            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent)
         const = xr.Dataset(
             {
                 "params": ("model", cov["params"].to_numpy(dtype=float)),
@@ -528,6 +555,60 @@ class SkillsLaw:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return az.InferenceData(predictions=ds, predictions_constant_data=const)
+
+    def _condition(self, ds: xr.Dataset, lb: Leaderboard, midx, fidx, seed, draw_weights=True,
+                   n_latent=None) -> xr.Dataset:
+        """Replace the draws of every family group with observed scores by draws conditioned on them."""
+        from .conditional import N_LATENT, condition_group, flat_posterior, trust_problems
+
+        seed = int(self.seed) if seed is None else seed
+        cov = lb.covariates
+        N, J = len(cov), len(self.benchmarks_)
+        y = lb.scores.reindex(columns=self.benchmarks_).to_numpy(dtype=float) if len(lb.scores.columns) \
+            else np.full((N, J), np.nan)
+        mask = np.isfinite(y) & (midx < 0)[:, None]  # a fitted model's scores are never conditioned on
+        fitted_obs = np.isfinite(y) & (midx >= 0)[:, None]
+        if fitted_obs.any():
+            names = ", ".join(repr(m) for m in cov.index[fitted_obs.any(axis=1)][:3])
+            warn(f"scores of fitted model(s) {names} are not conditioned on: a fitted model's scores are in the "
+                 "fit or were held out of it on purpose")
+        C, S = ds.sizes["chain"], ds.sizes["draw"]
+        D = C * S
+        mu, score, theta = (ds[v].values.reshape((D,) + ds[v].shape[2:]).copy() for v in ("mu", "score", "skills"))
+        source = np.broadcast_to(np.arange(D)[:, None], (D, N)).copy()
+        diag = {k: np.full(N, np.nan) for k in ("pareto_k", "importance_ess", "inner_ess")}
+        families = cov["family"].to_numpy(dtype=str)
+        groups = [f for f in pd.unique(families[mask.any(axis=1)])]
+        flat = flat_posterior(self.spec_, self.idata_.posterior) if groups else None
+        x = self.standardizer_.transform(cov["params"], cov["tokens"])
+        floor = self.idata_.constant_data["floor"].values
+        untrusted = []
+        for f in groups:
+            rows = np.flatnonzero(families == f)
+            res = condition_group(
+                self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
+                y=y[rows], mask=mask[rows], model_index=midx[rows], family=int(fidx[rows[0]]),
+                family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
+                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights)
+            mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
+            source[:, rows] = res.source[:, None]
+            for k in diag:
+                diag[k][rows] = getattr(res, k)
+            why = trust_problems(res, D)
+            if why:
+                untrusted.append(f"family {str(f)!r} ({', '.join(why)})")
+        if untrusted:
+            warn("conditioning on the observed scores cannot be trusted for " + "; ".join(untrusted)
+                 + ": the scores are far from what the fit expects, so reweighting its draws does not reach the "
+                 "conditional forecast; refit with these models included (or predict with condition=False)")
+        shape4 = (C, S) + ds["mu"].shape[2:]
+        out = ds.copy()
+        out["mu"] = (ds["mu"].dims, mu.reshape(shape4))
+        out["score"] = (ds["score"].dims, score.reshape(shape4))
+        out["skills"] = (ds["skills"].dims, theta.reshape((C, S) + ds["skills"].shape[2:]))
+        out["source_draw"] = (("chain", "draw", "model"), source.reshape(C, S, N))
+        return out.assign_coords(conditioned=(("model", "benchmark"), mask),
+                                 **{k: ("model", v) for k, v in diag.items()})
 
     def predict_covariates(self, family, params, tokens, *, instruct=False, seed: int | None = None,
                            new_families: str = "warn") -> xr.Dataset:
@@ -557,19 +638,143 @@ class SkillsLaw:
         return ds.assign_coords(params=("point", p), tokens=("point", t), instruct=("point", ins))
 
     def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
-                 new_families: str = "warn") -> pd.DataFrame:
+                 new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
         """Tidy forecast table (model, family, seen_family, extrapolation, benchmark, mean, median, lower, upper, ...).
 
         If ``new`` carries observed scores for the fitted benchmarks, they are
-        added as an ``observed`` column.
+        added as an ``observed`` column, and with ``condition=True`` (default)
+        the forecasts are conditioned on them (see :meth:`predict`): the
+        ``conditioned`` column marks the pairs conditioned on, ``pareto_k``,
+        ``importance_ess`` and ``inner_ess`` say how far the conditioning can
+        be trusted (NaN for models with nothing conditioned). With
+        ``condition=False`` the table is the fit's own forecast, the observed
+        scores only shown beside it (for comparison).
         """
         self._check_fitted()
         if not isinstance(level, (int, float, np.floating)) or isinstance(level, bool) or not 0 < level < 1:
             raise InputError(f"interval level must be in (0, 1), got {level}")
         lb = read_new_models(new, self.benchmarks_, columns)
-        pred = self._predict_leaderboard(lb, seed, new_families)
+        pred = self._predict_leaderboard(lb, seed, new_families, condition)
         observed = lb.scores if lb.scores.shape[1] else None
         return forecast_table(pred.predictions, level, observed)
+
+    def suggest_benchmarks(self, new, targets: Sequence[str] | None = None, k: int | None = 3,
+                           cost: dict | None = None, *, candidates: Sequence[str] | None = None,
+                           criterion: str = "variance", seed: int | None = None, columns: dict | None = None,
+                           new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
+        """Which benchmark to run next: each new model's unobserved benchmarks ranked by what they tell about the targets.
+
+        For every model of ``new`` (rows as in :meth:`predict`, with the
+        scores already observed, if any), each candidate benchmark b (by
+        default every benchmark the model has no score for) is ranked by the
+        expected reduction of the predictive variance of the targets (by
+        default every other unobserved benchmark; a candidate is never its
+        own target) from observing b, given what the model has observed
+        (the forecast is conditioned on it, see :meth:`predict`). The
+        estimate uses the joint predictive draws (the same posterior draw
+        for every benchmark): ``sum_t Cov(y_t, y_b)^2 / Var(y_b)``, the
+        reduction the best linear predictor of the targets from y_b achieves
+        (exact for a Gaussian predictive, otherwise a lower bound on the
+        expected reduction of E[Var(T | y_b)]; ``benchmarks/results/conditional.md``
+        compares it with the exact preposterior reduction).
+        ``criterion="entropy"`` ranks by the Gaussian mutual information
+        between the targets and y_b instead (it discounts information
+        shared between targets).
+
+        Parameters
+        ----------
+        targets : list of str, optional
+            Benchmarks whose forecast matters (those the model has a score
+            for are left out).
+        k : int or None
+            How many candidates to keep per model (None: all).
+        cost : mapping benchmark -> positive number, optional
+            Cost of running each candidate; the ranking is then by gain per
+            unit cost (``gain_per_cost``), and every candidate needs a cost.
+        candidates : list of str, optional
+            Benchmarks that could be run (default: every unobserved one that
+            is not a given target; candidates named here may be targets too,
+            each then ranked by what it tells about the other targets).
+
+        Returns
+        -------
+        DataFrame, one row per (model, candidate) kept: ``model``, ``rank``,
+        ``benchmark``, ``variance_reduction``, ``target_variance``,
+        ``fraction`` (of the targets' variance removed), ``information``
+        (nats), ``n_targets``, and with ``cost`` also ``cost`` and
+        ``gain_per_cost``.
+        """
+        from .conditional import CRITERIA, information_gain
+
+        self._check_fitted()
+        if criterion not in CRITERIA:
+            raise InputError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if k is not None and (not _is_int(k) or k < 1):
+            raise InputError(f"k must be a positive integer or None, got {k!r}")
+        names = {}
+        for what, given in (("targets", targets), ("candidates", candidates)):
+            if given is None:
+                continue
+            if isinstance(given, str):
+                given = [given]
+            given = list(given)
+            for b in given:
+                if b not in self.benchmarks_:
+                    close = difflib.get_close_matches(str(b), self.benchmarks_, n=1, cutoff=0.6)
+                    raise InputError(f"{what} names {b!r}, not a fitted benchmark"
+                                     + (f" (did you mean {close[0]!r}?)" if close else "")
+                                     + f"; fitted: {', '.join(self.benchmarks_)}")
+            if not given:
+                raise InputError(f"{what} is empty: name at least one fitted benchmark, or pass None")
+            names[what] = given
+        if cost is not None:
+            if not hasattr(cost, "items"):
+                raise InputError(f"cost must be a mapping benchmark -> cost, got {type(cost).__name__}")
+            for b, c in cost.items():
+                if b not in self.benchmarks_:
+                    raise InputError(f"cost names {b!r}, not a fitted benchmark; fitted: {', '.join(self.benchmarks_)}")
+                if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, float, np.integer, np.floating)) \
+                        or not np.isfinite(c) or c <= 0:
+                    raise InputError(f"cost of {b!r} must be a positive finite number, got {c!r}")
+        lb = read_new_models(new, self.benchmarks_, columns)
+        pred = self._predict_leaderboard(lb, seed, new_families, condition).predictions
+        J = len(self.benchmarks_)
+        y = lb.scores.reindex(columns=self.benchmarks_).to_numpy(dtype=float) if len(lb.scores.columns) \
+            else np.full((len(lb), J), np.nan)
+        score = pred["score"].transpose("chain", "draw", "model", "benchmark").values
+        score = score.reshape((-1,) + score.shape[2:])
+        col = {b: j for j, b in enumerate(self.benchmarks_)}
+        out = []
+        for i, m in enumerate(lb.models):
+            unobserved = [b for b in self.benchmarks_ if not np.isfinite(y[i, col[b]])]
+            default = [b for b in unobserved if b not in set(names.get("targets", ()))]  # given targets: the others
+            cands = [b for b in (names.get("candidates") or default) if b in unobserved]
+            tgts = [col[b] for b in (names.get("targets") or unobserved) if b in unobserved]
+            if cost is not None:
+                missing = [b for b in cands if b not in cost]
+                if missing:
+                    raise InputError(f"cost has no entry for candidate benchmark {missing[0]!r} (model {m!r}); "
+                                     "give every candidate a cost, or restrict candidates")
+            if not cands:
+                continue
+            tab = information_gain(score[:, i, :], [col[b] for b in cands],
+                                   lambda b: [t for t in tgts if t != b], criterion)
+            tab.insert(0, "benchmark", [self.benchmarks_[j] for j in tab.pop("index")])
+            tab.insert(0, "model", m)
+            tab["n_targets"] = [len([t for t in tgts if t != col[b]]) for b in tab["benchmark"]]
+            key = "score"
+            if cost is not None:
+                tab["cost"] = [float(cost[b]) for b in tab["benchmark"]]
+                tab["gain_per_cost"] = tab["score"] / tab["cost"]
+                key = "gain_per_cost"
+            tab = tab.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
+            tab.insert(1, "rank", np.arange(1, len(tab) + 1))
+            out.append(tab.head(k) if k is not None else tab)
+        cols = ["model", "rank", "benchmark", "variance_reduction", "target_variance", "fraction", "information",
+                "n_targets"] + (["cost", "gain_per_cost"] if cost is not None else [])
+        if not out:
+            return pd.DataFrame(columns=cols)
+        return pd.concat(out, ignore_index=True)[cols]
 
     # ---------------------------------------------------------- diagnostics
     def diagnose(self) -> Diagnostics:

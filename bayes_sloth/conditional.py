@@ -1,0 +1,412 @@
+r"""Forecasts conditioned on a new model's observed scores, without refitting the law.
+
+A new model often arrives with a few scores already measured. Its other
+scores are then forecast from the posterior of the fitted law *and* those
+scores: for the rows of one family (a *group*; rows of one family share its
+efficiency), with fitted-law parameters phi (everything the fit sampled) and
+the group's own latents u,
+
+    p(phi, u | D, y_obs)  propto  p(phi | D) p(u | phi) p(y_obs | u, phi)
+
+where u holds, in the law's non-centred coordinates (each Normal(0, 1) a
+priori), the offset v_i of every new row with observed scores (e_i = s v_i)
+and, for a never-seen family, its efficiency z (alpha_new = tau z; and its
+slope with ``family_slopes``). A seen family's efficiency alpha_f is part of
+phi. This is computed for every posterior draw phi_s by nested importance
+sampling:
+
+1. inner level, per draw: the mode u*_s of ``log p(u | phi_s) + log p(y_obs
+   | u, phi_s)`` by damped Newton steps (saddle-free: the Hessian's
+   eigenvalues are taken in absolute value and floored at the prior's
+   precision, 1), then M draws from a defensive mixture (Hesterberg 1995)
+   q_s = 0.9 t_5(u*_s, H_s^-1) + 0.1 p(u | phi_s), weights
+   ``w_sm = p(u_sm | phi_s) p(y_obs | u_sm, phi_s) / q_s(u_sm)`` (bounded
+   by 10 x the likelihood, so one wild draw cannot dominate); their mean is
+   an unbiased estimate of the marginal likelihood p(y_obs | phi_s), and
+   their effective sample size says how well q_s covers the latent posterior;
+2. draw level: the weights ``p-hat(y_obs | phi_s)``, Pareto-smoothed
+   (PSIS, Vehtari et al. 2024), move the fitted posterior towards the draws
+   that explain the observed scores; this is what updates a *seen* family's
+   efficiency (and, slightly, every other parameter) without a refit. Their
+   Pareto k and effective sample size say whether the fitted posterior still
+   covers the conditioned one: k > 0.7 means the observed scores are far
+   from what the fit expects, and the model should be refitted with them in;
+3. output: the posterior draws are resampled with these weights
+   (systematic resampling with one uniform shared by every group, so a group
+   whose weights are flat keeps every draw in place), and for each output
+   draw one latent u is picked among the M in proportion to its weight; the
+   scores of all the group's rows (observed benchmarks too: a replicate of
+   the measured score) are drawn from the law at (phi, u).
+
+Every likelihood evaluation and every forecast goes through the law's own
+:func:`bayes_sloth.model.pair_dist` and :func:`~bayes_sloth.model.noise_dist`.
+Random numbers come from streams keyed by the seed, the family's name (its
+latents) and the row's name (fresh offsets and noise of its rows), so a
+group's conditional forecast depends on the fit, its rows, its observed
+scores and the seed, not on the other groups asked for at the same time.
+
+Each group is conditioned on its own scores only: the tiny information
+that one family's new scores carry about another family's forecast
+(through the shared parameters) is left out, so groups can be asked for
+together without their weights multiplying (which would collapse the
+effective sample size with a few dozen groups). Draws of two groups are
+therefore at the same posterior draw only where their resampling agrees:
+``source_draw`` records which one each output draw used.
+
+Which benchmark to observe next (:func:`information_gain`): the expected
+reduction of the targets' predictive variance from observing benchmark b,
+estimated from the joint predictive draws (after conditioning on what is
+already observed) by the linear-Gaussian identity
+``E[Var(T | y_b)] ~ Var(T) - Cov(T, y_b)^2 / Var(y_b)``, and, for the
+``"entropy"`` criterion, the Gaussian mutual information
+``-0.5 log(1 - c' Sigma_T^-1 c / Var(y_b))`` between the targets and y_b.
+The linear predictor is the best linear one, so the first is a lower bound
+on the exact expected reduction of the mean squared error of E[T | y_b].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .inference import real_dtype
+from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
+
+#: Inner importance draws per posterior draw (see benchmarks/results/conditional.md for the choice).
+N_LATENT = 64
+#: Weight of the prior in the defensive mixture proposal.
+DEFENSIVE = 0.1
+#: Degrees of freedom of the Student-t component of the proposal.
+T_DOF = 5.0
+#: Damped Newton steps towards the latent mode.
+NEWTON_STEPS = 12
+#: Pareto k above which the draw-level weights cannot be trusted (Vehtari et al. 2024).
+K_TRUST = 0.7
+#: Mean inner effective sample size (as a fraction of the M latent draws) below which the inner level is suspect.
+INNER_TRUST = 0.05
+
+#: Posterior sites read here (as in bayes_sloth.prediction).
+_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
+          "family_slope_sd", "model_effect", "model_sd", "link_weights")
+#: Fixed codes mixed into the seed's key: one stream for the latents, one for rows, one for resampling.
+_LATENT_STREAM, _ROW_STREAM, _RESAMPLE_STREAM = 0x1C0D, 0x2C0D, 0x3C0D
+
+
+def flat_posterior(spec: ModelSpec, posterior) -> dict:
+    """The posterior's sites as arrays with one leading draw dimension (chain x draw), loadings assembled."""
+    C, S = posterior.sizes["chain"], posterior.sizes["draw"]
+    flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
+            for name in _SITES if name in posterior}
+    flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
+    return flat
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Static structure of one conditioned group: what its latent vector u holds.
+
+    ``n_rows`` rows; ``unseen``: a never-seen family (u starts with its
+    efficiency z, K values, then its slope with ``family_slopes``);
+    ``latent_rows``: positions of the rows whose offset is a latent (new rows
+    with observed scores, with model effects), one value each, after those.
+    """
+
+    n_rows: int
+    unseen: bool
+    latent_rows: tuple[int, ...]
+
+    def size(self, spec: ModelSpec) -> int:
+        fam = spec.n_skills * (1 + int(spec.family_slopes)) if self.unseen else 0
+        return fam + (len(self.latent_rows) if spec.model_effects else 0)
+
+
+def _group_params(spec: ModelSpec, layout: GroupLayout, p: dict, z, fam, midx, fresh):
+    """One posterior draw's parameters for the group's rows (family index 0 for all), latents u = z filled in."""
+    K = spec.n_skills
+    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "link_weights") if k in p}
+    o = 0
+    if layout.unseen:
+        q["alpha"] = (p["tau"] * z[o:o + K])[None, :]
+        o += K
+        if spec.family_slopes:
+            q["family_slope"] = (p["family_slope_sd"] * z[o:o + K])[None, :]
+            o += K
+    else:
+        q["alpha"] = p["alpha"][fam][None, :]
+        if spec.family_slopes:
+            q["family_slope"] = p["family_slope"][fam][None, :]
+    if spec.model_effects:
+        e = jnp.where(midx >= 0, jnp.take(p["model_effect"], jnp.maximum(midx, 0)), p["model_sd"] * fresh)
+        if layout.latent_rows:
+            rows = np.asarray(layout.latent_rows)
+            e = e.at[rows].set(p["model_sd"] * z[o:o + len(rows)])
+        q["model_effect"] = e
+    return q
+
+
+def _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx):
+    """log p(y_obs | u = z, phi = p) over the group's observed pairs, through the law's pair_dist."""
+    n, J = y.shape
+    om, ob = jnp.divmod(jnp.arange(n * J), J)
+    q = _group_params(spec, layout, p, z, fam, midx, jnp.zeros(n, dtype=y.dtype))
+    d, _, _ = pair_dist(spec, q, x, jnp.zeros(n, dtype=jnp.int32), instruct, floor, om, ob)
+    lp = d.log_prob(jnp.where(mask, y, 0.5).reshape(-1))
+    return jnp.sum(jnp.where(mask.reshape(-1), lp, 0.0))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _inner(spec, layout, M, flat, fam, x, instruct, floor, y, mask, midx, key):
+    """Per posterior draw: latent mode, M proposal draws and their log weights. Returns (z (D, M, d), lw (D, M))."""
+    d = layout.size(spec)
+    D = flat["sigma"].shape[0]
+    dtype = flat["sigma"].dtype
+
+    def one(p, k):
+        def logpost(z):
+            return -0.5 * jnp.dot(z, z) + _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx)
+
+        grad, hess = jax.grad(logpost), jax.hessian(logpost)
+
+        def precision(z):  # saddle-free: |eigenvalues|, floored at the prior's precision
+            w, V = jnp.linalg.eigh(-hess(z))
+            return jnp.maximum(jnp.abs(w), 1.0), V
+
+        def newton(z, _):
+            w, V = precision(z)
+            step = V @ ((V.T @ grad(z)) / w)
+            ts = jnp.asarray([1.0, 0.5, 0.25, 0.1, 0.0], dtype)
+            vals = jax.vmap(lambda t: logpost(z + t * step))(ts)
+            vals = jnp.where(jnp.isfinite(vals), vals, -jnp.inf)
+            return z + ts[jnp.argmax(vals)] * step, None
+
+        zs, _ = jax.lax.scan(newton, jnp.zeros(d, dtype), None, length=NEWTON_STEPS)
+        w, V = precision(zs)
+        L = V / jnp.sqrt(w)[None, :]  # Sigma = V diag(1/w) V' = L L'
+        k1, k2, k3, k4 = jax.random.split(k, 4)
+        eps = jax.random.normal(k1, (M, d), dtype)
+        chi = 2.0 * jax.random.gamma(k2, T_DOF / 2.0, (M,), dtype)
+        t_draw = zs + (eps @ L.T) * jnp.sqrt(T_DOF / chi)[:, None]
+        prior_draw = jax.random.normal(k3, (M, d), dtype)
+        from_prior = jax.random.uniform(k4, (M,), dtype) < DEFENSIVE
+        zm = jnp.where(from_prior[:, None], prior_draw, t_draw)
+        # log densities: the prior N(0, I), the t (Sigma^-1 = V diag(w) V'), the mixture
+        log_prior = -0.5 * jnp.sum(zm * zm, axis=1) - 0.5 * d * np.log(2 * np.pi)
+        r = (zm - zs) @ V * jnp.sqrt(w)[None, :]
+        maha = jnp.sum(r * r, axis=1)
+        log_t = (jax.scipy.special.gammaln((T_DOF + d) / 2) - jax.scipy.special.gammaln(T_DOF / 2)
+                 - 0.5 * d * np.log(T_DOF * np.pi) + 0.5 * jnp.sum(jnp.log(w))
+                 - 0.5 * (T_DOF + d) * jnp.log1p(maha / T_DOF))
+        log_q = jnp.logaddexp(np.log(1 - DEFENSIVE) + log_t, np.log(DEFENSIVE) + log_prior)
+        ll = jax.vmap(lambda z: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(zm)
+        lw = log_prior + ll - log_q
+        return zm, jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
+
+    keys = jax.random.split(key, D)
+    return jax.vmap(one)(flat, keys)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _exact_loglik(spec, flat, fam, x, instruct, floor, y, mask, midx):
+    """log p(y_obs | phi_s) per draw when the group has no latent (a seen family, no model offsets)."""
+    layout = GroupLayout(int(y.shape[0]), False, ())
+    z = jnp.zeros(0, flat["sigma"].dtype)
+    return jax.vmap(lambda p: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(flat)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _final(spec, layout, flat, source, z, fam, x, instruct, floor, midx, key_rows, row_codes):
+    """Draws of the law and the scores of the group's rows at (phi_source[d], z[d]) for every output draw d."""
+    n = x.shape[0]
+    J = spec.n_benchmarks
+    D = source.shape[0]
+    dtype = flat["sigma"].dtype
+    key_e, key_y = jax.random.split(key_rows)
+    # fresh offsets of the rows without a latent one: a stream per row name
+    fresh = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key_e, c), (D,), dtype))(row_codes).T  # (D, n)
+    om, ob = jnp.divmod(jnp.arange(n * J), J)
+    picked = jax.tree_util.tree_map(lambda a: jnp.take(a, source, axis=0), flat)
+
+    def one(p, zd, fd):
+        q = _group_params(spec, layout, p, zd, fam, midx, fd)
+        _, m, theta = pair_dist(spec, q, x, jnp.zeros(n, dtype=jnp.int32), instruct, floor, om, ob)
+        return m.reshape(n, J), theta
+
+    mu, theta = jax.vmap(one)(picked, z, fresh)
+    sigma = jnp.broadcast_to(picked["sigma"][:, None, :], mu.shape)
+
+    def row_scores(code, m, s):
+        return noise_dist(spec, m, s).sample(jax.random.fold_in(key_y, code))
+
+    score = jax.vmap(row_scores, in_axes=(0, 1, 1), out_axes=1)(row_codes, mu, sigma)
+    return mu, score, theta
+
+
+def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed normalized weights and the Pareto k of ``log_w`` (flat weights: k = -inf)."""
+    import warnings
+
+    import arviz as az
+
+    lw = np.asarray(log_w, dtype=float)
+    finite = np.isfinite(lw)
+    if not finite.any():
+        return np.full(len(lw), 1.0 / len(lw)), float("inf")
+    lw = np.where(finite, lw, lw[finite].min() - 1e3)
+    if np.ptp(lw) < 1e-12:
+        return np.full(len(lw), 1.0 / len(lw)), float("-inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smoothed, k = az.psislw(lw - lw.max())
+    w = np.exp(np.asarray(smoothed, dtype=float) - np.max(smoothed))
+    return w / w.sum(), float(k)
+
+
+def _systematic(weights: np.ndarray, u: float) -> np.ndarray:
+    """Systematic resampling: output d takes the draw whose weight interval holds (d + u) / D (flat weights: d)."""
+    D = len(weights)
+    cdf = np.cumsum(weights)
+    cdf[-1] = 1.0
+    return np.minimum(np.searchsorted(cdf, (np.arange(D) + u) / D, side="right"), D - 1)
+
+
+@dataclass
+class GroupResult:
+    """One conditioned group: draws of its rows and the trust diagnostics of the conditioning."""
+
+    rows: np.ndarray  # positions of the group's rows among the rows asked for
+    mu: np.ndarray  # (D, n, J)
+    score: np.ndarray  # (D, n, J)
+    theta: np.ndarray  # (D, n, K)
+    source: np.ndarray  # (D,) flat index of the fitted posterior draw each output draw uses
+    pareto_k: float
+    importance_ess: float  # effective sample size of the draw-level weights
+    inner_ess: float  # mean over draws of the inner effective sample size, as a fraction of M
+    n_pairs: int
+    n_latent: int
+
+
+def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask, model_index, family: int,
+                    family_code: int, row_codes, seed: int, n_latent: int = N_LATENT,
+                    draw_weights: bool = True) -> GroupResult:
+    """Conditional draws of one group's rows (one family) given their observed scores; see the module docstring.
+
+    ``x`` (n, 3) standardized covariates, ``instruct`` (n,), ``floor`` (J,),
+    ``y`` (n, J) scores and ``mask`` (n, J) the pairs to condition on,
+    ``model_index`` (n,) index among the fitted models or -1 (a new row);
+    ``family`` the fitted family's index, or -1 for a never-seen family whose
+    name's :func:`~bayes_sloth.prediction.stream_code` is ``family_code``.
+    ``draw_weights=False`` keeps the fitted posterior's draws as they are and
+    updates only the group's latents (a "cut" conditioning, for comparison).
+    """
+    real = real_dtype()
+    n, J = np.shape(y)
+    mask = np.asarray(mask, dtype=bool)
+    midx = np.asarray(model_index, dtype=np.int32)
+    if not mask.any():
+        raise InputError("condition_group needs at least one observed pair to condition on")
+    if not _is_count(n_latent) or n_latent < 2:
+        raise InputError(f"n_latent must be an integer of at least 2, got {n_latent!r}")
+    latent_rows = tuple(int(i) for i in np.flatnonzero(mask.any(axis=1) & (midx < 0))) if spec.model_effects else ()
+    layout = GroupLayout(int(n), bool(family < 0), latent_rows)
+    d = layout.size(spec)
+    D = int(flat["sigma"].shape[0])
+    args = dict(fam=jnp.int32(max(family, 0)), x=jnp.asarray(x, real), instruct=jnp.asarray(instruct, real),
+                floor=jnp.asarray(floor, real), y=jnp.asarray(np.nan_to_num(y, nan=0.5), real),
+                mask=jnp.asarray(mask), midx=jnp.asarray(midx))
+    base = jax.random.PRNGKey(seed)
+    key_latent = jax.random.fold_in(jax.random.fold_in(base, _LATENT_STREAM), family_code)
+    if d:
+        z, lw = _inner(spec, layout, int(n_latent), flat, key=key_latent, **args)
+        lw = np.asarray(lw, dtype=float)
+        top = lw.max(axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        ew = np.exp(lw - top)
+        log_phat = np.log(ew.mean(axis=1)) + top[:, 0]
+        inner_ess = float(np.mean(ew.sum(axis=1) ** 2 / np.maximum((ew ** 2).sum(axis=1), 1e-300)) / n_latent)
+    else:
+        log_phat = np.asarray(_exact_loglik(spec, flat, **args), dtype=float)
+        inner_ess = 1.0
+    if draw_weights:
+        weights, k = _psis(log_phat)
+    else:
+        weights, k = np.full(D, 1.0 / D), float("nan")
+    ess = float(1.0 / np.sum(weights ** 2))
+    u = float(jax.random.uniform(jax.random.fold_in(base, _RESAMPLE_STREAM)))
+    source = _systematic(weights, u)
+    if d:
+        logits = jnp.take(jnp.asarray(lw, real), jnp.asarray(source), axis=0)
+        m = jax.random.categorical(jax.random.fold_in(key_latent, 1), jnp.where(jnp.isfinite(logits), logits, -1e30),
+                                   axis=-1)
+        z_out = jnp.take(z, jnp.asarray(source), axis=0)[jnp.arange(D), m]
+    else:
+        z_out = jnp.zeros((D, 0), real)
+    key_rows = jax.random.fold_in(base, _ROW_STREAM)
+    mu, score, theta = _final(spec, layout, flat, jnp.asarray(source), z_out, args["fam"], args["x"],
+                              args["instruct"], args["floor"], args["midx"], key_rows,
+                              jnp.asarray(np.asarray(row_codes, dtype=np.int32)))
+    return GroupResult(np.arange(n), np.asarray(mu), np.asarray(score), np.asarray(theta), source, k, ess,
+                       inner_ess, int(mask.sum()), int(n_latent) if d else 0)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def trust_problems(result: GroupResult, n_draws: int) -> list[str]:
+    """Why a group's conditioning cannot be trusted (empty if it can)."""
+    out = []
+    if np.isfinite(result.pareto_k) and result.pareto_k > K_TRUST:
+        out.append(f"Pareto k {result.pareto_k:.2f} > {K_TRUST}")
+    elif result.pareto_k == float("inf"):
+        out.append("every draw gives the observed scores zero likelihood")
+    if result.n_latent and result.inner_ess < INNER_TRUST:
+        out.append(f"mean inner effective sample size {result.inner_ess:.1%} of the latent draws")
+    return out
+
+
+# ------------------------------------------------------------- which benchmark next
+CRITERIA = ("variance", "entropy")
+
+
+def information_gain(draws: np.ndarray, candidates, targets_of, criterion: str = "variance") -> pd.DataFrame:
+    """Expected information about the targets from observing each candidate benchmark.
+
+    ``draws`` (n_draws, J): joint predictive draws of one model's scores
+    (noise included, after conditioning on what it already has observed);
+    ``candidates``: column indices to rank; ``targets_of(b)``: the target
+    column indices for candidate b. Returns one row per candidate with
+    ``variance_reduction`` (sum over targets of Cov(y_t, y_b)^2 / Var(y_b):
+    the linear-Gaussian expected reduction of predictive variance),
+    ``target_variance`` (sum of the targets' predictive variances),
+    ``fraction`` (their ratio) and ``information`` (Gaussian mutual
+    information between the targets and y_b, nats); ``score`` is the one
+    the criterion ranks by.
+    """
+    if criterion not in CRITERIA:
+        raise InputError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    X = np.asarray(draws, dtype=float)
+    X = X - X.mean(axis=0)
+    cov = X.T @ X / max(len(X) - 1, 1)
+    rows = []
+    for b in candidates:
+        t = np.asarray(targets_of(b), dtype=int)
+        vb = cov[b, b]
+        if len(t) == 0 or vb <= 0:
+            rows.append((b, 0.0, float(np.trace(cov[np.ix_(t, t)])) if len(t) else 0.0, 0.0))
+            continue
+        c = cov[t, b]
+        red = float(np.sum(c ** 2) / vb)
+        St = cov[np.ix_(t, t)] + 1e-12 * np.eye(len(t))
+        r2 = float(c @ np.linalg.solve(St, c) / vb)
+        info = float(-0.5 * np.log(max(1.0 - min(r2, 1.0 - 1e-12), 1e-12)))
+        rows.append((b, red, float(np.trace(cov[np.ix_(t, t)])), info))
+    out = pd.DataFrame(rows, columns=["index", "variance_reduction", "target_variance", "information"])
+    out["fraction"] = np.where(out["target_variance"] > 0, out["variance_reduction"] / out["target_variance"], 0.0)
+    out["score"] = out["variance_reduction"] if criterion == "variance" else out["information"]
+    return out
