@@ -45,8 +45,9 @@ _EXPORTS = {
     "interval": "prediction",
     "simulate_leaderboard": "simulation",
 }
-_SUBMODULES = ("cli", "config", "data", "diagnostics", "errors", "estimator", "evaluation", "inference", "io",
-               "metadata", "model", "plots", "prediction", "report", "rotation", "simulation")
+_SUBMODULES = ("cli", "conditional", "config", "data", "diagnostics", "errors", "estimator", "evaluation",
+               "inference", "io", "metadata", "model", "plots", "prediction", "progress", "questions", "report",
+               "rotation", "simulation", "sweeps")
 
 __all__ = sorted(_EXPORTS)
 
