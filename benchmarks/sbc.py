@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-import bayes_sloth as bs  # noqa: F401  (sets XLA host devices before JAX starts)
+import bayes_sloth as bs
 import jax
 import jax.numpy as jnp
 
@@ -378,6 +378,7 @@ def main(argv=None) -> int:
     p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    bs.configure()  # one CPU device per core (chains in parallel), compiled programs kept on disk
     design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills, law=a.law)
     kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior)
     if a.worker:
