@@ -101,7 +101,11 @@ def _point(law, family, params, tokens, instruct, seed, new_families) -> xr.Data
 def _points(law, family, params, tokens, instruct, seed, new_families) -> xr.Dataset:
     """Points asked for one at a time, stacked along ``point`` (common random numbers)."""
     pts = [_point(law, family, p, t, instruct, seed, new_families) for p, t in zip(params, tokens)]
-    return xr.concat(pts, dim="point")
+    per_point = [c for c in pts[0].coords if c not in pts[0].dims]  # point, params, tokens, family, flags: scalars
+    out = xr.concat([p.drop_vars(per_point) for p in pts], dim="point", coords="minimal", compat="override",
+                    join="exact")
+    return out.assign_coords(point=np.arange(len(pts)),
+                             **{c: ("point", [p[c].item() for p in pts]) for c in per_point if c != "point"})
 
 
 def _draws(da: xr.DataArray) -> np.ndarray:

@@ -104,6 +104,7 @@ def test_compute_budget_agrees_with_direct_draws(fit, quiet):
     law, lb = fit
     res = q.compute_budget(law, FAM, [1e22, 1e23], benchmarks=["bench_00", "bench_02"], n_params=6, seed=2)
     c = res.curve
+    assert len(c) == 2 * 6 * 2 and c["extrapolation"].dtype == bool  # flops x sizes x benchmarks
     np.testing.assert_allclose(q.FLOPS_PER_BT * c["params"] * c["tokens"], c["flops"], rtol=1e-12)
     row = c[(c["flops"] == 1e23) & (c["benchmark"] == "bench_02")].iloc[2]
     pt = q._point(law, FAM, row["params"], row["tokens"], False, 2, "warn")["score"].sel(benchmark="bench_02")
