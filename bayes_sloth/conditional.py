@@ -160,9 +160,12 @@ def _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx):
     return jnp.sum(jnp.where(mask.reshape(-1), lp, 0.0))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _inner(spec, layout, M, flat, fam, x, instruct, floor, y, mask, midx, key):
-    """Per posterior draw: latent mode, M proposal draws and their log weights. Returns (z (D, M, d), lw (D, M))."""
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, midx, key):
+    """Per posterior draw: latent mode, M proposal draws and their log weights. Returns (z (D, M, d), lw (D, M)).
+
+    ``defensive``: the prior's weight in the proposal (DEFENSIVE; 1.0 draws from the prior alone, the plain
+    importance sampler the Laplace-centred proposal is measured against)."""
     d = layout.size(spec)
     D = flat["sigma"].shape[0]
     dtype = flat["sigma"].dtype
@@ -193,7 +196,7 @@ def _inner(spec, layout, M, flat, fam, x, instruct, floor, y, mask, midx, key):
         chi = 2.0 * jax.random.gamma(k2, T_DOF / 2.0, (M,), dtype)
         t_draw = zs + (eps @ L.T) * jnp.sqrt(T_DOF / chi)[:, None]
         prior_draw = jax.random.normal(k3, (M, d), dtype)
-        from_prior = jax.random.uniform(k4, (M,), dtype) < DEFENSIVE
+        from_prior = jax.random.uniform(k4, (M,), dtype) < defensive
         zm = jnp.where(from_prior[:, None], prior_draw, t_draw)
         # log densities: the prior N(0, I), the t (Sigma^-1 = V diag(w) V'), the mixture
         log_prior = -0.5 * jnp.sum(zm * zm, axis=1) - 0.5 * d * np.log(2 * np.pi)
@@ -202,7 +205,8 @@ def _inner(spec, layout, M, flat, fam, x, instruct, floor, y, mask, midx, key):
         log_t = (jax.scipy.special.gammaln((T_DOF + d) / 2) - jax.scipy.special.gammaln(T_DOF / 2)
                  - 0.5 * d * np.log(T_DOF * np.pi) + 0.5 * jnp.sum(jnp.log(w))
                  - 0.5 * (T_DOF + d) * jnp.log1p(maha / T_DOF))
-        log_q = jnp.logaddexp(np.log(1 - DEFENSIVE) + log_t, np.log(DEFENSIVE) + log_prior)
+        log_q = log_prior if defensive >= 1.0 else jnp.logaddexp(np.log(1 - defensive) + log_t,
+                                                                  np.log(defensive) + log_prior)
         ll = jax.vmap(lambda z: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(zm)
         lw = log_prior + ll - log_q
         return zm, jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
@@ -293,7 +297,7 @@ class GroupResult:
 
 def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask, model_index, family: int,
                     family_code: int, row_codes, seed: int, n_latent: int = N_LATENT,
-                    draw_weights: bool = True) -> GroupResult:
+                    draw_weights: bool = True, proposal: str = "laplace") -> GroupResult:
     """Conditional draws of one group's rows (one family) given their observed scores; see the module docstring.
 
     ``x`` (n, 3) standardized covariates, ``instruct`` (n,), ``floor`` (J,),
@@ -302,7 +306,9 @@ def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask,
     ``family`` the fitted family's index, or -1 for a never-seen family whose
     name's :func:`~bayes_sloth.prediction.stream_code` is ``family_code``.
     ``draw_weights=False`` keeps the fitted posterior's draws as they are and
-    updates only the group's latents (a "cut" conditioning, for comparison).
+    updates only the group's latents (a "cut" conditioning, for comparison);
+    ``proposal="prior"`` draws the latents from their prior (no Laplace step),
+    also for comparison.
     """
     real = real_dtype()
     n, J = np.shape(y)
@@ -322,7 +328,10 @@ def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask,
     base = jax.random.PRNGKey(seed)
     key_latent = jax.random.fold_in(jax.random.fold_in(base, _LATENT_STREAM), family_code)
     if d:
-        z, lw = _inner(spec, layout, int(n_latent), flat, key=key_latent, **args)
+        if proposal not in ("laplace", "prior"):
+            raise InputError(f"proposal must be 'laplace' or 'prior', got {proposal!r}")
+        z, lw = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat,
+                       key=key_latent, **args)
         lw = np.asarray(lw, dtype=float)
         top = lw.max(axis=1, keepdims=True)
         top = np.where(np.isfinite(top), top, 0.0)

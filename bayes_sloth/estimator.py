@@ -523,7 +523,8 @@ class SkillsLaw:
         return self._predict_leaderboard(lb, seed, new_families, condition)
 
     def _predict_leaderboard(self, lb: Leaderboard, seed, new_families, condition: bool = False, *,
-                             draw_weights: bool = True, n_latent: int | None = None) -> az.InferenceData:
+                             draw_weights: bool = True, n_latent: int | None = None,
+                             proposal: str = "laplace") -> az.InferenceData:
         if not isinstance(condition, (bool, np.bool_)):
             raise InputError(f"condition must be True or False, got {condition!r}")
         cov = lb.covariates
@@ -543,7 +544,7 @@ class SkillsLaw:
         mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
         ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
         if condition:
-            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent)
+            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent, proposal)
         const = xr.Dataset(
             {
                 "params": ("model", cov["params"].to_numpy(dtype=float)),
@@ -557,8 +558,11 @@ class SkillsLaw:
             return az.InferenceData(predictions=ds, predictions_constant_data=const)
 
     def _condition(self, ds: xr.Dataset, lb: Leaderboard, midx, fidx, seed, draw_weights=True,
-                   n_latent=None) -> xr.Dataset:
-        """Replace the draws of every family group with observed scores by draws conditioned on them."""
+                   n_latent=None, proposal="laplace") -> xr.Dataset:
+        """Replace the draws of every family group with observed scores by draws conditioned on them.
+
+        ``draw_weights``, ``n_latent`` and ``proposal`` are switches for measurements
+        (``benchmarks/conditional.py``), see :func:`bayes_sloth.conditional.condition_group`."""
         from .conditional import N_LATENT, condition_group, flat_posterior, trust_problems
 
         seed = int(self.seed) if seed is None else seed
@@ -589,7 +593,7 @@ class SkillsLaw:
                 self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
                 y=y[rows], mask=mask[rows], model_index=midx[rows], family=int(fidx[rows[0]]),
                 family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
-                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights)
+                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights, proposal=proposal)
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
             source[:, rows] = res.source[:, None]
             for k in diag:
