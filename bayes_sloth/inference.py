@@ -181,26 +181,40 @@ def _chain_programs(spec: ModelSpec, cfg: SamplerConfig, n_draws: int, total: in
 def _spread(fn, method: str, n_devices: int, n_mapped: int):
     """Run ``fn`` over a leading chain axis of its first ``n_mapped`` arguments (the rest are shared).
 
-    "parallel": ``jax.shard_map`` over ``n_devices`` CPU devices, each running its
-    block of chains back to back; "vectorized": ``jax.vmap`` in one program (an
-    accelerator); "sequential": one compiled chain after another.
+    "parallel": the chains placed on ``n_devices`` CPU devices (sharding by placement
+    under ``jit``), each device running its block of chains back to back, all
+    devices at once; "vectorized": ``jax.vmap`` in one program (an accelerator);
+    "sequential": one compiled chain after another. "parallel" and "sequential"
+    run the same compiled chain, so they give the same draws bit for bit.
     """
-    def mapped(*args):
-        return jax.lax.map(lambda a: fn(*a, *args[n_mapped:]), args[:n_mapped])
-
+    one = jax.jit(fn)
     if method == "parallel":
-        from jax.sharding import Mesh
-        from jax.sharding import PartitionSpec as P
+        devices = jax.local_devices(backend="cpu")[:n_devices]
 
-        def on_device(*args):
-            return mapped(*args)
+        def parallel(*args):
+            # chain c runs on device c // (C / n_devices), through the very program a lone chain runs
+            # ("sequential"), so the draws are the sequential method's bit for bit however many devices
+            # there are; one host thread per device works through that device's chains (XLA releases
+            # the interpreter while it computes), so the devices run side by side
+            from concurrent.futures import ThreadPoolExecutor
 
-        mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
-        return jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
-                                     out_specs=P(_CHAIN_AXIS), check_vma=False))
+            C = jax.tree.leaves(args[0])[0].shape[0]
+            per = C // len(devices)
+
+            def run_device(d):
+                outs = []
+                for c in range(d * per, (d + 1) * per):
+                    chain_args = (*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:])
+                    outs.append(jax.device_get(one(*jax.device_put(chain_args, devices[d]))))
+                return outs
+
+            with ThreadPoolExecutor(len(devices)) as pool:
+                outs = [o for device_outs in pool.map(run_device, range(len(devices))) for o in device_outs]
+            return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *outs)
+
+        return parallel
     if method == "vectorized":
         return jax.jit(jax.vmap(fn, in_axes=(0,) * n_mapped + (None,)))
-    one = jax.jit(fn)
 
     def sequential(*args):
         C = jax.tree.leaves(args[0])[0].shape[0]
@@ -268,7 +282,12 @@ class _OrderedTraceELBO:
 
 
 def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
-    """Jitted variational fit for this structure, compiled once and reused.
+    """Jitted variational fit for this structure, compiled once and reused."""
+    return jax.jit(_svi_run(spec, steps, lr))
+
+
+def _svi_run(spec: ModelSpec, steps: int, lr: float):
+    """The variational fit as a pure function ``(rng_key, data) -> (params, losses)``.
 
     The guide is built inside the trace, so nothing of the model runs eagerly
     (an eager trace compiles hundreds of one-op programs).
@@ -291,7 +310,7 @@ def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
         state, losses = jax.lax.scan(body, state, None, length=steps)
         return svi.get_params(state), losses
 
-    return jax.jit(run)
+    return run
 
 
 def fit_svi(spec: ModelSpec, data: dict, *, steps: int = 2000, seed: int = 0, lr: float = 0.02):
@@ -395,6 +414,83 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     extra["warmup_steps"] = np.asarray(warm_steps)
     extra["report"] = report
     return samples, extra, time.perf_counter() - t0
+
+
+def run_nuts_masks(spec: ModelSpec, data: dict, masks, cfg: SamplerConfig, seed: int):
+    """Sample the skills law for several masks of the same data in one batched program: ``B`` fits
+    (cross-validation folds) x ``cfg.chains`` chains, vectorized on each device and spread over devices.
+
+    The fits differ only by ``obs_weight`` (``masks``, shape (B, n_obs)): every fit has the same
+    arrays, structure and compiled code, so their chains run side by side as lanes of one program
+    (``jax.vmap`` over lanes inside ``jax.shard_map`` over the CPU's devices), and their variational
+    starts as one vectorized variational fit. Fit b, chain c uses the key ``fold_in(PRNGKey(seed), c)``
+    and the variational start of seed ``seed``, as :func:`run_nuts` would for that fit alone (the draws
+    differ from a lone fit's in the last bits of floating point: a vectorized program rounds
+    differently). ``draws="auto"`` is not available here. Returns a list of ``(samples, extra)`` per
+    fit, as :func:`run_nuts`, and the seconds of the whole batch.
+    """
+    if cfg.auto:
+        raise ValueError("draws='auto' fits one mask at a time; give a number of draws for batched fits")
+    masks = np.asarray(masks, dtype=bool)
+    B, C = masks.shape[0], cfg.chains
+    L = B * C
+    n_dev = max(d for d in range(1, min(L, jax.local_device_count()) + 1) if L % d == 0) \
+        if jax.default_backend() == "cpu" else 1
+    shared = {k: v for k, v in data.items() if k != "obs_weight"}
+    t0 = time.perf_counter()
+    # variational starts: one vectorized fit over the masks (same seed as a lone fit)
+    run = _svi_run(spec, cfg.svi_steps, 0.02)
+    svi = _cached(_SVI_CACHE, ("masks", spec, cfg.svi_steps, 0.02), lambda: jax.jit(jax.vmap(
+        lambda key, w, d: run(key, dict(d, obs_weight=w)), in_axes=(None, 0, None))))
+    params, _ = svi(jax.random.PRNGKey(seed), jnp.asarray(masks), shared)
+    starts, inv_mass = [], []
+    for b in range(B):
+        pb = jax.tree.map(lambda v: v[b], params)
+        starts.append(svi_init_params(pb, C, seed + 1, spread=INIT_SPREAD))
+        inv_mass.append(jnp.broadcast_to(INIT_SPREAD**2 * svi_variances(pb), (C,) + svi_variances(pb).shape))
+    init = {"z": jax.tree.map(lambda *v: jnp.concatenate(v), *starts), "inverse_mass": jnp.concatenate(inv_mass)}
+    base = jax.random.PRNGKey(seed)
+    keys = jnp.tile(jnp.stack([jax.random.fold_in(base, c) for c in range(C)]), (B, 1))
+    lane_masks = jnp.asarray(np.repeat(masks, C, axis=0))
+    chain_ids = jnp.tile(jnp.arange(C, dtype=jnp.int32), B)
+    cfg_lanes = SamplerConfig(**{**cfg.__dict__, "progress": None})
+    key = ("masks", spec, cfg.warmup, int(cfg.draws), cfg.target_accept, cfg.max_tree_depth, n_dev)
+
+    def build():
+        warm, draw = _chain_programs(spec, cfg_lanes, int(cfg.draws), cfg.warmup + int(cfg.draws))
+        return (_lanes(lambda k, i, c, w, d: warm(k, i, dict(d, obs_weight=w), c), n_dev, 4),
+                _lanes(lambda s_, c, w, d: draw(s_, dict(d, obs_weight=w), c), n_dev, 3))
+
+    warm, draw = _cached(_SAMPLER_CACHE, key, build)
+    states, warm_steps = warm(keys, init, chain_ids, lane_masks, shared)
+    _, (z, stats) = draw(states, chain_ids, lane_masks, shared)
+    z, stats, warm_steps = jax.device_get((z, stats, warm_steps))
+    S = int(cfg.draws)
+    flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((L * S,) + v.shape[2:])), z)
+    sampled = jax.device_get(_constrain_draws(spec, flat, data))
+    out = []
+    for b in range(B):
+        lanes = slice(b * C, (b + 1) * C)
+        samples = {k: np.asarray(v).reshape((L, S) + v.shape[1:])[lanes] for k, v in sampled.items() if k != "y"}
+        extra = {k: np.asarray(v)[lanes] for k, v in stats.items()}
+        extra["warmup_steps"] = np.asarray(warm_steps)[lanes]
+        extra["report"] = {"draws": S, "batched_with": B}
+        out.append((samples, extra))
+    return out, time.perf_counter() - t0
+
+
+def _lanes(fn, n_devices: int, n_mapped: int):
+    """``fn`` vectorized over a leading lane axis of its first ``n_mapped`` arguments, the lanes split
+    evenly over ``n_devices`` CPU devices (each device runs its lanes as one vectorized program)."""
+    vec = jax.vmap(fn, in_axes=(0,) * n_mapped + (None,))
+    if n_devices == 1:
+        return jax.jit(vec)
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
+    return jax.jit(jax.shard_map(vec, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
+                                 out_specs=P(_CHAIN_AXIS), check_vma=False))
 
 
 def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):

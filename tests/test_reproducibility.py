@@ -249,3 +249,15 @@ def test_progress_reports_each_chain_and_phase(capsys):
     assert "chain 1: iteration 100/100 (sampling)" in err
     bs.SkillsLaw(1, **kw).fit(lb)  # progress=True by default: tqdm bars on stderr
     assert "chain 1 sampling" in capsys.readouterr().err
+
+
+def test_parallel_and_sequential_chains_draw_the_same(tiny_fit):
+    """Chains spread over the CPU's devices run the very program a lone chain runs: the draws do not
+    depend on how many devices there are (so a fold gives the same numbers in any worker)."""
+    law, _ = tiny_fit
+    assert law.idata_.posterior.sizes["chain"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seq = bs.SkillsLaw(**TINY_FIT, chain_method="sequential").fit(make_tiny_frame())
+    for name in law.idata_.posterior.data_vars:
+        assert np.array_equal(law.idata_.posterior[name].values, seq.idata_.posterior[name].values), name
