@@ -376,27 +376,18 @@ def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[st
 
 
 def fold_chain_method() -> str:
-    """The chain layout of every fold fit: the same program in every process, whatever its devices.
+    """The chain layout of fold fits: the process's default (:func:`bayes_sloth.inference.default_chain_method`).
 
-    "sequential" on a CPU (one compiled chain after another on one device),
-    "vectorized" on an accelerator. A chain's floating-point path must not
-    depend on how many devices the process running the fold has (the serial
-    loop, a worker with ``cores // workers`` devices): a program that spreads
-    chains over the process's devices ("parallel") is a different XLA program
-    for each device count, and NUTS turns any rounding difference into
-    different draws. (Measured with JAX 0.10.2 on a CPU: a small fit, 2
-    chains, gave other draws spread over 2 devices than one after another;
-    one after another, it gave the same draws bit for bit in a process with
-    1 device and in one with 2.) A single-device program is the same HLO in
-    every process, so a fold's numbers are identical bit for bit serially
-    and in any worker. The price: a fold's chains do not run side by side; run
-    folds side by side instead (``n_jobs``). Pass ``chain_method`` to
-    :func:`evaluate` to choose another layout (then results may depend on
-    the devices of the process that runs each fold).
+    A fold's numbers do not depend on it: chains spread over a process's CPU
+    devices ("parallel") run the very program a lone chain runs
+    ("sequential"), one chain after another on each device, so the serial
+    loop of a 2-device process and a 1-device worker give the same draws bit
+    for bit (``tests/test_reproducibility.py``, ``tests/test_sweeps.py``).
+    On an accelerator the chains of a fold are vectorized in one program.
     """
-    import jax
+    from .inference import default_chain_method
 
-    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    return default_chain_method(2)
 
 
 @dataclass

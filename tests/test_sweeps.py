@@ -4,9 +4,10 @@ One tiny synthetic evaluation (4 families, 3 benchmarks, K = 1, the lean
 law, 2 chains of 40 + 40 iterations) is run serially in this process (2 JAX devices after
 conftest's ``configure()``), then with ``n_jobs=2`` in loky workers and on a
 local Dask cluster of 2 worker processes (1 device each): the forecast pairs
-must be equal bit for bit (every column, every row), which needs the chain
-layout of fold fits pinned (``evaluation.fold_chain_method``). Workers report
-the JAX devices they configured.
+must be equal bit for bit (every column, every row): the serial loop spreads a
+fold's chains over its 2 devices, a worker runs them one after another on its
+one device, and both run the very same compiled chain
+(``inference._spread``). Workers report the JAX devices they configured.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _same(a, b):
     pd.testing.assert_frame_equal(a.pairs, b.pairs, check_exact=True)
     for k in ("mae", "mae_pooled", "coverage", "mean_width", "interval_score_90", "crps", "elpd_per_pair", "n_pairs"):
         assert a.summary[k] == b.summary[k], k
-    strip = lambda gs: [{k: v for k, v in g.items() if k != "seconds"} for g in gs]  # noqa: E731
+    # the time and the layout a fold ran with may differ (2 devices here, 1 in a worker); nothing else
+    strip = lambda gs: [{k: v for k, v in g.items() if k not in ("seconds", "chain_method")} for g in gs]  # noqa: E731
     assert strip(a.summary["groups"]) == strip(b.summary["groups"])
 
 
@@ -97,7 +99,7 @@ def test_loky_n_jobs_2_equals_serial(serial):
     par = evaluate(_board(), n_jobs=2, on_fold=lines.append, **SETTINGS)
     _same(serial, par)
     assert len(lines) == serial.summary["n_groups"]
-    assert serial.summary["settings"]["chain_method"] == "sequential"  # the pinned layout, whatever the devices
+    assert serial.summary["settings"]["chain_method"] == "parallel"  # 2 devices here; 1 in each worker
     _fresh_loky_pool()
 
 
