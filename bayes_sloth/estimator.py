@@ -678,9 +678,10 @@ class SkillsLaw:
         estimate uses the joint predictive draws (the same posterior draw
         for every benchmark): ``sum_t Cov(y_t, y_b)^2 / Var(y_b)``, the
         reduction the best linear predictor of the targets from y_b achieves
-        (exact for a Gaussian predictive, otherwise a lower bound on the
-        expected reduction of E[Var(T | y_b)]; ``benchmarks/results/conditional.md``
-        compares it with the exact preposterior reduction).
+        (exact for a Gaussian predictive; in general a lower bound on the
+        expected reduction Var(T) - E[Var(T | y_b)], which
+        ``benchmarks/results/conditional.md`` estimates by simulating y_b and
+        conditioning on it: the two rank the candidates alike).
         ``criterion="entropy"`` ranks by the Gaussian mutual information
         between the targets and y_b instead (it discounts information
         shared between targets).

@@ -154,6 +154,20 @@ def do_fits(args, lb, folds):
     return fits, (refit, wall, chosen, keep)
 
 
+def git_state() -> str:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "bayes_sloth"], cwd=root, capture_output=True,
+                               text=True).stdout.split()
+    except OSError:
+        return "unknown"
+    changed = [d for d in dirty if d.endswith(".py")]
+    return f"commit {head}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folds", type=int, default=5)
@@ -168,6 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--fits-only", action="store_true")
     p.add_argument("--out", default="benchmarks/results/conditional.md")
     args = p.parse_args(argv)
+    args.commit = git_state()
     bs.configure()
     lb = bs.load_sloth()
     folds = folds_of(eligible(lb), args.folds, args.seed)
@@ -376,8 +391,7 @@ def proposal_check(args, lb, folds, fits) -> pd.DataFrame:
         inner, k = np.asarray(inner), np.asarray(k)
         rows.append({"proposal": name, "groups": len(items), "inner ESS median": float(np.median(inner)),
                      "inner ESS 5 %": float(np.quantile(inner, 0.05)), "k median": float(np.median(k)),
-                     "k > 0.7": int((k > 0.7).sum()), "MAE": float(np.mean(err)), "cov90": float(np.mean(in90)),
-                     "s per group": secs})
+                     "k > 0.7": int((k > 0.7).sum()), "MAE": float(np.mean(err)), "cov90": float(np.mean(in90))})
     return pd.DataFrame(rows)
 
 
@@ -445,13 +459,35 @@ def prepost_check(args, lb, folds, fits):
     return pd.DataFrame(rows), time.perf_counter() - t0
 
 
+def residual_table(fits) -> pd.DataFrame:
+    rows = []
+    for f, (law, _) in enumerate(fits):
+        idata = law.idata_
+        y = idata.observed_data["y"].values
+        rep = idata.posterior_predictive["y"].mean(("chain", "draw")).values
+        res = pd.DataFrame({"model": idata.observed_data["obs_model"].values,
+                            "benchmark": idata.observed_data["obs_benchmark"].values, "r": y - rep})
+        full = res.pivot(index="model", columns="benchmark", values="r").reindex(columns=law.benchmarks_)
+        full = full.dropna().to_numpy()
+        C = np.corrcoef(full.T)
+        off = C[~np.eye(len(C), dtype=bool)]
+        i, j = np.unravel_index(np.argmax(np.where(np.eye(len(C), dtype=bool), -np.inf, C)), C.shape)
+        rows.append({"fold": f, "fitted pairs": int(len(y)), "in-sample MAE": float(np.mean(np.abs(y - rep))),
+                     "models with 12": int(len(full)), "mean abs corr": float(np.mean(np.abs(off))),
+                     "mean corr": float(np.mean(off)),
+                     "largest corr": f"{law.benchmarks_[i]} / {law.benchmarks_[j]} {C[i, j]:.2f}"})
+    return pd.DataFrame(rows)
+
+
 def _md(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
     cols = [str(c) for c in df.columns]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
         cells = []
-        for v in r.values:
-            if isinstance(v, (float, np.floating)):
+        for c, v in zip(df.columns, r.values):
+            if isinstance(v, (float, np.floating)) and pd.api.types.is_integer_dtype(df[c].dtype):
+                cells.append(str(int(v)))
+            elif isinstance(v, (float, np.floating)):
                 cells.append(floatfmt.format(v) if np.isfinite(v) else "")
             else:
                 cells.append(str(v))
@@ -464,7 +500,8 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
            f"--warmup {args.warmup} --draws {args.draws} --seed {args.seed} --refit-models {args.refit_models} "
            f"--prepost-models {args.prepost_models} --prepost-sims {args.prepost_sims} --out {args.out}")
     L = ["# Conditional forecasts, the next benchmark, and a refit (real table, held out by model)", "",
-         f"Command: `{cmd}` (2-core CPU shared with other jobs; evaluation {seconds:.0f} s after the fits).", "",
+         f"Command: `{cmd}` (2-core CPU shared with other jobs; evaluation {seconds:.0f} s after the fits). "
+         f"Code: {args.commit}.", "",
          "Design" + __doc__.split("Every conditional")[0].split("Design", 1)[1].rstrip(), ""]
     fit_rows = []
     for f, (held, (law, wall)) in enumerate(zip(folds, fits)):
@@ -494,7 +531,7 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
     L += ["## The first benchmark to run: suggestion against a random pick", "",
           "Per model: MAE on the rest of O after observing the suggested benchmark, against the mean of that error "
           "over every benchmark of O (the expected error of a uniformly random pick), and the best pick in hindsight.", "",
-          _md(pd.DataFrame([{"models": len(nxt), "suggested": nxt["err_suggested"].mean(), "random (expected)": nxt["err_random"].mean(),
+          _md(pd.DataFrame([{"models": int(len(nxt)), "suggested": nxt["err_suggested"].mean(), "random (expected)": nxt["err_random"].mean(),
                              "best in hindsight": nxt["err_best"].mean(), "none": nxt["err_none"].mean(),
                              "random - suggested": d.mean(), "se": d.std(ddof=1) / np.sqrt(len(d)),
                              "share suggested better": float((d > 0).mean()),
@@ -506,6 +543,11 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
           f"Time: conditional forecast of the {rp['model'].nunique()} models {t_cond:.1f} s (one call, fit loaded); "
           f"refit {t_refit:.0f} s (max R-hat {rd.max_rhat:.4f}, min bulk ESS {rd.min_ess_bulk:.0f}, "
           f"divergences {rd.divergences}).", ""]
+    L += ["## What is left to explain: the fits' own residuals", "",
+          "In-sample: each fold fit's posterior predictive mean of its fitted scores against those scores (the error "
+          "left if a model's latents were known as well as the fit knows its own models'), and the correlation "
+          "across benchmarks of these residuals (models with 12 scores; the law treats them as independent).", "",
+          _md(residual_table(fits), "{:.4g}"), ""]
     L += ["## The inner proposal: Laplace-centred t against the latents' prior (fold 0, 2 random scores)", "",
           "Inner ESS: effective share of the M latent draws per posterior draw (median and 5 % quantile over draws "
           "and groups, as the mean per group); k: Pareto k of the draw-level weights.", "",
