@@ -38,6 +38,9 @@ _EXPORTS = {
     "FitFileError": "errors",
     "InputError": "errors",
     "SkillsLaw": "estimator",
+    "forecasts_to_latex": "export",
+    "wide_forecasts": "export",
+    "write_forecasts": "export",
     "read_new_models": "estimator",
     "BENCHMARK_SETS": "metadata",
     "CHANCE_FLOOR": "metadata",
@@ -45,7 +48,7 @@ _EXPORTS = {
     "interval": "prediction",
     "simulate_leaderboard": "simulation",
 }
-_SUBMODULES = ("cli", "conditional", "config", "data", "diagnostics", "errors", "estimator", "evaluation",
+_SUBMODULES = ("cli", "conditional", "config", "data", "diagnostics", "errors", "estimator", "evaluation", "export",
                "inference", "io", "metadata", "model", "plots", "prediction", "progress", "questions", "report",
                "rotation", "simulation", "sweeps")
 

@@ -206,15 +206,18 @@ PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark
 
 def cmd_predict(args) -> int:
     from .estimator import SkillsLaw
-    from .io import write_csv
+    from .export import FORMATS, write_forecasts
 
     _check_out(args.out, args.fit, args.data, what="forecast table")
+    if args.out and os.path.splitext(args.out)[1].lower() not in FORMATS:
+        raise InputError(f"--out {args.out!r}: write the forecasts to a .csv (a tidy table) or a .tex file (LaTeX, "
+                         "one row per model)")
     law = SkillsLaw.load(args.fit)
-    table = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
-                         new_families=args.new_families, condition=bool(args.condition))
-    table = table[[c for c in PREDICT_COLUMNS if c in table]]
+    full = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
+                        new_families=args.new_families, condition=bool(args.condition))
+    table = full[[c for c in PREDICT_COLUMNS if c in full]]
     if args.out:
-        write_csv(table, args.out, index=False, text_columns=["model", "family", "benchmark"])
+        write_forecasts(full if FORMATS[os.path.splitext(args.out)[1].lower()] == "latex" else table, args.out)
         print(f"wrote {len(table)} forecasts ({table['model'].nunique()} models x {len(law.benchmarks_)} benchmarks, "
               f"{args.interval:.0%} intervals) to {args.out}")
     else:
@@ -311,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="condition each new model's forecast on the scores its row already has (columns named "
                         "like fitted benchmarks), without refitting (default on; --no-condition: the fit's own "
                         "forecast, the scores shown beside it)")
-    p.add_argument("--out", help="write the table to this CSV (default: stdout)")
+    p.add_argument("--out", help="write the table to this file: .csv (tidy, one row per model and benchmark) or .tex "
+                                 "(LaTeX, one row per model, 'mean [lower, upper]'); default: CSV on stdout")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="leave-family-out evaluation: MAE, coverage, CRPS (the Sloth paper's protocol)")
