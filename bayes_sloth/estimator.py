@@ -66,6 +66,31 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+#: NUTS target acceptance of ``target_accept="auto"``: (small leaderboards, others)
+AUTO_TARGET_ACCEPT = (0.99, 0.9)
+
+
+def auto_target_accept(n_benchmarks: int) -> float:
+    """The target acceptance rate ``target_accept="auto"`` resolves to on a leaderboard of ``n_benchmarks``.
+
+    0.99 on a leaderboard of at most
+    :data:`~bayes_sloth.model.OFFSET_FRAME_MAX_BENCHMARKS` benchmarks, 0.9 on
+    larger ones. With few benchmarks each model's offset e_i and each
+    family's efficiency alpha_f are held by few scores, and their posterior
+    width follows the noise sigma_j and the spreads s and tau: funnels whose
+    necks a step size adapted in the bulk overshoots. On the SBC design
+    (24 models, 4 benchmarks) 0.9 left divergences in 14 of 48 replications
+    (``benchmarks/results/sbc_default.md``, ``NOTES.md`` "Small
+    leaderboards"); a higher target shortens the step there, and costs
+    longer trajectories on boards that fit in seconds. On the 12-benchmark
+    Sloth table 0.9 gives no divergences and a higher target would only
+    slow it, so it stays.
+    """
+    from .model import OFFSET_FRAME_MAX_BENCHMARKS
+
+    return AUTO_TARGET_ACCEPT[0] if int(n_benchmarks) <= OFFSET_FRAME_MAX_BENCHMARKS else AUTO_TARGET_ACCEPT[1]
+
+
 class SkillsLaw:
     """Hierarchical Bayesian skills scaling law (see :mod:`bayes_sloth.model`).
 
@@ -111,7 +136,15 @@ class SkillsLaw:
     target_ess, max_draws : int
         The effective sample size ``draws="auto"`` aims at, and its cap of
         draws per chain.
-    target_accept, max_tree_depth : NUTS settings.
+    target_accept : float or "auto", default "auto"
+        NUTS target acceptance rate, strictly between 0 and 1, or "auto":
+        0.99 on a leaderboard of at most 5 benchmarks, where the per-model
+        offsets and family efficiencies are held by few scores and 0.9
+        diverged on SBC replications, and 0.9 otherwise
+        (:func:`auto_target_accept`). ``get_params`` returns what was given;
+        the value a fit used is ``target_accept_``.
+    max_tree_depth : int
+        NUTS maximum tree depth.
     chain_method : {"parallel", "vectorized", "sequential"}, optional
         Default: parallel on CPU devices, vectorized on an accelerator.
     init : {"svi", "uniform"}
@@ -146,7 +179,7 @@ class SkillsLaw:
         draws: int | str = 1000,
         target_ess: int = 400,
         max_draws: int = 4000,
-        target_accept: float = 0.9,
+        target_accept: float | str = "auto",
         max_tree_depth: int = 10,
         chain_method: str | None = None,
         init: str = "svi",
@@ -225,8 +258,9 @@ class SkillsLaw:
         if self.draws == "auto" and self.max_draws < 100:
             raise InputError(f"max_draws must be at least 100 (one block of draws) with draws='auto', got {self.max_draws}")
         ta = self.target_accept
-        if isinstance(ta, (bool, np.bool_)) or not isinstance(ta, (int, float, np.floating)) or not 0 < ta < 1:
-            raise InputError(f"target_accept must be a number strictly between 0 and 1, got {ta!r}")
+        if not (isinstance(ta, str) and ta == "auto") and (
+                isinstance(ta, (bool, np.bool_)) or not isinstance(ta, (int, float, np.floating)) or not 0 < ta < 1):
+            raise InputError(f"target_accept must be 'auto' or a number strictly between 0 and 1, got {ta!r}")
         if not _is_int(self.max_tree_depth) or not 1 <= self.max_tree_depth <= 15:
             raise InputError(f"max_tree_depth must be an integer from 1 to 15, got {self.max_tree_depth!r}")
         if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
@@ -307,7 +341,9 @@ class SkillsLaw:
 
             bars = ChainBars(int(self.chains), int(self.warmup) + (int(self.max_draws) if self.draws == "auto"
                                                                      else int(self.draws)))
-        cfg = self._sampler_config(bars)
+        target_accept = (auto_target_accept(spec.n_benchmarks) if isinstance(self.target_accept, str)
+                         else float(self.target_accept))
+        cfg = self._sampler_config(bars, target_accept)
         if self.method == "nuts":
             try:
                 samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
@@ -343,6 +379,7 @@ class SkillsLaw:
             "sampled_sites": sorted(samples),
             "data_sha256": lb.sha256(),
             "fit_seconds": float(seconds),
+            "target_accept": target_accept,  # as resolved ("auto" -> a number)
             "sampling": extra.get("report", {"draws": "svi"}) if extra else {"draws": "svi"},
         }
         idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=_json_default)
@@ -360,14 +397,16 @@ class SkillsLaw:
         self.idata_ = idata
         self.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
         self.sampling_ = dict(meta.get("sampling") or {})
+        ta = meta.get("target_accept", meta["params"].get("target_accept"))  # fits saved before "auto": the param
+        self.target_accept_ = (auto_target_accept(self.spec_.n_benchmarks) if isinstance(ta, str) else float(ta))
         self.diagnostics_ = diagnose(idata, int(self.max_tree_depth))
 
-    def _sampler_config(self, bars=None) -> SamplerConfig:
+    def _sampler_config(self, bars, target_accept: float) -> SamplerConfig:
         progress = bars if bars is not None else (self.progress if callable(self.progress) else None)
         return SamplerConfig(
             chains=int(self.chains), warmup=int(self.warmup),
             draws="auto" if self.draws == "auto" else int(self.draws),
-            target_accept=float(self.target_accept), max_tree_depth=int(self.max_tree_depth),
+            target_accept=float(target_accept), max_tree_depth=int(self.max_tree_depth),
             chain_method=self.chain_method, init=self.init, progress=progress,
             target_ess=int(self.target_ess), max_draws=int(self.max_draws),
         )
