@@ -12,7 +12,7 @@ Two parts:
    replications drawn from the model's prior, fitted, ranked.  With so few
    replications only gross miscalibration (a sign or scale bug, a simulator
    that disagrees with the model) is detectable; the 200-replication table is
-   in ``benchmarks/results/sbc.md``.
+   in ``benchmarks/results/history/sbc.md``.
 
 Besides, the package's simulator in its SBC mode
 (``simulate_leaderboard(prior=True)``, which draws through the same model)
