@@ -108,8 +108,9 @@ def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int =
                         f"(default {draws})")
     g.add_argument("--target-ess", type=int, default=400, help="bulk and tail ESS that --draws auto aims at (default 400)")
     g.add_argument("--max-draws", type=int, default=4000, help="cap of draws per chain with --draws auto (default 4000)")
-    g.add_argument("--target-accept", type=float, default=0.9,
-                   help="NUTS target acceptance rate (default 0.9; raise towards 0.99 against divergences)")
+    g.add_argument("--target-accept", type=_target_accept, default="auto",
+                   help="NUTS target acceptance rate, or 'auto' (default): 0.99 on leaderboards of at most 5 "
+                        "benchmarks, 0.9 otherwise; raise towards 0.99 against divergences")
     g.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
@@ -122,6 +123,15 @@ def _draws(text: str):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from None
+
+
+def _target_accept(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 or 'auto', got {text!r}") from None
 
 
 class ProgressLines:

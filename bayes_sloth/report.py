@@ -285,7 +285,8 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
         ("anchors", html.escape(", ".join(f"skill {k + 1}: {a}" for k, a in enumerate(law.anchors_)))),
         ("link / noise / loadings", html.escape(f"{spec.link} / {spec.noise} / {spec.loadings}")),
         ("sampler", html.escape(f"NUTS, {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws), "
-                                f"target_accept {law.target_accept}, seed {law.seed}")),
+                                f"target_accept {law.target_accept_:g}"
+                                + (" (auto)" if law.target_accept == "auto" else "") + f", seed {law.seed}")),
         ("sampling time", f"{law.fit_seconds_:.1f} s"),
     ]))
     from .model import describe

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from bayes_sloth.data import Leaderboard
+from bayes_sloth.estimator import auto_target_accept
 from bayes_sloth.inference import model_arrays
 from bayes_sloth.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
 from bayes_sloth.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
@@ -323,13 +324,15 @@ def _markdown(df: pd.DataFrame, index: bool = True) -> str:
 def report(res: SBCResult, bins: int = 10) -> str:
     s = res.settings
     runs = res.runs
+    of_planned = "" if s.get("planned", s["reps"]) == s["reps"] else f" (of {s['planned']} planned)"
     lines = [
         f"# SBC of the skills law ({'WRONG prior in the simulator' if s['wrong_prior'] else 'prior = model prior'})",
         "",
-        f"{s['reps']} replications; design {s['n_families']} families, {s['n_models']} models, "
+        f"{s['reps']} replications{of_planned}; design {s['n_families']} families, {s['n_models']} models, "
         f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}, "
         f"{s.get('law', 'lean')} law ({LAW_WORDS[s.get('law', 'lean')]}); "
-        f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, ranks among L={s['L']} thinned "
+        f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, target_accept "
+        f"{auto_target_accept(s['n_benchmarks'])} (SkillsLaw's default 'auto'), ranks among L={s['L']} thinned "
         f"draws, {bins} bins (chi-square df={bins - 1}); seed {s['seed']}; {s['seconds']:.0f} s.",
         "",
         f"Sampler: {int((runs['divergences'] > 0).sum())} of {len(runs)} replications had divergences "
@@ -338,6 +341,7 @@ def report(res: SBCResult, bins: int = 10) -> str:
         f"{int((runs['max_rhat'] > 1.01).sum())} had max R-hat > 1.01; median min bulk ESS "
         f"{runs['min_ess_bulk'].median():.0f}.",
         "",
+        *([f"Command: `{s['command']}`", ""] if s.get("command") else []),
         "## Per parameter",
         "",
         _markdown(res.table(bins), index=False),
@@ -374,6 +378,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="also write the report (markdown) here")
     p.add_argument("--ranks-out", help="CSV of per-replication ranks and diagnostics (appended as it goes; "
                                        "replications already in it are not rerun)")
+    p.add_argument("--render-only", action="store_true",
+                   help="run no replication: report those already in --ranks-out (a run stopped early is reported as "
+                        "the replications it finished, of the --reps planned)")
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -393,7 +400,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         done = set(pd.read_csv(rows_path)["rep"]) if _nonempty(rows_path) else set()
         forwarded = [x for x in (argv if argv is not None else sys.argv[1:])]
-        for s in range(0, a.reps, a.chunk):
+        for s in range(0, 0 if a.render_only else a.reps, a.chunk):
             e = min(s + a.chunk, a.reps)
             todo = [r for r in range(s, e) if r not in done]
             if not todo:
@@ -402,10 +409,12 @@ def main(argv=None) -> int:
                    "--start", str(todo[0]), "--stop", str(e)]
             subprocess.run(cmd, check=True)
         rows = pd.read_csv(rows_path).drop_duplicates("rep", keep="last")
-        settings = dict(reps=a.reps, warmup=a.warmup, draws=a.draws, chains=a.chains, L=99, seed=a.seed,
+        rows = rows[rows["rep"] < a.reps]
+        settings = dict(reps=len(rows), planned=a.reps, warmup=a.warmup, draws=a.draws, chains=a.chains, L=99, seed=a.seed,
                         wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
                         n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
-                        n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0)
+                        n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0,
+                        command=" ".join(["python benchmarks/sbc.py", *forwarded]))
         res = from_rows(rows, design.spec, 100, settings)
     text = report(res, a.bins)
     print(text)
