@@ -93,7 +93,7 @@ INNER_TRUST = 0.05
 
 #: Posterior sites read here (as in bayes_sloth.prediction).
 _SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
-          "family_slope_sd", "model_effect", "model_sd", "link_weights")
+          "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
 #: Fixed codes mixed into the seed's key: one stream for the latents, one for rows, one for resampling.
 _LATENT_STREAM, _ROW_STREAM, _RESAMPLE_STREAM = 0x1C0D, 0x2C0D, 0x3C0D
 
@@ -129,7 +129,8 @@ class GroupLayout:
 def _group_params(spec: ModelSpec, layout: GroupLayout, p: dict, z, fam, midx, fresh):
     """One posterior draw's parameters for the group's rows (family index 0 for all), latents u = z filled in."""
     K = spec.n_skills
-    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "link_weights") if k in p}
+    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "link_weights",
+                           "benchmark_link_weights") if k in p}
     o = 0
     if layout.unseen:
         q["alpha"] = (p["tau"] * z[o:o + K])[None, :]

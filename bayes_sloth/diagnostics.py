@@ -35,7 +35,7 @@ BFMI_MIN = 0.3
 
 #: Parameters whose convergence matters: every loading, skill and hyperparameter.
 CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "family_slope_sd", "family_slope", "model_sd", "model_effect",
-           "link_weights", "loadings_free", "intercept", "sigma", "skills")
+           "link_weights", "link_sd", "benchmark_link_weights", "loadings_free", "intercept", "sigma", "skills")
 
 
 @dataclass

@@ -87,6 +87,21 @@ from 0 to 1 whatever the weights, is the sigmoid when one knot has all the
 weight, and can be flatter or asymmetric; its steepness is not separately
 identified from the skills' scale, its shape is.
 
+With ``link="monotone-pooled"`` each benchmark j has its own link g_j, of
+the same form with its own weights w_j, partially pooled toward the shared
+weights w on the log scale (a logistic-normal, non-centred)::
+
+    w_j = softmax(log w + s_g (z_j - mean_l z_l)),   z_j ~ Normal(0, I_M),
+    w ~ Dirichlet(1, ..., 1),   s_g ~ HalfNormal(LINK_SD_SCALE)
+
+so every w_j is on the simplex (g_j increasing from 0 to 1 whatever the
+parameters), s_g = 0 is the shared link exactly, and how much the links
+differ is learned. The z_j sum to zero over benchmarks (as the family
+efficiencies do), so w stays the benchmarks' common centre. Each g_j is
+centred by its own weights (location with b_j), and its spread, hence its
+steepness, trades off with lambda_j (scale with the loadings): a benchmark's
+link carries its shape.
+
 Loadings Lambda (J x K), identified by construction (Geweke and Zhou 1996):
 skill k has an anchor benchmark a_k with ``Lambda[a_k, k] = 1`` and
 ``Lambda[a_k, l] = 0`` for l > k (lower-triangular on the anchors). The fixed
@@ -129,8 +144,12 @@ from .errors import InputError
 from .rotation import varimax
 
 COVARIATES = ("log_params", "log_tokens", "log_params_x_log_tokens")
-LINKS = ("sigmoid", "monotone")
+LINKS = ("sigmoid", "monotone", "monotone-pooled")
 LINK_KNOTS = np.linspace(-3.0, 3.0, 7)  # centres of the learned link's logistic components
+#: Prior scale of s_g, the spread of the benchmarks' link weights around the shared ones on the log scale
+#: (``link="monotone-pooled"``): HalfNormal(1) puts half its mass below 0.67, where a benchmark's weight at a
+#: knot is typically (z = +-1) within a factor e^0.67 ~ 2 of the shared one
+LINK_SD_SCALE = 1.0
 LOADINGS = ("positive", "real")
 NOISES = ("normal", "logistic")
 
@@ -357,6 +376,65 @@ def _logistic_mixture_bwd(res, ct):
 _logistic_mixture.defvjp(_logistic_mixture_fwd, _logistic_mixture_bwd)
 
 
+def pooled_link_weights(shared, link_sd, link_z):
+    """Per-benchmark link weights partially pooled toward the shared ones, shape (..., J, M)::
+
+        w_j = softmax(log w + s_g (z_j - mean_l z_l))
+
+    ``shared`` (..., M) on the simplex, ``link_sd`` (...) >= 0, ``link_z``
+    (..., J, M). With ``link_sd = 0`` every row is ``shared`` (up to
+    rounding). A shared weight that underflowed to 0 stays 0 (its log is
+    floored at the dtype's smallest normal number, so gradients stay finite).
+    """
+    tiny = jnp.finfo(jnp.result_type(shared)).tiny
+    log_w = jnp.log(jnp.maximum(shared, tiny))
+    dev = link_z - jnp.mean(link_z, axis=-2, keepdims=True)
+    return jax.nn.softmax(log_w[..., None, :] + jnp.asarray(link_sd)[..., None, None] * dev, axis=-1)
+
+
+def _pooled_terms(eta, weights):
+    """Logistic terms (..., M, J, N) and weights (..., M, J, 1) of per-benchmark links on a grid.
+
+    ``eta`` (..., N, J) with benchmark j in column j, ``weights`` (..., J, M).
+    As in :func:`_logistic_terms`, one exponential per value:
+    ``sigmoid(eta - o_jm) = 1 / (1 + exp(-eta) exp(o_jm))``, the J x M
+    factors ``exp(o_jm)`` broadcast over the models (no gather). The models
+    are the last axis: with the benchmarks there (12 values) the CPU code
+    was about 7x slower.
+    """
+    knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
+    offsets = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., J, M)
+    scale = jnp.swapaxes(jnp.exp(offsets), -1, -2)[..., None]  # (..., M, J, 1)
+    e = jnp.exp(-jnp.clip(jnp.swapaxes(eta, -1, -2), -_ETA_CLIP, _ETA_CLIP))  # (..., J, N)
+    return 1.0 / (1.0 + scale * e[..., None, :, :]), jnp.swapaxes(weights, -1, -2)[..., None]
+
+
+def _pooled_mixture_fwd(eta, weights):
+    terms, w = _pooled_terms(eta, weights)
+    return jnp.swapaxes(jnp.sum(w * terms, axis=-3), -1, -2), (terms, w)
+
+
+@jax.custom_vjp
+def _pooled_mixture(eta, weights):
+    return _pooled_mixture_fwd(eta, weights)[0]
+
+
+def _pooled_mixture_bwd(res, ct):
+    # As _logistic_mixture_bwd, per benchmark: the gradients in a link's weights and offsets are sums over
+    # the models, matrix-vector products per benchmark (no scatter, no one-add-at-a-time reduction).
+    terms, w = res
+    ct = jnp.swapaxes(ct, -1, -2)  # (..., J, N)
+    slope = terms * (1.0 - terms)  # d sigmoid(eta - o_jm) / d eta, = -d / d o_jm
+    d_eta = jnp.swapaxes(ct * jnp.sum(w * slope, axis=-3), -1, -2)
+    d_direct = jnp.einsum("...mjn,...jn->...jm", terms, ct)
+    d_offsets = -jnp.swapaxes(w[..., 0], -1, -2) * jnp.einsum("...mjn,...jn->...jm", slope, ct)  # (..., J, M)
+    knots = jnp.asarray(LINK_KNOTS, dtype=terms.dtype)  # o_jm = c_m - sum_l w_jl c_l
+    return d_eta, d_direct - knots * jnp.sum(d_offsets, axis=-1, keepdims=True)
+
+
+_pooled_mixture.defvjp(_pooled_mixture_fwd, _pooled_mixture_bwd)
+
+
 def link_fn(eta, link: str = "sigmoid", weights=None):
     """The monotone link g: R -> (0, 1).
 
@@ -371,11 +449,26 @@ def link_fn(eta, link: str = "sigmoid", weights=None):
     weight sits on one knot, and can be flatter or asymmetric (slow to rise
     and quick to saturate, or the reverse). The centring takes the location
     away from it (the benchmark intercepts carry location).
+
+    ``"monotone-pooled"``: one such link per benchmark, ``weights`` of shape
+    (..., J, M) (row j on the simplex, e.g. from :func:`pooled_link_weights`)
+    and ``eta`` of shape (..., N, J), column j on benchmark j's link::
+
+        g(eta_ij) = sum_m w_jm sigmoid(eta_ij - (c_m - sum_l w_jl c_l))
+
+    (on a grid, so that the link needs no gather and its gradient no
+    scatter: :func:`pair_mean` applies it to every (model, benchmark) pair,
+    then picks the observed ones).
     """
     if link == "sigmoid":
         return jax.nn.sigmoid(eta)
     if link == "monotone":
         return _logistic_mixture(eta, weights)
+    if link == "monotone-pooled":
+        if jnp.ndim(weights) < 2 or jnp.shape(eta)[-1:] != jnp.shape(weights)[-2:-1]:
+            raise InputError(f"link='monotone-pooled' needs eta (..., N, J) and weights (..., J, M), got shapes "
+                             f"{jnp.shape(eta)} and {jnp.shape(weights)}")
+        return _pooled_mixture(eta, weights)
     raise InputError(f"unknown link {link!r}")
 
 
@@ -402,18 +495,36 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
     return theta
 
 
+def link_weights_of(spec: ModelSpec, params: dict):
+    """The weights the link of ``spec`` reads from ``params``: None for the sigmoid, the shared
+    ``link_weights`` (..., M) for ``"monotone"``, the per-benchmark ``benchmark_link_weights`` (..., J, M)
+    for ``"monotone-pooled"``."""
+    if spec.link == "monotone":
+        return params["link_weights"]
+    if spec.link == "monotone-pooled":
+        return params["benchmark_link_weights"]
+    return None
+
+
 def pair_mean(spec: ModelSpec, theta, loadings, intercept, floor, obs_model, obs_bench, model_effect=None,
               link_weights=None):
-    """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j (+ e_i)) for the listed (i, j) pairs."""
+    """m = c_j + (1 - c_j) g(lambda_j' theta_i + b_j (+ e_i)) for the listed (i, j) pairs.
+
+    ``link_weights``: the link's weights, :func:`link_weights_of` (per benchmark with ``"monotone-pooled"``).
+    """
     # every (model, benchmark) pair in one small matrix product, then the listed pairs picked from it:
     # cheaper than gathering a skill row and a loading row per pair, whose gradients are two scatter-adds
     full = jnp.einsum("...nk,...jk->...nj", theta, loadings) + intercept[..., None, :]
     if model_effect is not None:  # added to the (N, J) matrix: its gradient is a row sum, not a scatter-add
         full = full + model_effect[..., :, None]
     n_bench = loadings.shape[-2]
-    eta = jnp.take(full.reshape(full.shape[:-2] + (-1,)), obs_model * n_bench + obs_bench, axis=-1)
+    pick = obs_model * n_bench + obs_bench
+    if spec.link == "monotone-pooled":  # benchmark j's link on column j of the grid, then the pairs picked
+        g = jnp.take(link_fn(full, spec.link, link_weights).reshape(full.shape[:-2] + (-1,)), pick, axis=-1)
+    else:
+        g = link_fn(jnp.take(full.reshape(full.shape[:-2] + (-1,)), pick, axis=-1), spec.link, link_weights)
     c = floor[obs_bench]
-    return c + (1.0 - c) * link_fn(eta, spec.link, link_weights)
+    return c + (1.0 - c) * g
 
 
 class _LocScaleOnUnit(dist.Distribution):
@@ -500,7 +611,8 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     """Distribution of the scores of (model, benchmark) pairs given parameters.
 
     ``params`` maps site names (``alpha``, ``slopes``, ``loadings``,
-    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``family_slope``) to values
+    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``family_slope``,
+    ``model_effect``, and the link's ``link_weights`` or ``benchmark_link_weights``) to values
     with any leading batch dimensions. Returns (distribution, mean, skills).
     Shared by the model, the log-likelihood,
     replicated data and forecasts so the law is written once.
@@ -508,7 +620,7 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
                       params.get("family_slope"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench,
-                  params.get("model_effect"), params.get("link_weights"))
+                  params.get("model_effect"), link_weights_of(spec, params))
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
     return noise_dist(spec, m, sigma), m, theta
 
@@ -525,10 +637,13 @@ OFFSET_FRAME_MAX_BENCHMARKS = 5
 
 
 def _link_and_slope(spec: ModelSpec, eta, weights):
-    """g(eta) and g'(eta) of the link."""
+    """g(eta) and g'(eta) of the link (for ``"monotone-pooled"``, eta (..., N, J) as in :func:`link_fn`)."""
     if spec.link == "sigmoid":
         g = jax.nn.sigmoid(eta)
         return g, g * (1.0 - g)
+    if spec.link == "monotone-pooled":
+        t, w = _pooled_terms(eta, weights)
+        return tuple(jnp.swapaxes(jnp.sum(w * a, axis=-3), -1, -2) for a in (t, t * (1.0 - t)))
     t = _logistic_terms(eta, weights)
     return jnp.einsum("...m,...mn->...n", weights, t), jnp.einsum("...m,...mn->...n", weights, t * (1.0 - t))
 
@@ -559,7 +674,11 @@ def offset_frame(spec: ModelSpec, p: dict, s, x, family, instruct, floor, obs_mo
     n = x.shape[0]
     m = jnp.zeros(n, dtype=eta0.dtype)
     for _ in range(OFFSET_NEWTON_STEPS):
-        g, slope = _link_and_slope(spec, eta0 + s * jnp.take(m, obs_model), p.get("link_weights"))
+        if spec.link == "monotone-pooled":  # benchmark j's link on column j of the (N, J) grid
+            g, slope = (jnp.take(a.reshape(-1), obs_model * J + obs_bench)
+                        for a in _link_and_slope(spec, full + s * m[:, None], link_weights_of(spec, p)))
+        else:
+            g, slope = _link_and_slope(spec, eta0 + s * jnp.take(m, obs_model), link_weights_of(spec, p))
         d = (1.0 - c) * slope
         res = y - (c + (1.0 - c) * g)
         grad = s * jax.ops.segment_sum(d * res * inv_var, obs_model, n) - m
@@ -613,8 +732,13 @@ def skills_law(
         free = numpyro.sample("loadings_free", dist.Normal(0.0, 2.0).expand([n_free]).to_event(1))
     p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
     p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0).expand([J]).to_event(1))
-    if spec.link == "monotone":
+    if spec.link in ("monotone", "monotone-pooled"):
         p["link_weights"] = numpyro.sample("link_weights", dist.Dirichlet(jnp.ones(len(LINK_KNOTS))))
+    if spec.link == "monotone-pooled":  # each benchmark's weights around the shared ones, non-centred
+        link_sd = numpyro.sample("link_sd", dist.HalfNormal(LINK_SD_SCALE))
+        link_z = numpyro.sample("link_z", dist.Normal(0.0, 1.0).expand([J, len(LINK_KNOTS)]).to_event(2))
+        p["benchmark_link_weights"] = numpyro.deterministic(
+            "benchmark_link_weights", pooled_link_weights(p["link_weights"], link_sd, link_z))
     p["sigma"] = numpyro.sample("sigma", dist.LogNormal(np.log(SIGMA_MEDIAN), SIGMA_LOG_SD).expand([J]).to_event(1))
     if spec.model_effects:  # after every other parameter: with data, the offsets' coordinates depend on them
         s_model = numpyro.sample("model_sd", dist.HalfNormal(0.5))
@@ -641,7 +765,7 @@ def describe(spec: ModelSpec) -> str:
     report always states the law that was fitted: each option adds or
     changes its own line.
     """
-    link = "sigmoid" if spec.link == "sigmoid" else "g"
+    link = {"sigmoid": "sigmoid", "monotone": "g", "monotone-pooled": "g_j"}[spec.link]
     lines = [
         "x_i      = standardized (log S_i, log T_i, (log S_i - m_S)(log T_i - m_T))   S params (B), T tokens (T)",
         "theta_i  = alpha_f(i) + B' x_i" + (" + delta instruct_i" if spec.instruct_shift else "")
@@ -656,6 +780,10 @@ def describe(spec: ModelSpec) -> str:
                  + ")   c_j chance floor")
     if spec.link == "monotone":
         lines.append("g(eta)   = sum_m w_m sigmoid(eta - c_m + sum_l w_l c_l),  w ~ Dirichlet(1)   learned monotone link")
+    if spec.link == "monotone-pooled":
+        lines.append("g_j(eta) = sum_m w_jm sigmoid(eta - c_m + sum_l w_jl c_l)               learned link per benchmark")
+        lines.append(f"w_j      = softmax(log w + s_g (z_j - mean z)),  z_j ~ Normal(0, I),  w ~ Dirichlet(1),  "
+                     f"s_g ~ HalfNormal({LINK_SD_SCALE:g})   partially pooled")
     lines.append("Lambda   : unit loading of skill k on its anchor, zero on later anchors, "
                  + ("others positive" if spec.loadings == "positive" else "others real"))
     noise = "TruncatedNormal" if spec.noise == "normal" else "TruncatedLogistic"

@@ -40,7 +40,7 @@ from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
 
 #: Posterior sites a forecast reads.
 _SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
-          "family_slope_sd", "model_effect", "model_sd", "link_weights")
+          "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
 
 
 def stream_code(name: str) -> int:

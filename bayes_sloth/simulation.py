@@ -55,6 +55,8 @@ DEFAULT_FAMILY_SLOPE_SD = 0.3
 DEFAULT_SIGMA = (0.01, 0.04)
 #: Realistic truth: instruction tuning raises every skill by Normal(mean, sd) (per skill).
 INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD = 0.3, 0.15
+#: Realistic truth of the per-benchmark links (``link="monotone-pooled"``): spread of their log weights.
+REALISTIC_LINK_SD = 0.5
 #: Share of families whose models are all instruction-tuned.
 INSTRUCT_SHARE = 0.25
 
@@ -112,6 +114,8 @@ def simulate_leaderboard(
     ``family_slope_sd`` (K,)  ``family_slope_sd``, default 0.3
     ``family_slope_z``        Normal(0, 1) (the prior's law)
     ``link_weights`` (M,)     Dirichlet(1, ..., 1) (the prior's law)
+    ``link_sd`` ()            ``REALISTIC_LINK_SD`` (``link="monotone-pooled"``)
+    ``link_z`` (J, M)         Normal(0, 1) (the prior's law)
     ========================  ====================================================
 
     With ``prior=True`` every parameter is drawn by the model from its own
@@ -132,7 +136,8 @@ def simulate_leaderboard(
     ``tau``, ``family_z``, ``alpha``, ``loadings_free``, ``loadings``,
     ``intercept``, ``sigma``, ``skills`` (N, K) and, as the law has them,
     ``model_sd``, ``model_z``, ``model_effect``, ``instruct_shift``,
-    ``link_weights``, ``family_slope_sd``, ``family_slope_z``,
+    ``link_weights``, ``link_sd``, ``link_z``, ``benchmark_link_weights``,
+    ``family_slope_sd``, ``family_slope_z``,
     ``family_slope``); ``model_effect`` (N,), ``instruct_shift`` (K,) and
     ``family_slope`` (F, K) are zeros when the law lacks them (the law
     without an effect is the law with it at zero). Also ``mu`` (N, J), the
@@ -315,8 +320,11 @@ def _realistic_truth(rng, spec: ModelSpec, n_models: int, sigma, family_slope_sd
         t["model_z"] = rng.normal(size=n_models)
     if spec.instruct_shift:
         t["instruct_shift"] = rng.normal(INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD, size=K)
-    if spec.link == "monotone":
+    if spec.link in ("monotone", "monotone-pooled"):
         t["link_weights"] = rng.dirichlet(np.ones(len(LINK_KNOTS)))
+    if spec.link == "monotone-pooled":
+        t["link_sd"] = np.asarray(REALISTIC_LINK_SD)
+        t["link_z"] = rng.normal(size=(J, len(LINK_KNOTS)))
     return t
 
 

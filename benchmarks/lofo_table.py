@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
-    ap.add_argument("--link", default="monotone", choices=["monotone", "sigmoid"])
+    ap.add_argument("--link", default="monotone", choices=["monotone", "monotone-pooled", "sigmoid"])
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--family-slopes", action="store_true")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                   model_effects=args.model_effects, link=args.link, seed=args.seed)
     tag = args.tag or (f"K{args.skills}_{args.noise}{'_instr' if args.instruct_shift else ''}"
                        f"{'_fslopes' if args.family_slopes else ''}{'_meff' if args.model_effects else ''}"
-                       f"{'_mono' if args.link == 'monotone' else ''}"
+                       f"{dict(monotone='_mono', sigmoid='').get(args.link, '_' + args.link)}"
                        f"_{args.training_rows}"
                        f"_c{args.chains}w{args.warmup}d{args.draws}")
     if args.cells == "all":

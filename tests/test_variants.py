@@ -203,6 +203,88 @@ def test_learned_link_gradient_is_the_formulas():
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
+def _plain_pooled(eta, weights):
+    """Per-benchmark learned links written plainly: sum_m w_jm sigmoid(eta_ij - o_jm), eta (..., N, J)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_sloth.model import LINK_KNOTS
+
+    knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
+    o = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., J, M)
+    return jnp.sum(weights[..., None, :, :] * jax.nn.sigmoid(eta[..., None] - o[..., None, :, :]), axis=-1)
+
+
+def test_pooled_link_gradient_is_the_formulas():
+    """The per-benchmark links' hand-written reverse pass gives the values and
+    gradients (in eta and in every benchmark's weights) of autodiff through
+    the plain formula, with and without leading batch dims, jitted and
+    vmapped over draws as the sampler and the forecasts call it, eta from
+    deep in the lower tail to deep in the upper one (float64, so a wrong
+    term would show far above rounding)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_sloth.model import LINK_KNOTS, link_fn
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        for batch in ((), (3,)):
+            eta = jnp.asarray(rng.normal(0.0, 6.0, batch + (10, 4)))
+            w = jnp.asarray(rng.dirichlet(np.ones(len(LINK_KNOTS)), batch + (4,)))
+            ct = jnp.asarray(rng.normal(size=batch + (10, 4)))
+            np.testing.assert_allclose(link_fn(eta, "monotone-pooled", w), _plain_pooled(eta, w),
+                                       rtol=1e-12, atol=1e-14)
+            ours = jax.grad(lambda e, v: jnp.sum(ct * link_fn(e, "monotone-pooled", v)), (0, 1))(eta, w)
+            ref = jax.grad(lambda e, v: jnp.sum(ct * _plain_pooled(e, v)), (0, 1))(eta, w)
+            for a, b in zip(ours, ref):
+                assert a.shape == b.shape
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+        per_draw = jax.jit(jax.vmap(jax.grad(lambda v, e, c: jnp.sum(c * link_fn(e, "monotone-pooled", v)))))(w, eta, ct)
+        np.testing.assert_allclose(per_draw, ref[1], rtol=1e-10, atol=1e-13)
+
+
+def test_pooled_links_are_monotone_onto_and_the_shared_link_at_zero_spread():
+    """For any shared weights, spread and z (up to extreme ones), each
+    benchmark's weights lie on the simplex and its link rises strictly from
+    below 0.01 to above 0.99; with spread 0 every benchmark's link is the
+    shared link (to rounding), and with spread > 0 and shared weights off
+    the simplex's faces they differ; the slope the offsets' frame uses is
+    the link's derivative; a weight matrix of the wrong shape is refused."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_sloth.errors import InputError
+    from bayes_sloth.model import LINK_KNOTS, ModelSpec, _link_and_slope, link_fn, pooled_link_weights
+
+    M, J = len(LINK_KNOTS), 5
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(8)
+        eta = jnp.linspace(-14.0, 14.0, 561)
+        grid = jnp.tile(eta[:, None], (1, J))  # the same values on every benchmark's link
+        shared_draws = [rng.dirichlet(np.ones(M)), np.eye(M)[0], rng.dirichlet(np.full(M, 0.05))]
+        for shared in shared_draws:
+            for sd in (0.3, 1.0, 5.0):
+                w = pooled_link_weights(jnp.asarray(shared), sd, jnp.asarray(rng.normal(size=(J, M))))
+                assert np.all(np.asarray(w) >= 0) and np.allclose(np.asarray(w).sum(-1), 1.0, atol=1e-12)
+                g = np.asarray(link_fn(grid, "monotone-pooled", w))
+                assert np.all(np.diff(g, axis=0) > 0), (shared, sd)
+                assert np.all(g[0] < 0.01) and np.all(g[-1] > 0.99)
+                if shared is shared_draws[0]:  # (a weight of exactly 0 stays 0 on every benchmark)
+                    assert np.abs(g - g[:, :1]).max() > 1e-3  # spread > 0: the benchmarks' links differ
+            w0 = pooled_link_weights(jnp.asarray(shared), 0.0, jnp.asarray(rng.normal(size=(J, M))))
+            np.testing.assert_allclose(w0, np.broadcast_to(shared, (J, M)), rtol=1e-12, atol=1e-300)
+            np.testing.assert_allclose(link_fn(grid, "monotone-pooled", w0),
+                                       np.asarray(link_fn(grid, "monotone", jnp.asarray(shared))), rtol=1e-12,
+                                       atol=1e-15)
+        g, slope = _link_and_slope(ModelSpec(1, J, 2, (0,), link="monotone-pooled"), grid, w)
+        np.testing.assert_allclose(g, link_fn(grid, "monotone-pooled", w), rtol=1e-12)
+        d = jax.grad(lambda e: jnp.sum(link_fn(e, "monotone-pooled", w)))(grid)
+        np.testing.assert_allclose(slope, d, rtol=1e-9, atol=1e-15)
+        with pytest.raises(InputError, match=r"\(561, 5\) and \(7,\)"):
+            link_fn(grid, "monotone-pooled", jnp.asarray(shared))
+
+
 def test_learned_link_fits_a_sigmoid_law_as_well_as_the_sigmoid():
     """On data from the sigmoid law, the learned link's posterior mean of each
     observed pair's law is within 1.5x the sigmoid fit's error against the true
