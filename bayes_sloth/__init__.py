@@ -47,10 +47,12 @@ _EXPORTS = {
     "forecast_table": "prediction",
     "interval": "prediction",
     "simulate_leaderboard": "simulation",
+    "StackedLaw": "stacking",
+    "stack": "stacking",
 }
 _SUBMODULES = ("cli", "conditional", "config", "data", "diagnostics", "errors", "estimator", "evaluation", "export",
                "inference", "io", "metadata", "model", "plots", "prediction", "progress", "questions", "report",
-               "rotation", "simulation", "sweeps")
+               "rotation", "simulation", "stacking", "sweeps")
 
 __all__ = sorted(_EXPORTS)
 

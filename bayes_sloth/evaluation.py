@@ -400,6 +400,8 @@ class FoldTask:
     anchors: list[str] | None
     law_kwargs: dict
     keep_fit: bool = False
+    #: An unfitted :class:`bayes_sloth.stacking.StackedLaw` to fit in place of one SkillsLaw (None: a SkillsLaw).
+    stack: object = None
 
 
 @dataclass
@@ -427,16 +429,19 @@ def run_fold(task: FoldTask) -> FoldResult:
     from .prediction import log_predictive_density
 
     lb, fold = task.leaderboard, task.fold
-    kw = dict(task.law_kwargs)
-    if kw.get("chain_method") is None:
-        kw["chain_method"] = fold_chain_method()
-    kw.setdefault("progress", False)
-    anchors = task.anchors or _fold_anchors(lb, fold.obs_weight, task.n_skills)
-    law = SkillsLaw(n_skills=task.n_skills, anchors=anchors, **kw)
+    if task.stack is not None:
+        law, anchors = _fold_stack(task), None
+    else:
+        kw = dict(task.law_kwargs)
+        if kw.get("chain_method") is None:
+            kw["chain_method"] = fold_chain_method()
+        kw.setdefault("progress", False)
+        anchors = task.anchors or _fold_anchors(lb, fold.obs_weight, task.n_skills)
+        law = SkillsLaw(n_skills=task.n_skills, anchors=anchors, **kw)
     tf = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        law.fit(lb, obs_weight=fold.obs_weight)
+        law.fit(lb, obs_weight=fold.obs_weight)  # a stack's weights: from the fold's training pairs only
         # the forecast rows without their scores: nothing of what is forecast reaches the forecast
         pred = law.predict(lb.select(models=fold.forecast_models, benchmarks=[])).predictions
     models, benchmarks = list(fold.forecast_models), list(lb.benchmarks)
@@ -449,14 +454,16 @@ def run_fold(task: FoldTask) -> FoldResult:
 
     obs = xr.DataArray(observed.to_numpy(dtype=float), dims=("model", "benchmark"),
                        coords={"model": models, "benchmark": benchmarks})
-    lpd = log_predictive_density(law.spec_, pred["mu"].sel(model=models, benchmark=benchmarks),
-                                 law.idata_.posterior["sigma"].sel(benchmark=benchmarks), obs)
+    if task.stack is not None:  # the mixture's density: each draw through its own member's noise
+        lpd = law.log_predictive_density(pred.sel(model=models, benchmark=benchmarks), obs)
+    else:
+        lpd = log_predictive_density(law.spec_, pred["mu"].sel(model=models, benchmark=benchmarks),
+                                     law.idata_.posterior["sigma"].sel(benchmark=benchmarks), obs)
     summ["lpd"] = lpd.transpose("model", "benchmark").values.reshape(P)
     summ.insert(0, "benchmark", np.tile(benchmarks, len(models)))
     summ.insert(0, "model", np.repeat(models, len(benchmarks)))
     summ.insert(0, "family", lb.covariates.loc[summ["model"], "family"].to_numpy())
     summ.insert(0, "group", fold.group)
-    d = law.diagnostics_
     g = summarize_pairs(summ)
     seconds = round(time.perf_counter() - tf, 2)
     info = {
@@ -464,16 +471,49 @@ def run_fold(task: FoldTask) -> FoldResult:
         "n_test_models": fold.n_test_models, "n_pairs": g["n_pairs"], "mae": g["mae"],
         "coverage_90": g["coverage"]["0.9"], "coverage_50": g["coverage"]["0.5"], "crps": g["crps"],
         "elpd_per_pair": g["elpd_per_pair"],
-        "anchors": list(anchors), "max_rhat": _finite(d.max_rhat), "divergences": int(d.divergences),
-        "chain_method": law.chain_method, "seconds": seconds,
     }
+    if task.stack is not None:
+        dm = [m.diagnostics_ for m in law.members_]
+        info.update({"weights": {k: float(v) for k, v in law.weights_.items()},
+                     "anchors": {n: list(m.anchors_) for n, m in zip(law.names_, law.members_)},
+                     "max_rhat": _finite(max(d.max_rhat for d in dm)),
+                     "divergences": int(sum(d.divergences for d in dm)),
+                     "chain_method": law.members_[0].chain_method, "seconds": seconds})
+    else:
+        d = law.diagnostics_
+        info.update({"anchors": list(anchors), "max_rhat": _finite(d.max_rhat), "divergences": int(d.divergences),
+                     "chain_method": law.chain_method, "seconds": seconds})
     return FoldResult(fold.group, summ, info, seconds, law if task.keep_fit else None)
+
+
+def _fold_stack(task: FoldTask):
+    """A fold's copy of the task's stack: each candidate without anchors gets the fold's (training scores
+    only), the fold's chain layout and no progress display; the leave-family-out densities see the fold's
+    n_train smallest models of each family, as the cell's forecasts do (set by :func:`fold_tasks`)."""
+    from .estimator import SkillsLaw
+
+    members = []
+    for c in task.stack.candidates:
+        p = c.get_params()
+        if p.get("chain_method") is None:
+            p["chain_method"] = fold_chain_method()
+        p["progress"] = False
+        if p.get("anchors") is None:
+            p["anchors"] = _fold_anchors(task.leaderboard, task.fold.obs_weight, p["n_skills"])
+        members.append(SkillsLaw(**p))
+    st = task.stack
+    return type(st)(members, names=st._names(), n_seen=st.n_seen, seed=st.seed, n_draws=st.n_draws)
 
 
 def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, *, benchmarks=None,
                protocol_file=None, data_dir=None, columns=None, groups=None, keep_fits=False,
-               law_kwargs=None) -> tuple[Design, list[FoldTask], dict]:
-    """The design of one cell, a :class:`FoldTask` per fold (``groups``: only those), and the law's settings."""
+               law_kwargs=None, law=None) -> tuple[Design, list[FoldTask], dict]:
+    """The design of one cell, a :class:`FoldTask` per fold (``groups``: only those), and the law's settings.
+
+    ``law``: an unfitted :class:`bayes_sloth.stacking.StackedLaw` evaluated in place of a SkillsLaw
+    (``law_kwargs`` must then be empty: the candidates carry their settings); its ``n_seen`` is set to
+    ``n_train``, so that its weights are chosen on the situation the cell forecasts.
+    """
     from .estimator import SkillsLaw
 
     design = build_design(data, protocol, benchmark_set, n_train, training_rows, benchmarks=benchmarks,
@@ -486,6 +526,21 @@ def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, 
             raise InputError(f"test group {unknown[0]!r} is not in this cell; groups are: {known}")
         folds = [f for f in folds if f.group in set(groups)]
     law_kwargs = dict(law_kwargs or {})
+    if law is not None:
+        from .stacking import StackedLaw
+
+        if not isinstance(law, StackedLaw):
+            raise InputError(f"law must be a StackedLaw (bayes_sloth.stack(...)) or None, got {law!r}")
+        if law_kwargs:
+            raise InputError(f"settings {sorted(law_kwargs)} cannot be combined with law=: set them on the "
+                             "stack's candidate SkillsLaws")
+        law = type(law)(**dict(law.get_params(), n_seen=int(n_train)))
+        law._validate_params()
+        settings = {"stack": law._names(), "n_seen": int(n_train), "seed": law.seed,
+                    "candidates": [{k: v for k, v in c.get_params().items() if k != "progress"}
+                                   for c in law.candidates]}
+        tasks = [FoldTask(design.leaderboard, f, n_skills, None, {}, keep_fits, law) for f in folds]
+        return design, tasks, settings
     user_anchors = law_kwargs.pop("anchors", None)
     # every setting checked here, before any task leaves this process
     settings = SkillsLaw(n_skills=n_skills, **law_kwargs).get_params()
@@ -533,6 +588,7 @@ def evaluate(
     on_fold=None,
     groups: Sequence[str] | None = None,
     n_jobs: int | None = 1,
+    law=None,
     **law_kwargs,
 ) -> EvaluationResult:
     """Leave-family-out evaluation of the skills law (see the module docstring).
@@ -556,6 +612,13 @@ def evaluate(
         ``joblib.parallel_config(backend="dask")``), each worker with
         ``cores // workers`` JAX devices; -1: every core. The numbers are the
         same bit for bit however the folds are spread (:func:`fold_chain_method`).
+    law : StackedLaw, optional
+        Evaluate a stack of candidate laws (``bayes_sloth.stack([...])``)
+        instead of one SkillsLaw: in each fold every candidate is fitted on
+        the fold's training pairs and the weights come from their
+        leave-family-out densities on those pairs only (held-out families'
+        forecast models never enter); ``n_skills`` and ``law_kwargs`` are
+        then unused (the candidates carry their settings).
     **law_kwargs : passed to :class:`bayes_sloth.SkillsLaw` (chains, warmup,
         draws, noise, instruct_shift, link, seed, ...)
 
@@ -569,14 +632,14 @@ def evaluate(
     design, tasks, settings = fold_tasks(
         data, protocol, benchmark_set, n_train, n_skills, training_rows, benchmarks=benchmarks,
         protocol_file=protocol_file, data_dir=data_dir, columns=columns, groups=groups, keep_fits=keep_fits,
-        law_kwargs=law_kwargs)
+        law_kwargs=law_kwargs, law=law)
 
     def progress(i, res):
         if on_fold is not None:
             on_fold(f"[{i + 1}/{len(tasks)}] {res.message()}")
 
     results = run(run_fold, tasks, n_jobs, on_result=progress)
-    return assemble_result(design, results, n_skills=n_skills, settings=settings,
+    return assemble_result(design, results, n_skills=n_skills if law is None else "stack", settings=settings,
                            seconds=time.perf_counter() - t0)
 
 

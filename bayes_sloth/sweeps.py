@@ -250,6 +250,7 @@ def evaluate_cells(
     on_fold: Callable[[str], None] | None = None,
     on_cell: Callable[[tuple, Any], None] | None = None,
     devices: int | None = None,
+    law=None,
     **law_kwargs,
 ) -> dict:
     """Leave-family-out evaluation of several cells, all their folds in one pool.
@@ -259,7 +260,8 @@ def evaluate_cells(
     task, so a short cell does not leave workers idle. Each cell's result
     equals ``evaluate(...)`` of that cell alone (same folds, same seeds, the
     same numbers), except ``summary["seconds"]``, which is the sum of its
-    folds' seconds in the workers. ``on_cell(cell, result)`` is called in
+    folds' seconds in the workers. ``law``: a StackedLaw evaluated in place of
+    a SkillsLaw (see :func:`bayes_sloth.evaluation.evaluate`). ``on_cell(cell, result)`` is called in
     this process as soon as a cell's folds are all done (in the order of
     ``cells``), e.g. to save it. Returns ``{cell: EvaluationResult}``.
     """
@@ -272,8 +274,9 @@ def evaluate_cells(
             raise InputError(f"a cell is (benchmark_set, n_train) or (benchmark_set, n_train, n_skills), got {cell!r}")
         s, n = cell[0], cell[1]
         k = cell[2] if len(cell) == 3 else n_skills
-        design, ts, settings = fold_tasks(data, protocol, s, n, k, rows, data_dir=data_dir, law_kwargs=law_kwargs)
-        prepared.append((tuple(cell), design, settings, k, len(ts)))
+        design, ts, settings = fold_tasks(data, protocol, s, n, k, rows, data_dir=data_dir, law_kwargs=law_kwargs,
+                                          law=law)
+        prepared.append((tuple(cell), design, settings, k if law is None else "stack", len(ts)))
         owner += [len(prepared) - 1] * len(ts)
         tasks += ts
     results: dict = {}
