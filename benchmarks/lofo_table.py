@@ -20,6 +20,11 @@ starts a local Dask cluster of ``--jobs`` worker processes.
 
     python benchmarks/lofo_table.py --data-dir ../shared/data \
         --chains 2 --warmup 300 --draws 300 --out benchmarks/results/lofo_table.md
+
+``--stack 1,2,3,4`` evaluates the Bayesian stack of the laws with those K
+(``bayes_sloth.stack``, the other settings shared) in place of one law: in
+each fold the candidates are fitted and weighted on the fold's training pairs
+only; the table then gives each cell's stacking weights (mean over folds).
 """
 
 from __future__ import annotations
@@ -77,9 +82,25 @@ def run_cell(args, s, n, tag, kwargs):
     print(f"== {s} n_train={n} ({tag})", file=sys.stderr, flush=True)
     res = evaluate(args.data_dir and None, protocol="sloth", benchmark_set=s, n_train=n, n_skills=args.skills,
                    training_rows=args.training_rows, data_dir=args.data_dir,
-                   on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True), **kwargs)
+                   on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True), **stack_or(args, kwargs))
     save_cell(args, s, n, tag, res)
     return res.summary, res.pairs
+
+
+def stack_or(args, kwargs) -> dict:
+    """evaluate()'s law settings: the law's own, or with ``--stack`` a stack of laws over the listed K."""
+    if not args.stack:
+        return kwargs
+    from bayes_sloth import SkillsLaw
+    from bayes_sloth.stacking import stack
+
+    return {"law": stack([SkillsLaw(n_skills=k, **kwargs) for k in args.stack], seed=args.seed)}
+
+
+def stack_weights(summary) -> dict:
+    """Mean stacking weight of each candidate over a cell's folds (empty for a single law)."""
+    ws = [g["weights"] for g in summary.get("groups", []) if "weights" in g]
+    return {k: float(np.mean([w[k] for w in ws])) for k in ws[0]} if ws else {}
 
 
 def run_cells_parallel(args, cells, tag, kwargs) -> float:
@@ -112,7 +133,7 @@ def run_cells_parallel(args, cells, tag, kwargs) -> float:
         evaluate_cells(todo, args.jobs, data_dir=args.data_dir, protocol="sloth", n_skills=args.skills,
                        training_rows=args.training_rows,
                        on_fold=lambda m: print("  " + m, file=sys.stderr, flush=True),
-                       on_cell=lambda c, r: save_cell(args, c[0], c[1], tag, r), **kwargs)
+                       on_cell=lambda c, r: save_cell(args, c[0], c[1], tag, r), **stack_or(args, kwargs))
     return time.perf_counter() - t0
 
 
@@ -151,6 +172,20 @@ def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
         tl = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "sloth_trainlink_d3"] for r in six)
         L.append(f"Cells at or below the paper's sloth_sigmoid_d3: **{sig} of {len(six)}**; "
                  f"at or below sloth_trainlink_d3: **{tl} of {len(six)}**.\n")
+    weights = [(r, stack_weights(r["summary"])) for r in rows]
+    if any(w for _, w in weights):
+        names = list(next(w for _, w in weights if w))
+        L.append("Stacking weights per cell (mean over the cell's folds; each fold's weights from its training "
+                 "pairs only), with the range over folds:\n")
+        L.append("| set | n_train | " + " | ".join(names) + " |")
+        L.append("|" + "---|" * (2 + len(names)))
+        for r, w in weights:
+            if not w:
+                continue
+            per = [g["weights"] for g in r["summary"]["groups"]]
+            L.append(f"| {r['set']} | {r['n']} | " + " | ".join(
+                f"{w[k]:.3f} ({min(p[k] for p in per):.2f}-{max(p[k] for p in per):.2f})" for k in names) + " |")
+        L.append("")
     L.append("Pooled calibration (all forecast pairs of the cells in each row):\n")
     L.append("| cells | pairs | cov 50 | cov 80 | cov 90 | cov 95 | width 50 | width 80 | width 90 | width 95 | IS 90 | CRPS "
              "| ELPD/pair |")
@@ -168,6 +203,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None, help="folder holding sloth/data_v2.csv (default $BAYES_SLOTH_DATA_DIR)")
     ap.add_argument("--skills", type=int, default=3)
+    ap.add_argument("--stack", default=None, metavar="K,K,...",
+                    help="evaluate the Bayesian stack of the laws with these numbers of skills (e.g. 1,2,3,4) "
+                         "instead of one law of --skills skills")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)
@@ -183,12 +221,19 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default="/tmp/bayes_sloth_lofo")
     ap.add_argument("--render-only", action="store_true", help="only rebuild the table from cached cells")
     ap.add_argument("--out", default="benchmarks/results/lofo_table.md")
+    ap.add_argument("--note", default=None,
+                    help="a line of text added under the table's title (e.g. the machine's load)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="folds of all cells in this many worker processes at once (-1: one per core; default 1)")
     ap.add_argument("--dask", default=None, metavar="ADDRESS",
                     help="run the folds on this Dask scheduler (tcp://host:8786), or on a local Dask cluster of "
                          "--jobs processes ('local'), instead of a process pool")
     args = ap.parse_args(argv)
+    if args.stack:
+        try:
+            args.stack = [int(k) for k in args.stack.split(",")]
+        except ValueError:
+            ap.error(f"--stack takes a comma list of numbers of skills like 1,2,3,4, got {args.stack!r}")
     if args.dask and args.jobs == 1:
         args.jobs = -1  # every worker thread of the cluster (a local one: one worker per core)
 
@@ -199,7 +244,8 @@ def main(argv=None) -> int:
     kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
                   instruct_shift=args.instruct_shift, family_slopes=args.family_slopes,
                   model_effects=args.model_effects, link=args.link, seed=args.seed)
-    tag = args.tag or (f"K{args.skills}_{args.noise}{'_instr' if args.instruct_shift else ''}"
+    law_tag = "stack" + "".join(map(str, args.stack)) if args.stack else f"K{args.skills}"
+    tag = args.tag or (f"{law_tag}_{args.noise}{'_instr' if args.instruct_shift else ''}"
                        f"{'_fslopes' if args.family_slopes else ''}{'_meff' if args.model_effects else ''}"
                        f"{dict(monotone='_mono', sigmoid='').get(args.link, '_' + args.link)}"
                        f"_{args.training_rows}"
@@ -229,11 +275,14 @@ def main(argv=None) -> int:
         ps = [p for k, p in all_pairs.items() if sel(k)]
         if ps:
             pooled.append((name, summarize_pairs(pd.concat(ps, ignore_index=True))))
-    settings = (f"K={args.skills}, noise={args.noise}, instruct_shift={args.instruct_shift}, "
+    settings = ((f"stack of K in {args.stack}" if args.stack else f"K={args.skills}")
+                + f", noise={args.noise}, instruct_shift={args.instruct_shift}, "
                 f"family_slopes={args.family_slopes}, model_effects={args.model_effects}, "
                 f"training_rows={args.training_rows}, link={args.link}, {args.chains} chains x {args.warmup} warmup x "
                 f"{args.draws} draws, seed {args.seed}")
     md = render(rows, pooled, paper, settings, wall, elapsed)
+    if args.note:
+        md = md.replace("\n\n", f"\n\n{args.note}\n\n", 1)
     cmd = "python benchmarks/lofo_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = md + f"\nCommand: `{cmd}`\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
