@@ -39,6 +39,7 @@ from .metadata import (
     MAX_TOKENS_TRILLIONS,
     SLOTH_COLUMNS,
     SLOTH_DATA,
+    SLOTH_FLOPS_COLUMN,
     SLOTH_REFERENCE,
 )
 
@@ -47,6 +48,10 @@ from .metadata import (
 DATA_DIR_ENV = "BAYES_SLOTH_DATA_DIR"
 
 _CANONICAL = ("model", "family", "params", "tokens", "instruct")
+#: Tokens and FLOPs are taken to disagree when FLOPs / (6 N T) is outside [1 / F, F] with this F: a
+#: mixture-of-experts model's FLOPs count its active parameters (Mixtral 8x7B: 13 of 47 B, ratio 0.28), so
+#: ratios of a few are plausible; a unit slip (a factor of 1e3) or a typo is not.
+FLOPS_TOKENS_FACTOR = 10.0
 _DEFAULT_COLUMNS = {name: name for name in _CANONICAL}
 
 
@@ -152,20 +157,22 @@ class Leaderboard:
             keep &= cov["family"].isin(families)
         return Leaderboard(cov[keep.to_numpy()], sc[keep.to_numpy()], self.floors[sc.columns])
 
-    def complete_covariates(self, warn: bool = True) -> "Leaderboard":
-        """Drop models whose parameters or tokens are missing, with a warning.
+    def complete_covariates(self, warn: bool = True, columns: Sequence[str] = ("params", "tokens")) -> "Leaderboard":
+        """Drop models with a missing value in ``columns`` (default parameters or tokens), with a warning.
 
-        A skills law needs both covariates for every model it is fitted to; the
-        warning counts and names the dropped models, so nothing goes silently.
+        :meth:`SkillsLaw.fit` needs only the parameters (``columns=("params",)``):
+        a model without a token count gets latent tokens. The warning counts
+        and names the dropped models, so nothing goes silently.
         """
-        missing = self.covariates[["params", "tokens"]].isna().any(axis=1)
+        columns = list(columns)
+        missing = self.covariates[columns].isna().any(axis=1)
         if not missing.any():
             return self
         if warn:
             names = list(self.covariates.index[missing])
+            what = " or ".join("parameters" if c == "params" else c for c in columns)
             warnings.warn(
-                f"dropped {len(names)} of {len(self)} models with missing parameters "
-                f"or tokens: {_fmt_rows(names, 8)}",
+                f"dropped {len(names)} of {len(self)} models with missing {what}: {_fmt_rows(names, 8)}",
                 UserWarning,
                 stacklevel=2,
             )
@@ -285,6 +292,7 @@ def load_leaderboard(
     params_col: str | None = None,
     tokens_col: str | None = None,
     instruct_col: str | None = None,
+    flops_col: str | None = None,
     floors: Mapping[str, float] | None = None,
     score_scale: str = "unit",
     require_scores: bool = True,
@@ -317,6 +325,16 @@ def load_leaderboard(
         Chance floor per benchmark; overrides the package metadata
         (:data:`bayes_sloth.metadata.CHANCE_FLOOR`). A benchmark known to
         neither gets floor 0 with a warning.
+    flops_col : str, optional
+        Column of training compute C in units of 1e21 FLOPs (the Sloth
+        table's ``FLOPs (1E21)``, its default there; ``flops`` elsewhere,
+        used when present). A model with C but no token count gets
+        T = C / (6 N) trillion tokens (N in billions: the usual C = 6 N T,
+        in these units exactly), with a warning naming it; a model with both
+        whose C / (6 N T) is off by more than a factor
+        :data:`FLOPS_TOKENS_FACTOR` is named in a warning (a unit slip or a
+        typo in one of them). A model with neither keeps a missing token
+        count: a fit gives it latent tokens (:mod:`bayes_sloth.model`).
     score_scale : {"unit", "percent"}
         ``"unit"``: scores must lie in [0, 1]; a column that looks like a
         percent scale (values above 1, none above 100) is an error that says
@@ -409,13 +427,19 @@ def load_leaderboard(
         bad = (v <= 0) | np.isinf(v)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
+            unknown = ("fits then drop the model with a warning" if key == "params" else
+                       "fits then learn its tokens from the models that have them")
             raise InputError(
                 f"column {cols[key]!r} ({what}) must be a finite positive number; model {models[i]!r} "
-                f"(row {i}) has {v.iloc[i]:g}: fix it, or leave it empty if unknown (fits then drop "
-                "the model with a warning)"
+                f"(row {i}) has {v.iloc[i]:g}: fix it, or leave it empty if unknown ({unknown})"
             )
         _check_unit(v, key, cols[key], models)
         cov[key] = v.to_numpy()
+    flops_name = flops_col if flops_col is not None else (SLOTH_FLOPS_COLUMN if sloth else "flops")
+    if flops_col is not None and flops_col not in df.columns:
+        raise InputError(f"{name} has no FLOPs column {flops_col!r} (columns are: {_fmt_rows(df.columns, 12)})")
+    if flops_name in df.columns:
+        cov["tokens"] = _tokens_from_flops(df, flops_name, cov["params"], cov["tokens"], models)
     if cols["instruct"] in df.columns:
         ins = df[cols["instruct"]]
         mapped = ins.map(
@@ -435,7 +459,7 @@ def load_leaderboard(
     covariates = pd.DataFrame(cov, index=models)
 
     # --- scores
-    used = {cols[k] for k in _CANONICAL}
+    used = {cols[k] for k in _CANONICAL} | {flops_name}
     explicit = benchmarks is not None
     if benchmarks is None:
         if sloth:
@@ -492,6 +516,47 @@ def load_leaderboard(
         for b in benchmarks:
             _check_learnable(scores[b], b, fl[b], name)
     return Leaderboard(covariates, scores, fl)
+
+
+def _tokens_from_flops(df: pd.DataFrame, col: str, params: np.ndarray, tokens: np.ndarray,
+                       models: pd.Index) -> np.ndarray:
+    """Tokens with the missing ones computed from training FLOPs, T = C / (6 N); checks both ways.
+
+    C is in units of 1e21 FLOPs, N in billions and T in trillions, so
+    ``C = 6 N T`` holds with no other factor. A derived count above the
+    token limit (C as a raw count, or in the wrong unit) is refused; a model
+    whose reported tokens and FLOPs disagree by more than a factor
+    :data:`FLOPS_TOKENS_FACTOR` is named in a warning (kept as reported).
+    """
+    c = _numeric_column(df, col, "training compute, units of 1e21 FLOPs", models).to_numpy()
+    bad = (c <= 0) | np.isinf(c)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"column {col!r} (training compute, units of 1e21 FLOPs) must be a finite positive number; "
+                         f"model {models[i]!r} (row {i}) has {c[i]:g}: fix it, or leave it empty if unknown")
+    tokens = tokens.copy()
+    derive = np.isnan(tokens) & np.isfinite(c) & np.isfinite(params)
+    if derive.any():
+        t = c / (6.0 * params)
+        big = derive & (t > MAX_TOKENS_TRILLIONS)
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise InputError(
+                f"model {models[i]!r} (row {i}) has no token count and {c[i]:g} in FLOPs column {col!r}: "
+                f"T = C / (6 N) = {t[i]:g} trillion tokens, above {MAX_TOKENS_TRILLIONS:g}; FLOPs must be in "
+                "units of 1e21 (and parameters in billions): divide the column by 1e21 if it holds raw FLOPs")
+        tokens[derive] = t[derive]
+        warnings.warn(f"training tokens of {int(derive.sum())} model(s) computed from column {col!r} as "
+                      f"T = C / (6 N): {_fmt_rows(models[derive], 8)}", UserWarning, stacklevel=3)
+    both = ~derive & np.isfinite(tokens) & np.isfinite(c) & np.isfinite(params)
+    ratio = np.where(both, c / (6.0 * np.where(both, params * tokens, 1.0)), 1.0)
+    off = both & ((ratio > FLOPS_TOKENS_FACTOR) | (ratio < 1.0 / FLOPS_TOKENS_FACTOR))
+    if off.any():
+        named = ", ".join(f"{models[i]!r} ({ratio[i]:.3g})" for i in np.flatnonzero(off)[:5])
+        warnings.warn(f"FLOPs and tokens disagree for {int(off.sum())} model(s): C / (6 N T) = {named} is beyond a "
+                      f"factor {FLOPS_TOKENS_FACTOR:g} of 1; check the units (C in 1e21 FLOPs, N in billions, T in "
+                      "trillions) or a typo; the reported tokens are used", UserWarning, stacklevel=3)
+    return tokens
 
 
 #: For each covariate: what it counts, its unit, the largest public value and

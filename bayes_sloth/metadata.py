@@ -45,6 +45,9 @@ SLOTH_COLUMNS: dict[str, str] = {
     "instruct": "Instruct",
 }
 
+#: Column of the Sloth table with training compute, in units of 1e21 FLOPs (6 N T there, exactly).
+SLOTH_FLOPS_COLUMN = "FLOPs (1E21)"
+
 #: Pinned copy of the Sloth table (github.com/felipemaiapolo/sloth, MIT license).
 #: The same bytes ship in ``bayes_sloth/datasets/sloth/`` (``packaged``, relative
 #: to the package); the URL is only used to refresh it.
