@@ -26,11 +26,15 @@ import xarray as xr
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
-from .inference import (SamplerConfig, complete_posterior, leaderboard_arrays, model_arrays, observation_groups,
+from .inference import (SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays,
+                        observation_groups,
                         posterior_dataset, run_nuts, run_svi, to_inference_data)
-from .model import LINKS, LOADINGS, NOISES, ModelSpec, Standardizer, default_anchors, log_compute
+from .model import (LINKS, LOADINGS, NOISES, ModelSpec, Standardizer, default_anchors, log_compute,
+                    standardization_array)
 from .prediction import forecast_draws, forecast_table, stream_code
 
+#: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
+TOKEN_STREAM = 0x70C5
 #: Version of the fit layout (metadata and groups). Fits of another major version are refused on load.
 FIT_FORMAT = "2.0"
 #: Attribute of the posterior group that holds a fit's metadata, as JSON.
@@ -285,7 +289,7 @@ class SkillsLaw:
         need = max(5, 2 * self.n_skills + 2)
         if len(lb) < need:
             raise InputError(
-                f"only {len(lb)} models with parameters and tokens; a {self.n_skills}-skill law needs at least {need}"
+                f"only {len(lb)} models with parameters; a {self.n_skills}-skill law needs at least {need}"
             )
 
     def _anchor_index(self, lb: Leaderboard) -> tuple[int, ...]:
@@ -314,11 +318,15 @@ class SkillsLaw:
             (and out of ``log_likelihood``, ``observed_data`` and
             ``posterior_predictive``).
 
-        Models with missing parameters or tokens are dropped with a warning
-        that counts them.
+        Models with missing parameters are dropped with a warning that
+        counts and names them. A model without a token count is kept: its
+        log tokens are latent, with a prior learned from the models that
+        have tokens (a regression on log parameters, fitted in the same
+        model, :mod:`bayes_sloth.model`); ``spec_.n_latent_tokens`` counts
+        them and the posterior's ``imputed_tokens`` holds their draws.
         """
         self._validate_params()
-        lb = _as_leaderboard(data, benchmarks, columns).complete_covariates()
+        lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
         self._validate(lb)
         if obs_weight is not None:
             obs_weight = np.asarray(obs_weight)
@@ -326,7 +334,12 @@ class SkillsLaw:
                 raise InputError(f"obs_weight must be a boolean array with one entry per observed score "
                                  f"({lb.n_observed}), got shape {obs_weight.shape} and dtype {obs_weight.dtype}")
         families = lb.families
-        std = Standardizer.fit(lb.covariates["params"], lb.covariates["tokens"])
+        known = lb.covariates["tokens"].notna().to_numpy()
+        if known.sum() < 3:
+            raise InputError(f"only {int(known.sum())} of {len(lb)} models have a token count: the tokens of the "
+                             "others are learned from those that have one, which needs at least 3")
+        # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.model)
+        std = Standardizer.fit(lb.covariates["params"][known], lb.covariates["tokens"][known])
         spec = ModelSpec(
             n_skills=int(self.n_skills),
             n_benchmarks=len(lb.benchmarks),
@@ -338,6 +351,7 @@ class SkillsLaw:
             instruct_shift=bool(self.instruct_shift),
             family_slopes=bool(self.family_slopes),
             model_effects=bool(self.model_effects),
+            n_latent_tokens=int((~known).sum()),
         )
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         bars = None
@@ -485,12 +499,77 @@ class SkillsLaw:
         fitted = self.idata_.constant_data
         mu, score, theta = forecast_draws(
             self.spec_, self.idata_.posterior,
-            self.standardizer_.transform(cov["params"], cov["tokens"]),
+            self._row_covariates(cov, row_names, int(seed), model_index),
             fidx, np.array([stream_code(f) for f in cov["family"]]), cov["instruct"].to_numpy(dtype=float),
             fitted["floor"].values, int(seed), row_codes=np.array([stream_code(m) for m in row_names]),
             model_index=model_index,
         )
         return mu, score, theta, fidx
+
+    def _token_regression_draws(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draws (D, 2) of (a, b) and (D,) of s of the token regression x_T = a + b x_S + s e.
+
+        The posterior's ``token_coef`` and ``token_sd`` when the fit had models
+        without tokens. Otherwise the regression is independent of everything
+        else in the posterior (all its data are observed), and its exact
+        posterior under the flat prior on (a, b, log s) is drawn here, one
+        draw per posterior draw, from the fitted models' covariates
+        (standardized units, n models, X = [1, x_S])::
+
+            s^2 = RSS / chi2_{n-2},   (a, b) | s ~ Normal(beta_hat, s^2 (X'X)^-1)
+
+        with a generator keyed by the seed (the same draws every call).
+        """
+        post = self.idata_.posterior
+        D = post.sizes["chain"] * post.sizes["draw"]
+        if "token_coef" in post:
+            return (post["token_coef"].values.reshape(D, 2).astype(float),
+                    post["token_sd"].values.reshape(D).astype(float))
+        x = np.asarray(self.idata_.constant_data["x"].values, dtype=float)
+        X, y = np.column_stack([np.ones(len(x)), x[:, 0]]), x[:, 1]
+        xtx_inv = np.linalg.inv(X.T @ X)
+        beta = xtx_inv @ X.T @ y
+        rss = float(np.sum((y - X @ beta) ** 2))
+        rng = np.random.default_rng([int(seed), TOKEN_STREAM])
+        s2 = rss / rng.chisquare(len(x) - 2, size=D)
+        z = rng.standard_normal((D, 2)) @ np.linalg.cholesky(xtx_inv).T
+        return beta[None, :] + np.sqrt(s2)[:, None] * z, np.sqrt(s2)
+
+    def _row_covariates(self, cov: pd.DataFrame, row_names, seed: int, model_index=None) -> np.ndarray:
+        """Standardized covariates of rows to forecast: (N, 3), or (D, N, 3) when some row has no tokens.
+
+        A row without tokens gets draws of its standardized log tokens: a
+        fitted model with latent tokens keeps its posterior draws; any other
+        row draws x_T = a + b x_S + s e per posterior draw, e ~ Normal(0, 1)
+        from a stream keyed by the row's name (:meth:`_token_regression_draws`),
+        so the forecast carries the uncertainty of the token count.
+        """
+        import jax
+
+        from .model import latent_log_tokens, standardization_array, token_covariates
+
+        x = self.standardizer_.transform(cov["params"], cov["tokens"])
+        rows = np.flatnonzero(~np.isfinite(cov["tokens"].to_numpy(dtype=float)))
+        if not len(rows):
+            return x
+        post = self.idata_.posterior
+        D = post.sizes["chain"] * post.sizes["draw"]
+        coef, sd = self._token_regression_draws(seed)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), TOKEN_STREAM)
+        eps = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(key, stream_code(row_names[r])), (D,)),
+                                   dtype=float) for r in rows], axis=1)
+        x_t = coef[:, 0:1] + coef[:, 1:2] * x[rows, 0][None, :] + sd[:, None] * eps  # (D, n)
+        if self.spec_.n_latent_tokens and model_index is not None:
+            fitted = [str(m) for m in post["latent_model"].values]
+            x_fit = np.asarray(self.idata_.constant_data["x"].values, dtype=float)
+            latent = np.asarray([list(map(str, self.idata_.constant_data["model"].values)).index(m) for m in fitted])
+            flat = {k: post[k].values.reshape((D,) + post[k].shape[2:]) for k in ("token_coef", "token_sd", "token_z")}
+            own = np.asarray(latent_log_tokens(flat, x_fit, latent), dtype=float)  # (D, n_latent)
+            for k, r in enumerate(rows):
+                if model_index[r] >= 0 and str(cov.index[r]) in fitted:
+                    x_t[:, k] = own[:, fitted.index(str(cov.index[r]))]
+        x = np.where(np.isfinite(x), x, 0.0)
+        return np.asarray(token_covariates(x, rows, standardization_array(self.standardizer_), x_t), dtype=float)
 
     def _labelled(self, mu, score, theta, row_dim, rows, cov, fidx, extrapolation) -> xr.Dataset:
         post = self.idata_.posterior
@@ -507,6 +586,7 @@ class SkillsLaw:
             family=(row_dim, cov["family"].to_numpy(dtype=str)),
             seen_family=(row_dim, fidx >= 0),
             extrapolation=(row_dim, extrapolation),
+            imputed_tokens=(row_dim, ~np.isfinite(cov["tokens"].to_numpy(dtype=float))),
         )
 
     def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
@@ -550,8 +630,14 @@ class SkillsLaw:
         InferenceData with group ``predictions``: ``score`` (predicted score,
         noise included), ``mu`` (the law's mean score), dims (chain, draw,
         model, benchmark), and ``skills`` (chain, draw, model, skill); the
-        ``family``, ``seen_family`` and ``extrapolation`` (params or tokens
-        outside the fitted range) coordinates label each model. With
+        ``family``, ``seen_family``, ``extrapolation`` (params or tokens
+        outside the fitted range) and ``imputed_tokens`` coordinates label
+        each model. A row without a token count (tokens NaN) is forecast
+        with imputed tokens (``imputed_tokens`` True): a fitted model keeps
+        its posterior latent tokens, a new one draws its log tokens per
+        posterior draw from the token regression learned in the fit, given
+        its parameters (:meth:`_row_covariates`), so its interval carries
+        the unknown count. With
         ``condition=True`` also: ``conditioned`` (model, benchmark), the
         pairs conditioned on; per model ``pareto_k`` and ``importance_ess``
         (of its family group's draw-level weights) and ``inner_ess`` (mean
@@ -572,13 +658,13 @@ class SkillsLaw:
         if not isinstance(condition, (bool, np.bool_)):
             raise InputError(f"condition must be True or False, got {condition!r}")
         cov = lb.covariates
-        bad = cov[["params", "tokens"]].isna().any(axis=1)
+        bad = cov["params"].isna()
         if bad.any():
             m = cov.index[bad][0]
-            col = "params" if np.isnan(cov.loc[m, "params"]) else "tokens"
             raise InputError(
-                f"cannot forecast model {m!r}: its {col} value is missing ({int(bad.sum())} such model(s)); a "
-                "forecast needs parameters and tokens: fill them in or remove the row"
+                f"cannot forecast model {m!r}: its params value is missing ({int(bad.sum())} such model(s)); a "
+                "forecast needs the parameter count (a missing token count is imputed, not parameters): fill it "
+                "in or remove the row"
             )
         self._warn_if_unconverged()
         fitted = self.idata_.constant_data
@@ -627,6 +713,12 @@ class SkillsLaw:
         diag = {k: np.full(N, np.nan) for k in ("pareto_k", "importance_ess", "inner_ess")}
         families = cov["family"].to_numpy(dtype=str)
         groups = [f for f in pd.unique(families[mask.any(axis=1)])]
+        no_tokens = [m for m, f, t in zip(cov.index, families, cov["tokens"].to_numpy(dtype=float))
+                     if f in set(groups) and not np.isfinite(t)]
+        if no_tokens:
+            raise InputError(f"model(s) {', '.join(repr(m) for m in no_tokens[:4])} have no token count and are "
+                             "in a family group conditioned on observed scores: conditioning with imputed tokens is "
+                             "not available; give their tokens (or FLOPs), or predict with condition=False")
         flat = flat_posterior(self.spec_, self.idata_.posterior) if groups else None
         x = self.standardizer_.transform(cov["params"], cov["tokens"])
         floor = self.idata_.constant_data["floor"].values
@@ -663,8 +755,9 @@ class SkillsLaw:
         """Posterior predictive draws of the law at arbitrary covariates, for curves and grids.
 
         ``family`` (one name, or one per point), ``params`` (billions) and
-        ``tokens`` (trillions), broadcast against each other, give the
-        points; each point is a new model of that family (a fresh offset).
+        ``tokens`` (trillions; NaN: unknown, imputed as in :meth:`predict`),
+        broadcast against each other, give the points; each point is a new
+        model of that family (a fresh offset).
         Returns a Dataset like :meth:`predict`'s ``predictions``, with a
         ``point`` dim (coordinates ``params``, ``tokens``, ``family``) in
         place of ``model``. A never-seen family's efficiency draws are the
@@ -676,6 +769,8 @@ class SkillsLaw:
         if p.ndim != 1:
             fam, p, t, ins = (np.atleast_1d(a).ravel() for a in (fam, p, t, ins))
         for name, v in (("params", p), ("tokens", t)):
+            if name == "tokens":  # NaN: an unknown token count, imputed from the token regression
+                v = v[~np.isnan(v)]
             if not (np.isfinite(v) & (v > 0)).all():
                 raise InputError(f"{name} must be finite positive numbers, got {v[~(np.isfinite(v) & (v > 0))][0]!r}")
         cov = pd.DataFrame({"family": fam.astype(str), "params": p, "tokens": t, "instruct": ins})
@@ -894,7 +989,8 @@ class SkillsLaw:
         sampled = {k: post[k].values for k in meta["sampled_sites"]}
         sites = complete_posterior(spec, sampled, data)
         groups = {"posterior": posterior_dataset(spec, sites, models=lb.models, families=meta["families"],
-                                                 benchmarks=meta["benchmarks"]).assign_attrs(post.attrs),
+                                                 benchmarks=meta["benchmarks"],
+                                                 latent_models=latent_models(data, lb.models)).assign_attrs(post.attrs),
                   "constant_data": idata.constant_data}
         if "sample_stats" in idata.groups():
             groups["sample_stats"] = idata.sample_stats
@@ -1025,6 +1121,13 @@ def _check_fit_parts(idata, meta: dict, source: str):
                         "instruct": cd["instruct"].values.astype(bool)}, index=pd.Index(models, name="model"))
     floors = pd.Series(cd["floor"].values.astype(float), index=pd.Index(benchmarks, name="benchmark"), name="floor")
     lb = Leaderboard(cov, pd.DataFrame(scores, index=cov.index, columns=benchmarks), floors)
-    data = model_arrays(x=cd["x"].values, family=fam_idx, instruct=cd["instruct"].values, floor=cd["floor"].values,
-                        obs_model=om, obs_bench=ob, y=y, obs_weight=np.asarray(cd["obs_weight"].values, dtype=bool))
+    no_tokens = ~np.isfinite(cov["tokens"].to_numpy())
+    if int(no_tokens.sum()) != spec.n_latent_tokens:
+        raise bad("spec.n_latent_tokens", f"is {spec.n_latent_tokens} but {int(no_tokens.sum())} fitted model(s) have "
+                  "no token count in constant_data.tokens")
+    x = np.array(cd["x"].values, dtype=float)
+    x[no_tokens, 1:] = np.nan  # the placeholders of latent token columns (inference.model_arrays)
+    data = model_arrays(x=x, family=fam_idx, instruct=cd["instruct"].values, floor=cd["floor"].values,
+                        obs_model=om, obs_bench=ob, y=y, obs_weight=np.asarray(cd["obs_weight"].values, dtype=bool),
+                        standardization=standardization_array(std))
     return spec, std, lb, data

@@ -21,9 +21,10 @@ chosen benchmarks; FLOPs are not needed) held out in turn as its own group.
 
 Training rows (``training_rows``): ``"complete"`` trains on the paper's rows
 only; ``"all"`` also trains on the rows the paper dropped (models with
-parameters and tokens but some scores missing, FLOPs missing, or from
+parameters but some scores missing, tokens or FLOPs missing, or from
 families with fewer than n + 1 complete rows), their missing scores masked in
-the likelihood. In both cases the held-out families contribute exactly the
+the likelihood and their missing token counts latent (learned from the
+other models' tokens, :mod:`bayes_sloth.model`). In both cases the held-out families contribute exactly the
 paper's n smallest complete models and nothing else, so the forecast pairs
 are identical.
 
@@ -300,8 +301,8 @@ def build_design(
     paper_rows = complete & cov["family"].isin(kept_fams)
     if training_rows == "complete":
         rows = paper_rows
-    else:
-        rows = has_cov & sc.notna().any(axis=1)
+    else:  # a model without a token count is trained on too (latent tokens, bayes_sloth.model)
+        rows = cov["params"].notna() & sc.notna().any(axis=1)
     cell = lb.select(models=list(cov.index[rows.to_numpy()]))
 
     if protocol == "sloth":

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import NUTS, init_to_uniform
 
-from .model import COVARIATES, LINK_KNOTS, ModelSpec, pair_dist, skills_law
+from .model import COVARIATES, LINK_KNOTS, ModelSpec, fitted_covariates, pair_dist, skills_law
 
 _CHAIN_AXIS = "chains"
 
@@ -575,9 +575,27 @@ def real_dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
-def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None) -> dict:
-    """Model arguments as JAX arrays of fixed dtypes (same dtypes -> same compiled code)."""
+def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight=None, *,
+                 standardization=None) -> dict:
+    """Model arguments as JAX arrays of fixed dtypes (same dtypes -> same compiled code).
+
+    Rows of ``x`` with a non-finite token column (a model without a token
+    count) get latent tokens: their index is ``latent_tokens``, their token
+    columns hold 0 (a placeholder the model never reads), and
+    ``standardization`` (:func:`bayes_sloth.model.standardization_array`) is
+    then required. Without such rows the arguments are exactly those of a law
+    without latent tokens.
+    """
     real = real_dtype()
+    x = np.array(x, dtype=float)
+    latent = np.flatnonzero(~np.isfinite(x[:, 1:]).all(axis=1)) if x.ndim == 2 and len(x) else np.zeros(0, int)
+    extra = {}
+    if len(latent):
+        if standardization is None:
+            raise ValueError("rows without tokens need the standardization (model_arrays(standardization=...))")
+        x[latent, 1:] = 0.0
+        extra = dict(latent_tokens=jnp.asarray(latent, dtype=jnp.int32),
+                     standardization=jnp.asarray(standardization, dtype=real))
     out = dict(
         x=jnp.asarray(x, dtype=real),
         family=jnp.asarray(family, dtype=jnp.int32),
@@ -588,6 +606,7 @@ def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight
         y=jnp.asarray(y, dtype=real),
     )
     out["obs_weight"] = jnp.ones(out["y"].shape, dtype=bool) if obs_weight is None else jnp.asarray(obs_weight, dtype=bool)
+    out.update(extra)
     return out
 
 
@@ -596,6 +615,8 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
     family indices (into ``families``), instruct flags, floors and the
     observed (model, benchmark) pairs in ``lb.long()`` order."""
     import pandas as pd
+
+    from .model import standardization_array
 
     long = lb.long()
     cov = lb.covariates
@@ -608,6 +629,7 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
         obs_bench=pd.Index(lb.benchmarks).get_indexer(long["benchmark"]),
         y=long["score"].to_numpy(),
         obs_weight=obs_weight,
+        standardization=standardization_array(standardizer),
     )
 
 
@@ -633,6 +655,10 @@ SITE_DIMS = {
     "intercept": ["benchmark"],
     "sigma": ["benchmark"],
     "skills": ["model", "skill"],
+    "token_coef": ["token_term"],
+    "token_sd": [],
+    "token_z": ["latent_model"],
+    "imputed_tokens": ["latent_model"],
 }
 
 
@@ -647,9 +673,9 @@ def group_attrs() -> dict:
             "inference_library_version": numpyro.__version__}
 
 
-def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchmarks):
+def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchmarks, latent_models=()):
     """Labelled posterior (chain, draw, ...) of every site but the full loading matrix; the ``skill``
-    coordinate names each skill's anchor."""
+    coordinate names each skill's anchor; ``latent_model`` names the models with latent tokens."""
     import xarray as xr
 
     C, S = next(iter(sites.values())).shape[:2]
@@ -658,7 +684,7 @@ def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchma
         "skill": [str(benchmarks[a]) for a in spec.anchors],
         "family": list(families), "benchmark": list(benchmarks), "model": list(models),
         "covariate": list(COVARIATES), "loading_free": np.arange(len(spec.free_loading_index)),
-        "link_knot": LINK_KNOTS,
+        "link_knot": LINK_KNOTS, "latent_model": list(latent_models), "token_term": ["intercept", "log_params"],
     }
     # the full loading matrix is left out: its anchor entries are constants (1 and 0), on which R-hat and ESS
     # are undefined (az.summary warns); the free ones are ``loadings_free``, the matrix is SkillsLaw.loadings_
@@ -756,7 +782,8 @@ def to_inference_data(
     :func:`complete_posterior`), sample_stats, log_likelihood, observed_data, posterior_predictive
     (replicated fitted scores) and constant_data."""
     sites = complete_posterior(spec, samples, data)
-    groups = {"posterior": posterior_dataset(spec, sites, models=models, families=families, benchmarks=benchmarks)}
+    groups = {"posterior": posterior_dataset(spec, sites, models=models, families=families, benchmarks=benchmarks,
+                                             latent_models=latent_models(data, models))}
     if extra:
         groups["sample_stats"] = sample_stats_dataset(extra)
     groups.update(observation_groups(spec, sites, data, seed, models=models, benchmarks=benchmarks,
@@ -770,8 +797,14 @@ def to_inference_data(
         return az.InferenceData(**groups)
 
 
+def latent_models(data: dict, models) -> list:
+    """Names of the models with latent tokens (``data["latent_tokens"]``), in their order."""
+    return [models[i] for i in np.asarray(data.get("latent_tokens", np.zeros(0, int)))]
+
+
 def _obs_dist(spec: ModelSpec, params: dict, data: dict):
-    d, _, _ = pair_dist(spec, params, data["x"], data["family"], data["instruct"], data["floor"],
+    x = fitted_covariates(spec, params, data["x"], data.get("latent_tokens"), data.get("standardization"))
+    d, _, _ = pair_dist(spec, params, x, data["family"], data["instruct"], data["floor"],
                         data["obs_model"], data["obs_bench"])
     return d
 

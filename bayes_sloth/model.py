@@ -10,6 +10,24 @@ the fit)::
 
 with S in billions of parameters and T in trillions of training tokens.
 
+Models without a token count (``ModelSpec.n_latent_tokens > 0``; a row with
+FLOPs but no tokens was given T = C / (6 S) when the table was read, see
+:func:`bayes_sloth.data.load_leaderboard`) get latent log tokens, with a prior
+learned from the models that have them, in the same model (a hierarchical
+regression of log tokens on log parameters, in the standardized units of x)::
+
+    x_i,T = a + b x_i,S + s e_i                       every model
+    e_i ~ Normal(0, 1)   observed for a model with tokens (x_i,T is data),
+                         latent for a model without (non-centred: x_i,T = a + b x_i,S + s u_i)
+    a, b ~ Normal(0, 1)      s ~ HalfNormal(1)
+
+and x_i's interaction column is recomputed from the latent x_i,T with the
+stored standardization, so the uncertainty of an unknown token count goes
+into the skills and the forecast. The posterior site ``imputed_tokens``
+(trillions) is exp of the latent log tokens; ``token_coef`` = (a, b),
+``token_sd`` = s, ``token_z`` = u. The standardization is that of the models
+with tokens, as before.
+
 Skills::
 
     theta_i = alpha_f(i) + B' x_i (+ delta * instruct_i)          in R^K
@@ -173,6 +191,7 @@ class ModelSpec:
     instruct_shift: bool = True
     family_slopes: bool = False
     model_effects: bool = True
+    n_latent_tokens: int = 0
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -181,6 +200,9 @@ class ModelSpec:
             raise InputError(f"loadings must be one of {LOADINGS}, got {self.loadings!r}")
         if self.noise not in NOISES:
             raise InputError(f"noise must be one of {NOISES}, got {self.noise!r}")
+        if isinstance(self.n_latent_tokens, bool) or not isinstance(self.n_latent_tokens, (int, np.integer)) \
+                or self.n_latent_tokens < 0:
+            raise InputError(f"n_latent_tokens must be a non-negative integer, got {self.n_latent_tokens!r}")
         if len(self.anchors) != self.n_skills or len(set(self.anchors)) != self.n_skills:
             raise InputError(f"need {self.n_skills} distinct anchor benchmarks, got {self.anchors}")
 
@@ -482,6 +504,68 @@ def assemble_loadings(spec: ModelSpec, free):
     return flat.reshape(batch + (spec.n_benchmarks, spec.n_skills)) + fixed
 
 
+#: Prior of the token regression x_T = a + b x_S + s e (standardized units): a, b ~ Normal(0, TOKEN_COEF_SD),
+#: s ~ HalfNormal(TOKEN_SD_SCALE). x_T has mean 0 and sd 1 over the models with tokens, so both are wide.
+TOKEN_COEF_SD = 1.0
+TOKEN_SD_SCALE = 1.0
+
+
+def standardization_array(std: "Standardizer") -> np.ndarray:
+    """The standardizer's statistics as one vector (center (2), mean (3), sd (3)): what the model reads."""
+    return np.concatenate([std.center, std.mean, std.sd]).astype(float)
+
+
+def token_covariates(x, latent, standardization, log_tokens_std):
+    """x (N, 3) with the rows ``latent`` (n,) given standardized log tokens ``log_tokens_std`` (..., n).
+
+    Column 0 (standardized log S) is kept; column 1 becomes ``log_tokens_std``
+    and column 2 the standardized interaction recomputed from both logs::
+
+        log S = x_S sd_S + mean_S,   log T = x_T sd_T + mean_T,
+        x_ST = ((log S - m_S)(log T - m_T) - mean_ST) / sd_ST
+
+    with the statistics of ``standardization`` (:func:`standardization_array`).
+    Leading batch dimensions of ``log_tokens_std`` give x a batch too: (..., N, 3).
+    """
+    center, mean, sd = standardization[0:2], standardization[2:5], standardization[5:8]
+    xs = jnp.take(x[:, 0], latent)
+    log_s = xs * sd[0] + mean[0]
+    log_t = log_tokens_std * sd[1] + mean[1]
+    inter = ((log_s - center[0]) * (log_t - center[1]) - mean[2]) / sd[2]
+    rows = jnp.stack([jnp.broadcast_to(xs, log_tokens_std.shape), log_tokens_std, inter], axis=-1)
+    xb = jnp.broadcast_to(x, rows.shape[:-2] + x.shape)
+    return xb.at[..., latent, :].set(rows)
+
+
+def latent_log_tokens(params: dict, x, latent):
+    """Standardized latent log tokens a + b x_S + s u of the rows ``latent`` (..., n), from the sampled sites."""
+    coef = params["token_coef"]
+    return (coef[..., 0:1] + coef[..., 1:2] * jnp.take(x[:, 0], latent)
+            + params["token_sd"][..., None] * params["token_z"])
+
+
+def fitted_covariates(spec: "ModelSpec", params: dict, x, latent=None, standardization=None):
+    """The covariates of the fitted models under ``params`` (any leading batch dims): ``x`` itself, or,
+    with latent tokens, ``x`` with those rows' token columns from the draws (:func:`token_covariates`)."""
+    if not spec.n_latent_tokens:
+        return x
+    return token_covariates(x, latent, standardization, latent_log_tokens(params, x, latent))
+
+
+def _token_regression(spec: "ModelSpec", x, latent, standardization):
+    """Sample sites of the token regression (module docstring); returns x with the latent rows filled in."""
+    N = x.shape[0]
+    coef = numpyro.sample("token_coef", dist.Normal(0.0, TOKEN_COEF_SD).expand([2]).to_event(1))
+    s = numpyro.sample("token_sd", dist.HalfNormal(TOKEN_SD_SCALE))
+    u = numpyro.sample("token_z", dist.Normal(0.0, 1.0).expand([spec.n_latent_tokens]).to_event(1))
+    known = jnp.ones(N, dtype=bool).at[latent].set(False)
+    resid = jnp.where(known, x[:, 1] - coef[0] - coef[1] * x[:, 0], 0.0)  # a latent row's placeholder never enters
+    numpyro.factor("token_regression", jnp.sum(jnp.where(known, dist.Normal(0.0, s).log_prob(resid), 0.0)))
+    log_t = latent_log_tokens({"token_coef": coef, "token_sd": s, "token_z": u}, x, latent)
+    numpyro.deterministic("imputed_tokens", jnp.exp(log_t * standardization[6] + standardization[3]))
+    return token_covariates(x, latent, standardization, log_t)
+
+
 def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None):
     """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i), shape (..., N, K).
 
@@ -489,7 +573,7 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
     """
     theta = jnp.take(alpha, family, axis=-2) + jnp.einsum("...nc,...ck->...nk", x, slopes)
     if family_slope is not None:
-        theta = theta + jnp.take(family_slope, family, axis=-2) * x[:, 0:1]
+        theta = theta + jnp.take(family_slope, family, axis=-2) * x[..., 0:1]
     if instruct_shift is not None:
         theta = theta + instruct[:, None] * instruct_shift[..., None, :]
     return theta
@@ -697,6 +781,8 @@ def skills_law(
     obs_bench,
     y=None,
     obs_weight=None,
+    latent_tokens=None,
+    standardization=None,
 ):
     """The hierarchical skills law (see the module docstring for the math).
 
@@ -712,9 +798,15 @@ def skills_law(
     y : (n_obs,) observed scores, or None to sample them.
     obs_weight : (n_obs,) bool, optional mask: pairs with False are left out of
         the likelihood (cross-validation folds reuse one compiled program).
+    latent_tokens : (n_latent_tokens,) int, the rows without a token count (their
+        token columns of x are placeholders), with ``spec.n_latent_tokens > 0``.
+    standardization : (8,) the standardizer's statistics (:func:`standardization_array`),
+        with ``spec.n_latent_tokens > 0``.
     """
     K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
     n_free = len(spec.free_loading_index)
+    if spec.n_latent_tokens:  # first: every later use of x sees the latent rows filled in
+        x = _token_regression(spec, x, latent_tokens, standardization)
     p = {}
     p["slopes"] = numpyro.sample("slopes", dist.Normal(0.0, 2.0).expand([3, K]).to_event(2))
     tau = numpyro.sample("tau", dist.HalfNormal(1.0).expand([K]).to_event(1))
@@ -784,6 +876,9 @@ def describe(spec: ModelSpec) -> str:
         lines.append("g_j(eta) = sum_m w_jm sigmoid(eta - c_m + sum_l w_jl c_l)               learned link per benchmark")
         lines.append(f"w_j      = softmax(log w + s_g (z_j - mean z)),  z_j ~ Normal(0, I),  w ~ Dirichlet(1),  "
                      f"s_g ~ HalfNormal({LINK_SD_SCALE:g})   partially pooled")
+    if spec.n_latent_tokens:
+        lines.append(f"x_i,T    = a + b x_i,S + s e_i,  e_i ~ Normal(0, 1)   latent for the {spec.n_latent_tokens} "
+                     "model(s) without tokens; a, b ~ Normal(0, 1), s ~ HalfNormal(1)")
     lines.append("Lambda   : unit loading of skill k on its anchor, zero on later anchors, "
                  + ("others positive" if spec.loadings == "positive" else "others real"))
     noise = "TruncatedNormal" if spec.noise == "normal" else "TruncatedLogistic"

@@ -9,6 +9,10 @@ For each posterior draw s and each new model i with covariates x_i:
   family-specific slopes, likewise gamma_new^(s) = omega^(s) * u^(s);
 - with model effects, a model that was in the fit keeps its posterior
   offset e_i^(s); any other model draws e^(s) = s^(s) * v, v ~ Normal(0, 1);
+- a model without a token count: a fitted one keeps its posterior latent
+  tokens; any other draws its standardized log tokens from the token
+  regression, x_T^(s) = a^(s) + b^(s) x_S + s_T^(s) e, e ~ Normal(0, 1)
+  (:meth:`SkillsLaw._row_covariates`), so x_i has one value per draw;
 
 then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
 around it (TruncatedNormal on [0, 1] by default), all through
@@ -67,12 +71,14 @@ def forecast_draws(
     random stream of its family's efficiency: rows with the same code share
     one draw. ``row_codes[i]`` keys the row's own stream (fresh offset,
     noise). ``model_index[i]`` is the row's index among the fitted models, or
-    -1 for a new model (used only with model effects). Returns numpy arrays
+    -1 for a new model (used only with model effects). ``x`` is (N, 3), or
+    (chain x draw, N, 3) when rows have imputed tokens (one draw of their
+    covariates per posterior draw). Returns numpy arrays
     ``(mu, score, theta)`` of shape (chain, draw, N, J) and (chain, draw, N, K).
     """
     C, S = posterior.sizes["chain"], posterior.sizes["draw"]
     K, J = spec.n_skills, spec.n_benchmarks
-    N = len(x)
+    N = np.shape(x)[-2]
     flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
             for name in _SITES if name in posterior}
     flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
@@ -114,7 +120,7 @@ def _forecast(spec, flat, x, fam, instruct, floor, key, family_codes, row_codes,
         fresh = flat["model_sd"][:, None] * _normals(key_model, row_codes, (D,), dtype).T  # (D, N)
         fitted = jnp.take(flat["model_effect"], jnp.maximum(midx, 0), axis=1)
         params["model_effect"] = jnp.where((midx >= 0)[None, :], fitted, fresh)
-    N = x.shape[0]
+    N = x.shape[-2]
     om, ob = jnp.divmod(jnp.arange(N * J), J)
     _, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)
     mu = mu.reshape(D, N, J)
