@@ -212,7 +212,7 @@ def cmd_fit(args) -> int:
 
 # ------------------------------------------------------------------ predict
 PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark", "mean", "median", "lower",
-                   "upper", "observed", "conditioned", "pareto_k", "importance_ess")
+                   "upper", "observed", "conditioned", "pareto_k", "importance_ess", "imputed_tokens")
 
 
 def cmd_predict(args) -> int:
