@@ -12,7 +12,7 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.cli import main
-from bayes_sloth.report import forecast_report, split_target_family
+from bayes_sloth.report import forecast_report, related_families, split_target_family
 from bayes_sloth.simulation import write_synthetic
 
 SMALL = ["--chains", "2", "--warmup", "100", "--draws", "100", "--skills", "2"]
@@ -34,9 +34,18 @@ def report(synthetic, tmp_path_factory):
     fam = _family_with(synthetic, 3)
     out = tmp_path_factory.mktemp("rep") / "report.html"
     law = bs.SkillsLaw(n_skills=2, chains=2, warmup=100, draws=100, seed=0)
+    # an instruct-tuned sibling of the forecast family, to be listed as related
+    cov = synthetic.covariates.copy()
+    sibling = cov.index[cov["family"] != fam][0]
+    cov.loc[sibling, "family"] = f"{fam}-instruct"
+    data = bs.Leaderboard(covariates=cov, scores=synthetic.scores, floors=synthetic.floors)
+    terminal = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rep = forecast_report(synthetic, target_family=fam, law=law, out=out, data_source="synthetic", log=None)
+        rep = forecast_report(data, target_family=fam, law=law, out=out, data_source="synthetic",
+                              log=terminal.append)
+    rep.terminal = terminal
+    rep.sibling, rep.data = sibling, data
     return rep, fam
 
 
@@ -78,6 +87,40 @@ def test_report_reading_matches_the_numbers(report):
     inside = int(((t["observed"] >= t["lower"]) & (t["observed"] <= t["upper"])).sum())
     assert f"{inside} of the {len(t)} forecast scores" in doc
     assert rep.target_models and not set(rep.target_models) & set(rep.law.leaderboard_.models)
+
+
+def test_report_counts_match_the_terminal_and_forecasts_are_unconditioned(report):
+    rep, fam = report
+    doc = rep.path.read_text()
+    n_fit = len(rep.law.leaderboard_)
+    assert any(line.startswith(f"[1/4] data: {n_fit} models in the fit") for line in rep.terminal), rep.terminal
+    assert f"{n_fit} models of " in doc and f"{len(rep.target_models)} model(s) to forecast" in rep.terminal[0]
+    # observed scores of the targets are shown beside the forecast, never conditioned on: the report's table is
+    # the unconditional forecast, which conditioning on those scores would change
+    _, targets = split_target_family(rep.data, fam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = rep.law.forecast(targets, condition=False)
+        cond = rep.law.forecast(targets, condition=True)
+    assert list(rep.forecasts["mean"]) == list(free["mean"])
+    assert (cond["mean"] - free["mean"]).abs().max() > 1e-3
+
+
+def test_report_lists_related_families_with_sizes(report):
+    rep, fam = report
+    doc = rep.path.read_text()
+    row = doc.split(f"related families in the fit ({fam})")[1].split("</tr>")[0]
+    params = rep.law.leaderboard_.covariates.loc[rep.sibling, "params"]
+    assert f"{fam}-instruct ({params:g}B" in row
+
+
+def test_related_families_by_base_name():
+    fams = ["qwen2", "qwen2-instruct", "dolphin-2.9.2-qwen2", "qwen1.5", "gemma", "recurrentgemma", "gemma-it",
+            "sauerkrautlm-gemma", "mixtral-8x-v0.1", "mixtral-8x-instruct-v0.1"]
+    assert related_families("qwen2", fams) == ["qwen2-instruct", "dolphin-2.9.2-qwen2"]
+    assert related_families("gemma", fams) == ["gemma-it", "sauerkrautlm-gemma"]
+    assert related_families("mixtral-8x-instruct-v0.1", fams) == ["mixtral-8x-v0.1"]
+    assert related_families("recurrentgemma", fams) == []
 
 
 def test_report_requires_exactly_one_target(synthetic, tmp_path):
