@@ -224,7 +224,12 @@ def test_evaluate_small_synthetic_end_to_end():
         assert key in s
     assert set(s["coverage"]) == {str(lv) for lv in LEVELS}
     assert s["n_groups"] == len(s["groups"]) == len(res.design.folds)
-    assert 0 < s["mae"] < 0.3
+    # MAE as the paper defines it: per group, then over groups (not pooled over pairs)
+    per_group = (p["mean"] - p["observed"]).abs().groupby(p["group"]).mean()
+    assert s["mae"] == pytest.approx(per_group.mean(), rel=1e-12)
+    for lv in LEVELS:
+        inside = (p[f"lower_{round(lv * 100)}"] <= p["observed"]) & (p["observed"] <= p[f"upper_{round(lv * 100)}"])
+        assert s["coverage"][str(lv)] == pytest.approx(inside.mean(), rel=1e-12)
     # the log score: one finite value per pair, its mean in the summary, and equal to the package's own
     # computation from the fold's fit (kept) at the observed scores
     assert np.isfinite(p["lpd"]).all() and s["elpd_per_pair"] == pytest.approx(p["lpd"].mean())
