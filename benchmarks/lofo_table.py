@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--family-slopes", action="store_true")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--training-rows", default="all", choices=["all", "complete"])
+    ap.add_argument("--training-rows", default="all", choices=["all", "complete", "all+latent-tokens"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cells", default="all", help="comma list like leaderboard_v2:1,leaderboard_v1:0 (default: six cells + n0 on every set)")
     ap.add_argument("--tag", default=None, help="cache name of this configuration")
