@@ -455,7 +455,7 @@ CASES = [
     Case("json-not-csv", _file('{"model": "a", "MMLU": 0.5}\n', "scores.json"), I, ("scores.json", "CSV")),
     Case("missing-file", _missing_file, I, ("nowhere.csv", "does not exist")),
     # --- prediction inputs
-    Case("predict-missing-tokens", _predict_missing("tokens"), I, ("'new-b'", "tokens", "missing")),
+    # a new row without tokens is not an error any more: its tokens are imputed, flagged (tests/test_tokens.py)
     Case("predict-missing-params", _predict_missing("params"), I, ("'new-b'", "params", "missing")),
     Case("predict-no-family-column", _predict_no_family_col, I, ("family column 'family'", "--family-col")),
     Case("predict-interval-level", _predict_bad_level, I, ("interval level", "1.5", "(0, 1)")),
