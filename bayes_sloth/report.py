@@ -326,7 +326,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
                          "same base; * the size of a forecast model. The law gives each family its own efficiency; "
                          "their scores are not used as this family's.</span>"))
     if dropped:
-        rows.append(("left out", html.escape(f"{len(dropped)} model(s) without parameters or tokens: "
+        rows.append(("left out", html.escape(f"{len(dropped)} model(s) without parameters: "
                                              + ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))))
     parts.append(_kv(rows))
 
@@ -426,8 +426,11 @@ def forecast_report(
         say(f"[1/4] data: using the saved fit ({len(law.leaderboard_)} models); {len(targets)} model(s) to forecast")
     else:
         n_all = len(train)
-        n_fit = int(train.covariates[["params", "tokens"]].notna().all(axis=1).sum())
-        say(f"[1/4] data: {n_fit} models in the fit ({n_all - n_fit} without parameters or tokens left out), "
+        cov = train.covariates
+        n_fit = int(cov["params"].notna().sum())  # a model without tokens is fitted with latent tokens
+        n_latent = int((cov["params"].notna() & cov["tokens"].isna()).sum())
+        say(f"[1/4] data: {n_fit} models in the fit ({n_all - n_fit} without parameters left out, {n_latent} with "
+            "latent tokens), "
             f"{len(train.benchmarks)} benchmarks; {len(targets)} model(s) to forecast")
         say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws) of NUTS; "
             "this is the long step")
