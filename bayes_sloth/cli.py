@@ -117,22 +117,20 @@ def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int =
     g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
 
 
-def _draws(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from None
+def _or_auto(cast, what: str):
+    """An argparse type: the word 'auto', or ``cast(text)``."""
+    def parse(text: str):
+        if text == "auto":
+            return "auto"
+        try:
+            return cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what} or 'auto', got {text!r}") from None
+    return parse
 
 
-def _target_accept(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 or 'auto', got {text!r}") from None
+_draws = _or_auto(int, "a positive integer")
+_target_accept = _or_auto(float, "a number between 0 and 1")
 
 
 class ProgressLines:
@@ -220,7 +218,8 @@ def cmd_predict(args) -> int:
     from .export import FORMATS, write_forecasts
 
     _check_out(args.out, args.fit, args.data, what="forecast table")
-    if args.out and os.path.splitext(args.out)[1].lower() not in FORMATS:
+    fmt = FORMATS.get(os.path.splitext(args.out)[1].lower()) if args.out else None
+    if args.out and fmt is None:
         raise InputError(f"--out {args.out!r}: write the forecasts to a .csv (a tidy table) or a .tex file (LaTeX, "
                          "one row per model)")
     law = SkillsLaw.load(args.fit)
@@ -228,7 +227,7 @@ def cmd_predict(args) -> int:
                         new_families=args.new_families, condition=bool(args.condition))
     table = full[[c for c in PREDICT_COLUMNS if c in full]]
     if args.out:
-        write_forecasts(full if FORMATS[os.path.splitext(args.out)[1].lower()] == "latex" else table, args.out)
+        write_forecasts(full if fmt == "latex" else table, args.out, format=fmt)
         print(f"wrote {len(table)} forecasts ({table['model'].nunique()} models x {len(law.benchmarks_)} benchmarks, "
               f"{args.interval:.0%} intervals) to {args.out}")
     else:
