@@ -67,7 +67,6 @@ on the exact expected reduction of the mean squared error of E[T | y_b].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +76,7 @@ import pandas as pd
 from .errors import InputError
 from .inference import real_dtype
 from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
+from .programs import bounded_jit
 
 #: Inner importance draws per posterior draw (see benchmarks/results/conditional.md for the choice).
 N_LATENT = 64
@@ -161,7 +161,7 @@ def _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx):
     return jnp.sum(jnp.where(mask.reshape(-1), lp, 0.0))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+@bounded_jit(static_argnums=(0, 1, 2, 3))
 def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, midx, key):
     """Per posterior draw: latent mode, M proposal draws and their log weights. Returns (z (D, M, d), lw (D, M)).
 
@@ -216,7 +216,7 @@ def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, m
     return jax.vmap(one)(flat, keys)
 
 
-@partial(jax.jit, static_argnums=(0,))
+@bounded_jit(static_argnums=(0,))
 def _exact_loglik(spec, flat, fam, x, instruct, floor, y, mask, midx):
     """log p(y_obs | phi_s) per draw when the group has no latent (a seen family, no model offsets)."""
     layout = GroupLayout(int(y.shape[0]), False, ())
@@ -224,7 +224,7 @@ def _exact_loglik(spec, flat, fam, x, instruct, floor, y, mask, midx):
     return jax.vmap(lambda p: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(flat)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
+@bounded_jit(static_argnums=(0, 1))
 def _final(spec, layout, flat, source, z, fam, x, instruct, floor, midx, key_rows, row_codes):
     """Draws of the law and the scores of the group's rows at (phi_source[d], z[d]) for every output draw d."""
     n = x.shape[0]

@@ -35,6 +35,7 @@ import numpy as np
 from numpyro.infer import NUTS, init_to_uniform
 
 from .model import COVARIATES, LINK_KNOTS, ModelSpec, fitted_covariates, pair_dist, skills_law
+from .programs import bounded_jit, release
 
 _CHAIN_AXIS = "chains"
 
@@ -87,16 +88,18 @@ class SamplerConfig:
 
 
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
-_CACHE_SIZE = 8
+#: Sampler structures kept compiled at once. Each holds a warm-up and a drawing program per device
+#: (about 1,700 memory maps each, see :mod:`bayes_sloth.programs`); an evicted one is released at once.
+_CACHE_SIZE = 2
 
 
 def _cached(cache: OrderedDict, key, build):
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
+    while len(cache) >= _CACHE_SIZE:
+        release(cache.popitem(last=False)[1])
     cache[key] = build()
-    while len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
     return cache[key]
 
 
@@ -187,7 +190,8 @@ def _spread(fn, method: str, n_devices: int, n_mapped: int):
     "sequential": one compiled chain after another. "parallel" and "sequential"
     run the same compiled chain, so they give the same draws bit for bit.
     """
-    one = jax.jit(fn)
+    # one shape at a time, on each device it runs on (a new leaderboard's shape releases the last one's)
+    one = bounded_jit(fn, keep=n_devices if method == "parallel" else 1)
     if method == "parallel":
         devices = jax.local_devices(backend="cpu")[:n_devices]
 
@@ -212,15 +216,17 @@ def _spread(fn, method: str, n_devices: int, n_mapped: int):
                 outs = [o for device_outs in pool.map(run_device, range(len(devices))) for o in device_outs]
             return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *outs)
 
+        parallel.programs = (one,)
         return parallel
     if method == "vectorized":
-        return jax.jit(jax.vmap(fn, in_axes=(0,) * n_mapped + (None,)))
+        return bounded_jit(jax.vmap(fn, in_axes=(0,) * n_mapped + (None,)), keep=1)
 
     def sequential(*args):
         C = jax.tree.leaves(args[0])[0].shape[0]
         outs = [one(*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:]) for c in range(C)]
         return jax.tree.map(lambda *v: jnp.stack(v), *outs)
 
+    sequential.programs = (one,)
     return sequential
 
 
@@ -283,7 +289,7 @@ class _OrderedTraceELBO:
 
 def _build_svi_program(spec: ModelSpec, steps: int, lr: float):
     """Jitted variational fit for this structure, compiled once and reused."""
-    return jax.jit(_svi_run(spec, steps, lr))
+    return bounded_jit(_svi_run(spec, steps, lr), keep=1)
 
 
 def _svi_run(spec: ModelSpec, steps: int, lr: float):
@@ -440,8 +446,8 @@ def run_nuts_masks(spec: ModelSpec, data: dict, masks, cfg: SamplerConfig, seed:
     t0 = time.perf_counter()
     # variational starts: one vectorized fit over the masks (same seed as a lone fit)
     run = _svi_run(spec, cfg.svi_steps, 0.02)
-    svi = _cached(_SVI_CACHE, ("masks", spec, cfg.svi_steps, 0.02), lambda: jax.jit(jax.vmap(
-        lambda key, w, d: run(key, dict(d, obs_weight=w)), in_axes=(None, 0, None))))
+    svi = _cached(_SVI_CACHE, ("masks", spec, cfg.svi_steps, 0.02), lambda: bounded_jit(jax.vmap(
+        lambda key, w, d: run(key, dict(d, obs_weight=w)), in_axes=(None, 0, None)), keep=1))
     params, _ = svi(jax.random.PRNGKey(seed), jnp.asarray(masks), shared)
     starts, inv_mass = [], []
     for b in range(B):
@@ -484,13 +490,13 @@ def _lanes(fn, n_devices: int, n_mapped: int):
     evenly over ``n_devices`` CPU devices (each device runs its lanes as one vectorized program)."""
     vec = jax.vmap(fn, in_axes=(0,) * n_mapped + (None,))
     if n_devices == 1:
-        return jax.jit(vec)
+        return bounded_jit(vec, keep=1)
     from jax.sharding import Mesh
     from jax.sharding import PartitionSpec as P
 
     mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
-    return jax.jit(jax.shard_map(vec, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
-                                 out_specs=P(_CHAIN_AXIS), check_vma=False))
+    return bounded_jit(jax.shard_map(vec, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
+                                     out_specs=P(_CHAIN_AXIS), check_vma=False), keep=1)
 
 
 def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
@@ -534,7 +540,7 @@ def run_svi(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     return samples, {}, time.perf_counter() - t0
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _constrain_draws(spec: ModelSpec, z: dict, data: dict) -> dict:
     """Unconstrained draws (leading draw axis) -> the sampled sites on their own scale."""
     from numpyro.infer.util import constrain_fn
@@ -543,7 +549,7 @@ def _constrain_draws(spec: ModelSpec, z: dict, data: dict) -> dict:
     return jax.vmap(lambda zi: constrain_fn(model, (), data, zi, return_deterministic=False))(z)
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _deterministic_sites(spec: ModelSpec, sampled: dict, data: dict) -> dict:
     """The model's deterministic sites for each draw of the sampled sites (leading draw axis), by
     running the model itself with the sampled values substituted: the law is written once."""
@@ -809,11 +815,11 @@ def _obs_dist(spec: ModelSpec, params: dict, data: dict):
     return d
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _pointwise_loglik(spec, params, data):
     return _obs_dist(spec, params, data).log_prob(data["y"])
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _replicate(spec, params, data, key):
     return _obs_dist(spec, params, data).sample(key)

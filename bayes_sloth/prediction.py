@@ -30,7 +30,6 @@ separate calls with the same seed, use the same family draws.
 from __future__ import annotations
 
 import zlib
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +40,7 @@ import xarray as xr
 from .errors import InputError
 from .inference import real_dtype
 from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
+from .programs import bounded_jit
 
 #: Posterior sites a forecast reads.
 _SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
@@ -101,7 +101,7 @@ def _normals(key, codes, shape, dtype):
     return jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), shape, dtype))(codes)
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _forecast(spec, flat, x, fam, instruct, floor, key, family_codes, row_codes, midx):
     """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
     key_alpha, key_y, key_slope, key_model = jax.random.split(key, 4)

@@ -42,6 +42,7 @@ from .data import Leaderboard
 from .errors import InputError
 from .inference import model_arrays, real_dtype
 from .model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
+from .programs import bounded_jit
 
 #: Options of the law, with the package's defaults (those of ``ModelSpec`` and ``SkillsLaw``).
 LAW_DEFAULTS = dict(link="monotone", loadings="positive", noise="normal", instruct_shift=True,
@@ -350,7 +351,7 @@ def _overrides(truth, sites: dict) -> dict:
     return out
 
 
-@partial(jax.jit, static_argnums=0)
+@bounded_jit(static_argnums=0)
 def _draw_through_model(spec: ModelSpec, key, cond: dict, args: dict) -> dict:
     """Run ``skills_law`` forward, conditioned on ``cond``: every other site is
     drawn from the model (the parameters from their priors, ``y`` around the

@@ -32,7 +32,7 @@ from .conftest import REPO_ROOT, TINY_FIT, make_tiny_frame
 
 PACKAGE = REPO_ROOT / "bayes_sloth"
 CORE = {"config", "data", "metadata", "model", "inference", "prediction", "diagnostics", "rotation", "io", "errors",
-        "estimator", "export", "progress", "conditional"}
+        "estimator", "export", "progress", "conditional", "programs"}
 WORKFLOWS = {"evaluation", "report", "simulation", "plots", "questions", "sweeps", "stacking"}
 INTERFACE = {"cli"}
 

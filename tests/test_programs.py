@@ -1,0 +1,82 @@
+"""Compiled programs do not pile up in a long session (bayes_sloth.programs).
+
+Every new leaderboard shape compiles the sampler again; plain ``jax.jit``
+kept each shape's program for the life of the process, about 6,700 memory
+maps per fit of the tiny law on two CPU devices, and Linux stops a process
+at 65,530 (``vm.max_map_count``): the tenth fit of a new shape in one
+process (a notebook, ``evaluate``, this test suite in CI) crashed it with a
+segmentation fault. These tests count what is kept and what is mapped.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import bayes_sloth as bs
+from bayes_sloth.programs import BoundedJit, bounded_jit
+from .conftest import make_tiny_frame
+
+MAPS = Path(f"/proc/{os.getpid()}/maps")
+
+
+def n_maps() -> int:
+    return len(MAPS.read_text().splitlines())
+
+
+def test_bounded_jit_keeps_at_most_keep_programs_and_gives_the_same_answers():
+    calls = []
+
+    def f(n, x):
+        calls.append(n)  # runs once per trace: one trace per new specialization
+        return jnp.sum(x) * n
+
+    g = bounded_jit(f, static_argnums=0, keep=2)
+    assert isinstance(g, BoundedJit) and g.__name__ == "f"
+    for size in (3, 4, 3, 5, 6):
+        assert float(g(2, jnp.ones(size))) == 2.0 * size
+        assert g.n_kept <= 2
+    # 3, 4 compiled; 3 reused; 5 is a third: everything released, 5 compiled; 6 second of two
+    assert calls == [2, 2, 2, 2]
+    assert float(g(2, jnp.ones(3))) == 6.0 and calls == [2] * 5  # released before, so traced again
+    g.release()
+    assert g.n_kept == 0
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        BoundedJit(f, keep=0)
+
+
+def test_placement_is_a_specialization():
+    """Parallel chains call one program on each CPU device: each device's program is one of the kept."""
+    devices = jax.local_devices(backend="cpu")
+    g = bounded_jit(lambda x: x * 2, keep=len(devices))
+    for d in devices:
+        g(jax.device_put(jnp.ones(3), d))
+    assert g.n_kept == len(devices)
+
+
+@pytest.mark.skipif(not MAPS.exists(), reason="counts memory maps in /proc (Linux)")
+def test_fits_of_new_shapes_do_not_pile_up_memory_maps():
+    """Three fits of three leaderboard shapes in one process map about what two do.
+
+    Without the bound each new shape kept its sampler: the third fit added what the first did
+    (several thousand maps, about 6,700 on two devices). With it, the programs of at most two
+    shapes are held (the current and the one before), so the third fit adds nothing on balance;
+    the tolerance is half of the first fit's growth.
+    """
+    settings = dict(n_skills=1, chains=2, warmup=30, draws=30, seed=0, target_accept=0.9)
+    sizes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = n_maps()
+        for i, fams in enumerate((4, 5, 6)):
+            bs.SkillsLaw(**settings).fit(make_tiny_frame(n_families=fams, seed=10 + i))
+            sizes.append(n_maps())
+    first = sizes[0] - before
+    assert first > 1000, f"a first fit mapped only {first} regions: the premise of this test changed"
+    assert sizes[-1] - sizes[1] < 0.5 * first, (
+        f"the third fit's shape added {sizes[-1] - sizes[1]} memory maps (first fit: {first}; after each: {sizes})")
