@@ -10,23 +10,19 @@ segmentation fault. These tests count what is kept and what is mapped.
 
 from __future__ import annotations
 
+import json
 import os
-import warnings
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-import bayes_sloth as bs
 from bayes_sloth.programs import BoundedJit, bounded_jit
-from .conftest import make_tiny_frame
 
 MAPS = Path(f"/proc/{os.getpid()}/maps")
-
-
-def n_maps() -> int:
-    return len(MAPS.read_text().splitlines())
 
 
 def test_bounded_jit_keeps_at_most_keep_programs_and_gives_the_same_answers():
@@ -59,23 +55,39 @@ def test_placement_is_a_specialization():
     assert g.n_kept == len(devices)
 
 
+FITS_OF_NEW_SHAPES = """
+import json, os, sys, warnings
+sys.path.insert(0, sys.argv[1])
+import bayes_sloth as bs
+bs.configure()
+from conftest import make_tiny_frame
+maps = lambda: sum(1 for _ in open(f"/proc/{os.getpid()}/maps"))
+settings = dict(n_skills=1, chains=1, warmup=30, draws=30, seed=0, max_tree_depth=4, link="sigmoid",
+                model_effects=False, instruct_shift=False, init="uniform", progress=False)
+sizes = [maps()]
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for i, fams in enumerate((4, 5, 6)):
+        bs.SkillsLaw(**settings).fit(make_tiny_frame(n_families=fams, seed=10 + i))
+        sizes.append(maps())
+print(json.dumps(sizes))
+"""
+
+
 @pytest.mark.skipif(not MAPS.exists(), reason="counts memory maps in /proc (Linux)")
 def test_fits_of_new_shapes_do_not_pile_up_memory_maps():
-    """Three fits of three leaderboard shapes in one process map about what two do.
+    """Three fits of three leaderboard shapes in a fresh process map about what two do.
 
     Without the bound each new shape kept its sampler: the third fit added what the first did
-    (several thousand maps, about 6,700 on two devices). With it, the programs of at most two
+    (several thousand maps: about 3,400 for one chain, 6,700 for two chains on two devices). With it, the programs of at most two
     shapes are held (the current and the one before), so the third fit adds nothing on balance;
-    the tolerance is half of the first fit's growth.
+    the tolerance is half of the first fit's growth. A fresh process, so that what earlier tests
+    compiled (and release as these fits run) does not move the count.
     """
-    settings = dict(n_skills=1, chains=2, warmup=30, draws=30, seed=0, target_accept=0.9)
-    sizes = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        before = n_maps()
-        for i, fams in enumerate((4, 5, 6)):
-            bs.SkillsLaw(**settings).fit(make_tiny_frame(n_families=fams, seed=10 + i))
-            sizes.append(n_maps())
+    out = subprocess.run([sys.executable, "-c", FITS_OF_NEW_SHAPES, str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    before, *sizes = json.loads(out.stdout.strip().splitlines()[-1])
     first = sizes[0] - before
     assert first > 1000, f"a first fit mapped only {first} regions: the premise of this test changed"
     assert sizes[-1] - sizes[1] < 0.5 * first, (
