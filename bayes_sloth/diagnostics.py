@@ -183,8 +183,12 @@ def summary_table(posterior, var_names) -> pd.DataFrame:
     return pd.DataFrame({"ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}, index=labels)
 
 
-def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKED) -> Diagnostics:
-    """Summarize convergence of a fit and say what to do about any problem."""
+def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKED,
+             target_accept: float | None = None) -> Diagnostics:
+    """Summarize convergence of a fit and say what to do about any problem.
+
+    ``target_accept``: the NUTS target the fit used, if known; advice to raise it is given only below 0.99.
+    """
     post = idata.posterior
     names = [v for v in var_names if v in post]
     table = summary_table(post, names)
@@ -223,7 +227,7 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKE
         )
     if div:
         problems.append(f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
-                        + _divergence_cause(idata, weak))
+                        + _divergence_cause(idata, weak, target_accept))
     low = [i for i, b in enumerate(bfmi) if b < BFMI_MIN]
     if low:
         problems.append(
@@ -288,7 +292,14 @@ def _rhat_cause(post, worst: str, weak: dict) -> str:
     return "they mix slowly: run longer (more warm-up and draws)"
 
 
-def _divergence_cause(idata, weak: dict) -> str:
+def _raise_target_accept(target_accept: float | None) -> str:
+    """The advice on the NUTS target: raise it, unless the fit already used 0.99 or more."""
+    if target_accept is not None and target_accept >= 0.99:
+        return f"target_accept is already {target_accept:g}, so a higher one will not help"
+    return "raise target_accept (0.95-0.99)"
+
+
+def _divergence_cause(idata, weak: dict, target_accept: float | None = None) -> str:
     """Which scale parameter the divergent draws sit low on (a funnel), or which benchmark is to blame."""
     post, div = idata.posterior, np.asarray(idata.sample_stats["diverging"].values, dtype=bool)
     best, best_gap = None, 1.0
@@ -313,8 +324,8 @@ def _divergence_cause(idata, weak: dict) -> str:
             return (f"they sit at small {label} ({what}), and benchmark {bench!r}: {weak[bench]}; leave it out or "
                     "add scores (a higher target_accept will not fix that)")
         return (f"they sit at small {label} ({what}): a funnel, where the data say little about that scale; "
-                "raise target_accept (0.95-0.99), and with few models per family or benchmark, use fewer skills")
+                f"{_raise_target_accept(target_accept)}, and with few models per family or benchmark, use fewer skills")
     if weak:
         b = next(iter(weak))
         return f"benchmark {b!r}: {weak[b]}; leave it out or add scores"
-    return "raise target_accept (e.g. 0.95-0.99) or use fewer skills"
+    return f"{_raise_target_accept(target_accept)}; or use fewer skills"

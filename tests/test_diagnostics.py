@@ -92,3 +92,18 @@ def test_divergences_at_a_small_scale_are_called_a_funnel():
     d = diagnose(_idata(rng, sigma, model_sd=model_sd, diverging=div))
     msg = next(p for p in d.problems if "divergent" in p)
     assert "small model_sd" in msg and "funnel" in msg, msg
+
+
+def test_funnel_advice_raises_target_accept_only_when_there_is_room():
+    """At 0.9 the advice is to raise target_accept; at 0.99 (what "auto" uses on small boards) it says so instead."""
+    from bayes_sloth.diagnostics import diagnose
+
+    rng = np.random.default_rng(1)
+    sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))
+    model_sd = np.exp(rng.normal(-1.0, 0.5, (4, 200)))
+    div = model_sd < np.quantile(model_sd, 0.05)
+    idata = _idata(rng, sigma, model_sd=model_sd, diverging=div)
+    low, high, unknown = (next(p for p in diagnose(idata, target_accept=ta).problems if "divergent" in p)
+                          for ta in (0.9, 0.99, None))
+    assert "raise target_accept" in low and "raise target_accept" in unknown
+    assert "raise target_accept" not in high and "already 0.99" in high and "funnel" in high
