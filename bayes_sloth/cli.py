@@ -385,9 +385,12 @@ def _quiet_unusable_home() -> None:
     except OSError:
         usable = False
     if not usable:
+        import atexit
+        import shutil
         import tempfile
 
-        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="bayes-sloth-mpl-")
+        os.environ["MPLCONFIGDIR"] = folder = tempfile.mkdtemp(prefix="bayes-sloth-mpl-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # leave no folder behind in /tmp
 
 
 def main(argv=None) -> int:

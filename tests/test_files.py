@@ -261,6 +261,8 @@ def test_unwritable_home_costs_one_warning_not_a_crash(tiny_fit, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR",
                                                              "BAYES_SLOTH_XLA_CACHE")}
     env["HOME"] = "/proc/no_such_home"  # cannot be created, even by root
+    env["TMPDIR"] = str(tmp_path / "tmp")  # matplotlib's config goes to a temporary folder there, removed at exit
+    (tmp_path / "tmp").mkdir()
     exe = [sys.executable, "-m", "bayes_sloth.cli"]
     r = subprocess.run(exe + ["--version"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("bayes_sloth "), r.stderr
@@ -272,6 +274,7 @@ def test_unwritable_home_costs_one_warning_not_a_crash(tiny_fit, tmp_path):
     assert r.returncode == 0, r.stderr
     warned = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(warned) == 2 and "compile cache" in warned[0] and "convergence" in warned[1], r.stderr
+    assert not list((tmp_path / "tmp").glob("bayes-sloth-mpl-*")), "the temporary matplotlib folder was left behind"
 
 
 def test_importing_writes_no_file(tmp_path):
