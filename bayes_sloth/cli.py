@@ -157,7 +157,7 @@ def law_from_args(args):
         target_accept=args.target_accept, max_tree_depth=args.max_tree_depth,
         family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
-    law._validate_params()
+    law.validate_params()
     return law
 
 

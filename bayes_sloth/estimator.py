@@ -243,7 +243,7 @@ class SkillsLaw:
         return f"SkillsLaw({', '.join(args)}){fitted}"
 
     # ------------------------------------------------------------------ fit
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
         """Every constructor argument checked before any work: a bad one is an InputError naming it."""
         if not _is_int(self.n_skills) or self.n_skills < 1:
             raise InputError(f"n_skills must be a positive integer, got {self.n_skills!r}")
@@ -325,7 +325,7 @@ class SkillsLaw:
         model, :mod:`bayes_sloth.model`); ``spec_.n_latent_tokens`` counts
         them and the posterior's ``imputed_tokens`` holds their draws.
         """
-        self._validate_params()
+        self.validate_params()
         lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
         self._validate(lb)
         if obs_weight is not None:
@@ -981,7 +981,7 @@ class SkillsLaw:
         meta = _read_meta(idata, source)
         try:
             law = cls(**meta["params"])
-            law._validate_params()
+            law.validate_params()
         except (TypeError, InputError) as exc:
             raise FitFileError(f"{source}: field 'params' is invalid ({exc})") from None
         spec, std, lb, data = _check_fit_parts(idata, meta, source)

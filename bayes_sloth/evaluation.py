@@ -509,7 +509,7 @@ def _fold_stack(task: FoldTask):
             p["anchors"] = _fold_anchors(task.leaderboard, task.fold.obs_weight, p["n_skills"])
         members.append(SkillsLaw(**p))
     st = task.stack
-    return type(st)(members, names=st._names(), n_seen=st.n_seen, seed=st.seed, n_draws=st.n_draws)
+    return type(st)(members, names=st.candidate_labels(), n_seen=st.n_seen, seed=st.seed, n_draws=st.n_draws)
 
 
 def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, *, benchmarks=None,
@@ -542,8 +542,8 @@ def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, 
             raise InputError(f"settings {sorted(law_kwargs)} cannot be combined with law=: set them on the "
                              "stack's candidate SkillsLaws")
         law = type(law)(**dict(law.get_params(), n_seen=int(n_train)))
-        law._validate_params()
-        settings = {"stack": law._names(), "n_seen": int(n_train), "seed": law.seed,
+        law.validate_params()
+        settings = {"stack": law.candidate_labels(), "n_seen": int(n_train), "seed": law.seed,
                     "candidates": [{k: v for k, v in c.get_params().items() if k != "progress"}
                                    for c in law.candidates]}
         tasks = [FoldTask(design.leaderboard, f, n_skills, None, {}, keep_fits, law) for f in folds]

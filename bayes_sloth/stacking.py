@@ -335,7 +335,7 @@ class StackedLaw:
         return self
 
     def __repr__(self) -> str:
-        names = self._names() if self._candidates_ok() else self.candidates
+        names = self.candidate_labels() if self._candidates_ok() else self.candidates
         if hasattr(self, "weights_"):
             body = ", ".join(f"{n}: {w:.3f}" for n, w in self.weights_.items())
             return f"StackedLaw(weights {{{body}}}, n_seen={self.n_seen})"
@@ -349,10 +349,12 @@ class StackedLaw:
         except TypeError:
             return False
 
-    def _names(self) -> list[str]:
+    def candidate_labels(self) -> list[str]:
+        """The candidates' names: ``names`` if given, else "K=1", "K=2", ... (with what else differs)."""
         return list(self.names) if self.names is not None else candidate_names(self.candidates)
 
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
+        """Every argument, and each candidate's, checked before any work: a bad one is an InputError naming it."""
         from .estimator import MAX_SEED, SkillsLaw
 
         if isinstance(self.candidates, (str, bytes)) or not hasattr(self.candidates, "__len__"):
@@ -362,7 +364,7 @@ class StackedLaw:
         for i, c in enumerate(self.candidates):
             if not isinstance(c, SkillsLaw):
                 raise InputError(f"candidate {i} is {c!r}, not a SkillsLaw")
-            c._validate_params()
+            c.validate_params()
         if self.names is not None:
             names = list(self.names)
             if len(names) != len(self.candidates) or len(set(names)) != len(names) \
@@ -388,8 +390,8 @@ class StackedLaw:
         """
         from .estimator import SkillsLaw
 
-        self._validate_params()
-        names = self._names()
+        self.validate_params()
+        names = self.candidate_labels()
         t0 = time.perf_counter()
         members, lfo, fams, rows = [], [], [], []
         for name, cand in zip(names, self.candidates):

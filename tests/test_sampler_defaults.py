@@ -25,11 +25,11 @@ def test_auto_is_the_default_and_anything_else_must_be_a_rate():
     law = bs.SkillsLaw()
     assert law.get_params()["target_accept"] == "auto"
     assert "target_accept" not in repr(law)  # a default is not shown
-    law._validate_params()
+    law.validate_params()
     for bad in ("fast", 1.5, 0.0, True, None):
         with pytest.raises(InputError, match="target_accept must be 'auto' or a number"):
-            bs.SkillsLaw(target_accept=bad)._validate_params()
-    bs.SkillsLaw(target_accept=0.95)._validate_params()
+            bs.SkillsLaw(target_accept=bad).validate_params()
+    bs.SkillsLaw(target_accept=0.95).validate_params()
 
 
 def test_the_command_line_takes_auto_or_a_number():
