@@ -24,7 +24,6 @@ takes a second where the fit takes tens.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import jax
 
@@ -59,8 +58,8 @@ class BoundedJit:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self._static = tuple(static_argnums)
         self._jit = jax.jit(fun, static_argnums=self._static)
-        self._seen: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()  # parallel chains call one program from a host thread per device
+        self._seen: set = set()  # signatures compiled since the last release
+        self._lock = threading.RLock()  # parallel chains call one program from a host thread per device
         self.keep = keep
         self.__wrapped__ = fun
         self.__doc__ = getattr(fun, "__doc__", None)
@@ -69,13 +68,10 @@ class BoundedJit:
     def __call__(self, *args, **kwargs):
         sig = _signature(self._static, args, kwargs)
         with self._lock:
-            if sig in self._seen:
-                self._seen.move_to_end(sig)
-            else:
+            if sig not in self._seen:
                 if len(self._seen) >= self.keep:
-                    self._jit.clear_cache()
-                    self._seen.clear()
-                self._seen[sig] = None
+                    self.release()
+                self._seen.add(sig)
         return self._jit(*args, **kwargs)
 
     def release(self) -> None:
@@ -88,9 +84,6 @@ class BoundedJit:
     def n_kept(self) -> int:
         """Specializations held now."""
         return len(self._seen)
-
-    def lower(self, *args, **kwargs):
-        return self._jit.lower(*args, **kwargs)
 
 
 def bounded_jit(fun=None, *, static_argnums=(), keep: int = KEEP):
