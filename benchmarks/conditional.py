@@ -105,7 +105,7 @@ def fit_cached(path: Path, lb, args, obs_weight=None):
         law = bs.SkillsLaw(**law_args(args)).fit(lb, obs_weight=obs_weight)
     wall = time.perf_counter() - t0
     law.save(path)
-    meta_path.write_text(json.dumps({"wall": wall, "stamp": STAMP, "sampler": [args.chains, args.warmup, args.draws]}))
+    write_text(json.dumps({"wall": wall, "stamp": STAMP, "sampler": [args.chains, args.warmup, args.draws]}), meta_path)
     return law, wall
 
 

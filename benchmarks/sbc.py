@@ -50,6 +50,7 @@ import jax.numpy as jnp
 from bayes_sloth.data import Leaderboard
 from bayes_sloth.estimator import auto_target_accept
 from bayes_sloth.inference import model_arrays
+from bayes_sloth.io import write_csv, write_text
 from bayes_sloth.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
 from bayes_sloth.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
 
@@ -245,7 +246,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     The truth of replication r depends only on (design, reps, seed, r), so a
     run split into chunks (``start``/``stop``, e.g. in separate processes) is
     the same run. With ``rows_out`` each replication's row (ranks, then
-    sampler diagnostics) is appended to that CSV as soon as it is done.
+    sampler diagnostics) is added to that CSV (rewritten atomically) as soon as it is done.
     """
     design = design or make_design()
     spec = design.spec
@@ -281,7 +282,9 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
                     "seconds": time.perf_counter() - t0})
         rows.append(row)
         if rows_out:
-            pd.DataFrame([row]).to_csv(rows_out, mode="a", header=not _nonempty(rows_out), index=False)
+            # the whole file again, atomically: a run killed mid-write keeps every replication it finished
+            before = pd.read_csv(rows_out) if _nonempty(rows_out) else None
+            write_csv(pd.concat([before, pd.DataFrame([row])], ignore_index=True), rows_out, index=False)
         if verbose and (r + 1) % 10 == 0:
             print(f"  {r + 1}/{reps} replications, {time.perf_counter() - t_all:.0f} s", file=sys.stderr, flush=True)
     settings = dict(reps=reps, warmup=warmup, draws=draws, chains=chains, L=L, seed=seed, wrong_prior=wrong_prior,
@@ -376,7 +379,7 @@ def main(argv=None) -> int:
                    help="replications per worker process (0: all in this process); each fit leaks JIT code "
                         "memory, so long runs are split (default 25)")
     p.add_argument("--out", help="also write the report (markdown) here")
-    p.add_argument("--ranks-out", help="CSV of per-replication ranks and diagnostics (appended as it goes; "
+    p.add_argument("--ranks-out", help="CSV of per-replication ranks and diagnostics (rewritten atomically after each; "
                                        "replications already in it are not rerun)")
     p.add_argument("--render-only", action="store_true",
                    help="run no replication: report those already in --ranks-out (a run stopped early is reported as "
@@ -419,8 +422,7 @@ def main(argv=None) -> int:
     text = report(res, a.bins)
     print(text)
     if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(text)
+        write_text(text, a.out)
     return 0
 
 
