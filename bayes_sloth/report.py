@@ -228,7 +228,8 @@ def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
         head += ["observed", "inside?"]
     rows = []
     for _, r in table.iterrows():
-        cells = [f'<td class="l">{html.escape(str(r["model"]))}</td>',
+        note = " <small>(tokens imputed)</small>" if bool(r.get("imputed_tokens", False)) else ""
+        cells = [f'<td class="l">{html.escape(str(r["model"]))}{note}</td>',
                  f'<td class="l">{html.escape(str(r.get("family", "")))}</td>',
                  f'<td class="l">{html.escape(str(r["benchmark"]))}</td>',
                  f"<td>{r['mean']:.3f}</td>", f"<td>[{r['lower']:.3f}, {r['upper']:.3f}]</td>"]
@@ -419,9 +420,11 @@ def forecast_report(
             say(f"note: {len(same)} target model(s) are in the leaderboard; they are left out of the fit: "
                 + ", ".join(same[:5]) + (" ..." if len(same) > 5 else ""))
         title = f"Forecast report: {len(targets)} new model(s)"
-    bad = targets[targets[["params", "tokens"]].isna().any(axis=1)]
+    bad = targets[targets["params"].isna()]
     if len(bad):
-        raise InputError(f"cannot forecast model {bad['model'].iloc[0]!r}: parameters or tokens missing")
+        raise InputError(f"cannot forecast model {bad['model'].iloc[0]!r}: its parameter count is missing "
+                         "(a missing token count is imputed, a missing parameter count is not)")
+    n_imputed = int(targets["tokens"].isna().sum())
     if fitted:
         say(f"[1/4] data: using the saved fit ({len(law.leaderboard_)} models); {len(targets)} model(s) to forecast")
     else:
@@ -441,7 +444,8 @@ def forecast_report(
             + ("" if law.diagnostics_.ok else f" ({len(law.diagnostics_.problems)} problem(s), see the report)"))
     fit_cov = law.leaderboard_.covariates
     dropped = [m for m in train.models if m not in set(fit_cov.index)] if not fitted else []
-    say(f"[3/4] forecasting {len(targets)} model(s) at {level:.0%}")
+    say(f"[3/4] forecasting {len(targets)} model(s) at {level:.0%}"
+        + (f"; {n_imputed} without a token count, forecast with imputed tokens" if n_imputed else ""))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the report states never-seen families and extrapolation itself
         # the targets' observed scores are there to be compared with, never conditioned on

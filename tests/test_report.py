@@ -169,3 +169,28 @@ def test_cli_predict_seen_and_unseen_families(report, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(fit), "--data", str(new)]) == 0  # to stdout
     assert capsys.readouterr().out.startswith("model,family,seen_family,extrapolation,benchmark,mean")
+
+
+def test_report_forecasts_a_model_without_tokens_and_refuses_one_without_parameters(report, tmp_path):
+    """A target without a token count is forecast with imputed tokens (as SkillsLaw.forecast does) and marked
+    so in the table; a target without a parameter count is refused, naming it."""
+    rep, fam = report
+    new = pd.DataFrame({"model": ["with-tokens-30b", "no-tokens-30b"], "family": [fam, fam],
+                        "params": [30.0, 30.0], "tokens": [3.0, float("nan")], "instruct": [False, False]})
+    terminal = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = forecast_report(rep.data, target_models=new, law=rep.law, out=tmp_path / "r.html", log=terminal.append)
+    imputed = out.forecasts.groupby("model")["imputed_tokens"].first().to_dict()
+    assert imputed == {"with-tokens-30b": False, "no-tokens-30b": True}
+    doc = out.path.read_text()
+    assert doc.count("no-tokens-30b <small>(tokens imputed)</small>") == len(rep.law.benchmarks_)
+    assert "with-tokens-30b <small>" not in doc
+    assert any("1 without a token count" in line for line in terminal)
+    # the unknown token count widens the interval of the same model
+    width = (out.forecasts["upper"] - out.forecasts["lower"]).groupby(out.forecasts["model"]).mean()
+    assert width["no-tokens-30b"] > width["with-tokens-30b"]
+    with pytest.raises(bs.InputError, match="'no-params-30b'.*parameter count is missing"):
+        forecast_report(rep.data, target_models=new.assign(model=["a", "no-params-30b"], params=[30.0, None]),
+                        law=rep.law, out=tmp_path / "r2.html", log=None)
+    assert not (tmp_path / "r2.html").exists()
