@@ -157,6 +157,23 @@ def allocate_draws(weights, n_draws: int) -> np.ndarray:
 
 
 # ------------------------------------------------------- leave-family-out densities
+def unconverged_weight(diagnostics: pd.DataFrame, min_weight: float = 0.01) -> str | None:
+    """A warning naming the candidates that carry stacking weight (at least ``min_weight``) but whose posterior
+    failed its checks (``diagnostics``: :attr:`StackedLaw.diagnostics_`), or None when there are none.
+
+    The weights judge each candidate by its forecasts, not by its sampler: an
+    unconverged member can still win weight, and its share of the mixture then
+    rests on draws that do not represent its posterior.
+    """
+    bad = diagnostics[~diagnostics["converged"].astype(bool) & (diagnostics["weight"] >= min_weight)]
+    if not len(bad):
+        return None
+    which = "; ".join(f"{name} (weight {r['weight']:.2f}, max R-hat {r['max_rhat']:.3f}, "
+                      f"{int(r['divergences'])} divergent)" for name, r in bad.iterrows())
+    return (f"the stack gives weight to candidate(s) whose posterior failed its checks: {which}. Their part of "
+            "the mixture rests on unconverged draws: sample them longer (warmup, draws) or leave them out")
+
+
 def _training_pairs(law) -> pd.DataFrame:
     """The fitted (model, benchmark, score) pairs of a fit: those in its likelihood only (masked pairs left out)."""
     od = law.idata_.observed_data
@@ -429,6 +446,9 @@ class StackedLaw:
         diag["elpd_lfo_stacked"] = float(mixture_lpd(table[names].to_numpy(), w).sum())
         self.diagnostics_ = diag
         self.fit_seconds_ = time.perf_counter() - t0
+        message = unconverged_weight(diag)
+        if message:
+            warn(message)
         bad = self.lfo_families_[self.lfo_families_["pareto_k"] > K_TRUST]
         if len(bad):
             warn(f"conditioning on each family's {self.n_seen} smallest model(s) has Pareto k > {K_TRUST} for "

@@ -20,7 +20,8 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.errors import InputError
-from bayes_sloth.stacking import StackedLaw, allocate_draws, candidate_names, mixture_lpd, stacking_weights
+from bayes_sloth.stacking import (StackedLaw, allocate_draws, candidate_names, mixture_lpd, stacking_weights,
+                                  unconverged_weight)
 
 # the lean law started uniformly: few programs to compile (CI time); what is tested is the stacking
 LEAN = dict(chains=2, warmup=150, draws=100, max_tree_depth=6, link="sigmoid", model_effects=False,
@@ -65,6 +66,19 @@ def test_allocate_draws_largest_remainders():
     n = allocate_draws([0.333, 0.333, 0.334], 10)
     assert n.sum() == 10 and list(n) == [3, 3, 4]
     assert list(allocate_draws([1.0, 0.0], 7)) == [7, 0]
+
+
+def test_unconverged_members_with_weight_are_named():
+    diag = pd.DataFrame({"weight": [0.0, 0.3, 0.7], "converged": [False, False, True],
+                         "max_rhat": [1.5, 1.04, 1.004], "divergences": [12, 3, 0]},
+                        index=pd.Index(["K=1", "K=2", "K=3"], name="candidate"))
+    msg = unconverged_weight(diag)
+    # K=2 carries weight and failed: named with its numbers; K=1 failed with no weight, K=3 passed: not named
+    assert msg is not None and "K=2 (weight 0.30, max R-hat 1.040, 3 divergent)" in msg
+    assert "K=1" not in msg and "K=3" not in msg
+    assert unconverged_weight(diag.assign(converged=True)) is None
+    assert unconverged_weight(diag.assign(weight=[0.995, 0.005, 0.0])) is not None  # K=1 now has the weight
+    assert unconverged_weight(diag.assign(weight=[0.0, 0.005, 0.995])) is None  # below min_weight
 
 
 def test_candidate_names_and_bad_arguments():
