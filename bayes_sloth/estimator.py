@@ -74,6 +74,25 @@ def _is_int(v) -> bool:
 AUTO_TARGET_ACCEPT = (0.99, 0.9)
 
 
+#: What a forecast row is checked against the fitted models' range of: the two covariates, and their product
+#: (compute, in B parameters x T tokens), which the law's interaction term extrapolates in even when each
+#: covariate alone is inside its range (a 70 B model at 15 T tokens after 8 B at 15 T and 70 B at 2 T).
+EXTRAPOLATION_CHECKS = (("params", "B parameters"), ("tokens", "T tokens"), ("compute", "B x T (params x tokens)"))
+
+
+def outside_fitted_range(fitted: pd.DataFrame, params, tokens) -> dict:
+    """Per check of :data:`EXTRAPOLATION_CHECKS`: (bool array, fitted min, fitted max) for rows with ``params``
+    and ``tokens`` (arrays; a NaN token count, imputed, is not flagged on tokens or compute) against the
+    models of ``fitted`` (a fit's covariates)."""
+    fp, ft = (fitted[c].to_numpy(dtype=float) for c in ("params", "tokens"))
+    p, t = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (params, tokens))
+    out = {}
+    for (col, _), fit_v, v in zip(EXTRAPOLATION_CHECKS, (fp, ft, fp * ft), (p, t, p * t)):
+        lo, hi = float(np.nanmin(fit_v)), float(np.nanmax(fit_v))
+        out[col] = ((v < lo) | (v > hi), lo, hi)
+    return out
+
+
 def auto_target_accept(n_benchmarks: int) -> float:
     """The target acceptance rate ``target_accept="auto"`` resolves to on a leaderboard of ``n_benchmarks``.
 
@@ -468,14 +487,13 @@ class SkillsLaw:
         return fidx
 
     def _extrapolation(self, cov: pd.DataFrame) -> np.ndarray:
-        """Rows whose parameters or tokens lie outside the range of the fitted models (flagged, and warned)."""
-        fit_cov = self.leaderboard_.covariates
+        """Rows whose parameters, tokens or compute (params x tokens) lie outside the range of the fitted models
+        (flagged, and warned; :func:`outside_fitted_range`)."""
+        checks = outside_fitted_range(self.leaderboard_.covariates, cov["params"], cov["tokens"])
         flags = np.zeros(len(cov), dtype=bool)
         parts = []
-        for col, unit in (("params", "B parameters"), ("tokens", "T tokens")):
-            lo, hi = float(fit_cov[col].min()), float(fit_cov[col].max())
-            v = cov[col].to_numpy(dtype=float)
-            out = (v < lo) | (v > hi)
+        for col, unit in EXTRAPOLATION_CHECKS:
+            out, lo, hi = checks[col]
             flags |= out
             if out.any():
                 names = ", ".join(repr(m) for m in cov.index[out][:4]) + (" ..." if out.sum() > 4 else "")

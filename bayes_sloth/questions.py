@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
+from .estimator import outside_fitted_range
 
 #: FLOPs per (billion parameters x trillion tokens): C = 6 N T.
 FLOPS_PER_BT = 6e21
@@ -193,7 +194,7 @@ class InverseAnswer:
     range (``reached`` False; ``best_probability`` is the largest seen).
     ``at_lower_end``: reached already at the low end of the range (the true
     answer may be smaller). ``extrapolation``: the answer lies outside the
-    fitted models' parameters or tokens. ``grid``: the probabilities along
+    fitted models' parameters, tokens or compute (params x tokens). ``grid``: the probabilities along
     the search grid and the refinement steps.
     """
 
@@ -253,8 +254,7 @@ def _search(f, lo, hi, prob, n_grid, rtol):
 
 
 def _inside(law, params, tokens) -> bool:
-    cov = law.leaderboard_.covariates
-    return bool(cov["params"].min() <= params <= cov["params"].max() and cov["tokens"].min() <= tokens <= cov["tokens"].max())
+    return not any(bool(out[0]) for out in outside_fitted_range(law.leaderboard_.covariates, params, tokens).values())
 
 
 def smallest_params(law, family: str, benchmark: str, threshold: float, prob: float = 0.5, *,

@@ -270,6 +270,20 @@ def test_extrapolation_is_flagged_and_warned(tiny_fit):
     assert flags.to_dict() == {"seen-7b": False, "unseen-1b": False, "unseen-8b": True}
 
 
+def test_compute_beyond_the_fitted_models_is_extrapolation(tiny_fit):
+    """Parameters and tokens each inside the fitted range, their product beyond it: the law's interaction
+    term extrapolates there (the Sloth table's 70 B models at 15 T tokens), so the row is flagged."""
+    law, _ = tiny_fit
+    cov = law.leaderboard_.covariates
+    p, t = float(cov["params"].max()), float(cov["tokens"].max())
+    assert p * t > float((cov["params"] * cov["tokens"]).max())  # the premise: no fitted model has both maxima
+    rows = _rows(params=[7.0, 1.0, p], tokens=[2.0, 1.5, t])
+    with pytest.warns(UserWarning, match=r"extrapolating: compute of 'unseen-8b' outside the fitted .* B x T"):
+        table = law.forecast(rows, new_families="allow")
+    flags = table.groupby("model")["extrapolation"].first()
+    assert flags.to_dict() == {"seen-7b": False, "unseen-1b": False, "unseen-8b": True}
+
+
 def test_a_rows_draws_do_not_depend_on_the_other_rows(tiny_fit):
     law, _ = tiny_fit
     with warnings.catch_warnings():

@@ -92,8 +92,12 @@ def test_smallest_params_is_where_the_probability_first_reaches_p(fit, quiet):
     never = q.smallest_params(law, FAM, "bench_00", 0.9999, 0.99, tokens=2.0, seed=2, n_grid=4)
     assert not never.reached and np.isnan(never.value) and "not reached" in str(never)
     wide = q.smallest_params(law, FAM, "bench_00", 0.6, 0.8, tokens=2.0, seed=2, params_range=(1e-3, 1e4))
-    fit_params = law.leaderboard_.covariates["params"]
-    assert wide.extrapolation == bool(wide.value < fit_params.min() or wide.value > fit_params.max())
+    fit = law.leaderboard_.covariates
+    outside = [wide.value < fit["params"].min() or wide.value > fit["params"].max(),
+               2.0 < fit["tokens"].min() or 2.0 > fit["tokens"].max(),
+               2.0 * wide.value > (fit["params"] * fit["tokens"]).max() or
+               2.0 * wide.value < (fit["params"] * fit["tokens"]).min()]
+    assert wide.extrapolation == any(outside)
     with pytest.raises(bs.InputError, match="exactly one of tokens"):
         q.smallest_params(law, FAM, "bench_00", 0.6, 0.8)
     with pytest.raises(bs.InputError, match="prob must be strictly between 0 and 1, got 1.5"):
