@@ -74,16 +74,15 @@ def point_fits(design) -> pd.DataFrame:
             if len(seen) < 2:
                 raise ValueError(f"family {fam!r} has {len(seen)} training model(s): a line needs two (n_train >= 2)")
             xs = x_all[seen].to_numpy()
-            for i in rows:
-                m, b = pairs.at[i, "model"], pairs.at[i, "benchmark"]
+            for b, idx in pd.Series(rows).groupby(pairs["benchmark"].to_numpy()[rows]):
                 c = float(floors[b])
                 ys = sc.loc[seen, b].to_numpy(float)
-                x = x_all[m]
+                x = x_all[pairs["model"].to_numpy()[idx.to_numpy()]].to_numpy()
                 for name, fwd, back in (("family_logit", lambda v: _logit_scale(v, c), lambda z: _from_logit(z, c)),
                                         ("family_linear", lambda v: v, lambda z: np.clip(z, 0.0, 1.0))):
-                    zs = fwd(ys)
+                    zs = fwd(ys)  # one line per (family, benchmark), through its two training models
                     slope, icpt = np.polyfit(xs, zs, 1) if np.ptp(xs) > 0 else (0.0, zs.mean())
-                    out[name][i] = float(back(icpt + slope * x))
+                    out[name][idx.to_numpy()] = back(icpt + slope * x)
     return pairs.assign(**out)
 
 

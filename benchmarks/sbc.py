@@ -259,6 +259,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
         raise ValueError(f"need at least {L} draws in all, got {total}")
     keep = np.linspace(0, total - 1, L).round().astype(int)  # evenly thinned
     rows = []
+    before = pd.read_csv(rows_out) if rows_out and _nonempty(rows_out) else None  # replications of earlier runs
     t_all = time.perf_counter()
     for r in range(start, stop):
         lb = design.leaderboard(truth["y"][r - start])
@@ -283,8 +284,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
         rows.append(row)
         if rows_out:
             # the whole file again, atomically: a run killed mid-write keeps every replication it finished
-            before = pd.read_csv(rows_out) if _nonempty(rows_out) else None
-            write_csv(pd.concat([before, pd.DataFrame([row])], ignore_index=True), rows_out, index=False)
+            write_csv(pd.concat([before, pd.DataFrame(rows)], ignore_index=True), rows_out, index=False)
         if verbose and (r + 1) % 10 == 0:
             print(f"  {r + 1}/{reps} replications, {time.perf_counter() - t_all:.0f} s", file=sys.stderr, flush=True)
     settings = dict(reps=reps, warmup=warmup, draws=draws, chains=chains, L=L, seed=seed, wrong_prior=wrong_prior,
