@@ -336,7 +336,9 @@ def report(res: SBCResult, bins: int = 10) -> str:
         f"{s.get('law', 'lean')} law ({LAW_WORDS[s.get('law', 'lean')]}); "
         f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, target_accept "
         f"{auto_target_accept(s['n_benchmarks'])} (SkillsLaw's default 'auto'), ranks among L={s['L']} thinned "
-        f"draws, {bins} bins (chi-square df={bins - 1}); seed {s['seed']}; {s['seconds']:.0f} s.",
+        f"draws, {bins} bins (chi-square df={bins - 1}); "
+        + (f"rendered from the ranks file, whose replications took {runs['seconds'].sum():.0f} s in all "
+           "(their seeds as the file says)." if s.get("rendered") else f"seed {s['seed']}; {s['seconds']:.0f} s."),
         "",
         f"Sampler: {int((runs['divergences'] > 0).sum())} of {len(runs)} replications had divergences "
         f"({int(runs['divergences'].sum())} divergent draws in all, kept); "
@@ -417,7 +419,7 @@ def main(argv=None) -> int:
                         wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
                         n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
                         n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0,
-                        command=" ".join(["python benchmarks/sbc.py", *forwarded]))
+                        rendered=bool(a.render_only), command=" ".join(["python benchmarks/sbc.py", *forwarded]))
         res = from_rows(rows, design.spec, 100, settings)
     text = report(res, a.bins)
     print(text)
