@@ -181,7 +181,11 @@ class SkillsLaw:
     method : {"nuts", "svi"}
         ``"svi"``: a fast mean-field variational approximation instead of
         NUTS, for leaderboards of thousands of models; warns that it has no
-        convergence diagnostics and understates uncertainty.
+        convergence diagnostics and understates uncertainty. Measured against
+        NUTS on a 200 x 12 synthetic leaderboard: global parameters' 90 %
+        intervals 0.1-0.2 times as wide (7-15 % of NUTS draws inside), never-seen
+        families' forecast intervals 0.86 times as wide (84.5 % of NUTS's
+        predictive draws inside; ``benchmarks/results/variational.md``).
     seed : int
         Seed of the sampler; the same seed on the same machine gives identical draws.
     progress : bool or callable
@@ -391,8 +395,10 @@ class SkillsLaw:
         else:
             warnings.warn(
                 "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
-                "ESS or divergences to check it by, and its intervals are usually too narrow; use it for "
-                "leaderboards too large for NUTS and check a subset with NUTS",
+                "ESS or divergences to check it by. Its intervals are too narrow: far too narrow for the law's "
+                "global parameters (slopes, loadings, link weights), somewhat for forecasts; use it for "
+                "forecasts on leaderboards too large for NUTS, not to read parameter uncertainty, and check a "
+                "subset with NUTS",
                 UserWarning,
                 stacklevel=2,
             )

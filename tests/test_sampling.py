@@ -26,8 +26,13 @@ def _fit(lb, truth, **kw):
                             seed=0, **LEAN, **kw).fit(lb)
 
 
-def test_auto_draws_stop_when_the_checks_pass(board):
-    law = _fit(*board, target_ess=150, max_draws=2000)
+@pytest.fixture(scope="module")
+def converged(board):
+    return _fit(*board, target_ess=150, max_draws=2000)
+
+
+def test_auto_draws_stop_when_the_checks_pass(converged):
+    law = converged
     rep = law.sampling_
     assert rep["stopped"] == "converged", rep
     n = law.idata_.posterior.sizes["draw"]
@@ -49,3 +54,29 @@ def test_auto_draws_are_checked_as_arguments():
         bs.SkillsLaw(draws="many").fit(None)
     with pytest.raises(bs.InputError, match="max_draws must be at least 100"):
         bs.SkillsLaw(draws="auto", max_draws=50).fit(None)
+
+
+def test_svi_fits_the_scores_says_it_is_narrow_and_is(board, converged):
+    """``method="svi"``: the mean-field path for leaderboards too large for NUTS. It must fit (its forecasts of
+    the scores it was given are as close as the noise allows), say what it is, and be what it says: narrower
+    than the posterior for the law's global parameters (``benchmarks/results/variational.md`` measures it)."""
+    lb, truth = board
+    svi = bs.SkillsLaw(1, anchors=truth["anchors"], method="svi", draws=1000, progress=False, seed=0, **LEAN)
+    with pytest.warns(UserWarning, match="mean-field variational approximation.*too narrow"):
+        svi.fit(lb)
+    post, ref = svi.idata_.posterior, converged.idata_.posterior
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 1000
+    # fitted models' forecasts of their own observed scores: a fit of the right law leaves residuals of the
+    # noise's size (sd at most truth["sigma"].max()); an unfitted or misplaced approximation would not
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mu = svi.predict(lb, condition=False).predictions["mu"].mean(("chain", "draw"))
+    obs = lb.scores.to_numpy(dtype=float)
+    resid = np.abs(mu.sel(model=lb.models, benchmark=lb.benchmarks).values - obs)[np.isfinite(obs)]
+    assert resid.mean() < truth["sigma"].max(), (resid.mean(), truth["sigma"])
+
+    def width90(p):
+        v = p["slopes"].values.reshape((-1,) + p["slopes"].shape[2:])
+        return np.quantile(v, 0.95, axis=0) - np.quantile(v, 0.05, axis=0)
+
+    assert (width90(post) < width90(ref)).all(), (width90(post), width90(ref))
