@@ -7,9 +7,11 @@ the variational path (method="svi"). Peak memory is the child's max RSS.
 
     python benchmarks/scaling.py [--sizes 200x12,1000x12,5000x12,200x40,1000x40,5000x40] [--cap 600] [--jobs N]
 
-``--jobs N`` runs N of the (size, method) fits at once (``bayes_sloth.sweeps.run``
-over a process pool; each fit is still its own child process, with one JAX
-device as with ``--jobs 1``); rows print in the table's order. Every fit then
+Each fit's child gives JAX one CPU device per core (chains in parallel, as
+the command line runs them). ``--jobs N`` runs N of the (size, method) fits
+at once (``bayes_sloth.sweeps.run`` over a process pool; each fit is still its
+own child process, with cores // N devices, so the fits do not oversubscribe
+the cores); rows print in the table's order. Every fit then
 runs up to the cap: a size is not skipped because a smaller one ran past it,
 and the fits share the cores, so their seconds are not comparable with
 ``--jobs 1``'s.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,8 +30,8 @@ CHILD = r"""
 import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 import bayes_sloth as bs
-bs.configure()  # one CPU device per core: chains in parallel, as the command line runs them
-n_models, n_bench, method, chains, warmup, draws, target_ess, max_draws = sys.argv[1:9]
+n_models, n_bench, method, chains, warmup, draws, target_ess, max_draws, devices = sys.argv[1:10]
+bs.configure(cpu_devices=int(devices))  # chains in parallel over this fit's share of the cores
 n_models, n_bench, chains, warmup = int(n_models), int(n_bench), int(chains), int(warmup)
 draws = draws if draws == "auto" else int(draws)
 lb, truth = bs.simulate_leaderboard(n_families=max(2, n_models // 4), n_benchmarks=n_bench, n_skills=2,
@@ -48,11 +51,12 @@ print(json.dumps({"models": len(lb), "benchmarks": n_bench, "observed": lb.n_obs
 """
 
 
-def run(n_models, n_bench, method, chains, warmup, draws, cap, target_ess=400, max_draws=4000):
+def run(n_models, n_bench, method, chains, warmup, draws, cap, target_ess=400, max_draws=4000, devices=None):
+    devices = devices or os.cpu_count() or 1
     t0 = time.perf_counter()
     try:
         out = subprocess.run([sys.executable, "-c", CHILD, str(n_models), str(n_bench), method, str(chains),
-                              str(warmup), str(draws), str(target_ess), str(max_draws)],
+                              str(warmup), str(draws), str(target_ess), str(max_draws), str(devices)],
                              capture_output=True, text=True, timeout=cap)
     except subprocess.TimeoutExpired:
         return {"models": n_models, "benchmarks": n_bench, "method": method, "seconds": f">{cap}", "peak_mib": "-"}
@@ -102,7 +106,7 @@ def main(argv=None):
         from bayes_sloth.sweeps import run as sweep
 
         tasks = [(int(n), int(j), method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap,
-                  args.target_ess, args.max_draws)
+                  args.target_ess, args.max_draws, max(1, (os.cpu_count() or 1) // args.jobs))
                  for n, j in (size.split("x") for size in args.sizes.split(","))
                  for method in args.methods.split(",")]
         sweep(run_task, tasks, args.jobs, on_result=lambda i, r: print(row(tasks[i][0], tasks[i][1], tasks[i][2], r),
@@ -118,7 +122,7 @@ def main(argv=None):
                       flush=True)
                 continue
             r = run(n, j, method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap,
-                    args.target_ess, args.max_draws)
+                    args.target_ess, args.max_draws, max(1, (os.cpu_count() or 1) // args.jobs))
             if method == "nuts" and str(r["seconds"]).startswith(">"):
                 over_cap.append((n, j))
             print(row(n, j, method, r), flush=True)
