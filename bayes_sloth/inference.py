@@ -64,7 +64,8 @@ class SamplerConfig:
     """NUTS settings. ``draws`` is kept draws per chain, or "auto": sample in blocks of
     ``block`` draws until the checks pass (R-hat <= 1.01, bulk and tail ESS >= ``target_ess``, no
     divergence) or ``max_draws`` per chain are reached. ``progress`` is None or a callable
-    ``(chain, iteration, total, phase)`` called from the sampler about every 1 % of a chain's run."""
+    ``(chain, iteration, total, phase)`` called about every 5 % of a chain's warm-up and of its draws
+    (between the pieces the chain runs in; never from inside a compiled program)."""
 
     chains: int = 4
     warmup: int = 1000
@@ -103,27 +104,43 @@ def _cached(cache: OrderedDict, key, build):
     return cache[key]
 
 
-#: The progress callable of the sampler now running (host side); the compiled program calls
-#: :func:`_report_progress`, which forwards to it, so one compiled program serves every reporter.
+#: The progress callable of the sampler now running (host side), heard between pieces of each chain.
 _PROGRESS: list = [None]
 
 
-def _report_progress(chain, i, total, warmup):
-    report = _PROGRESS[0]
-    if report is not None:
-        report(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+#: A chain runs as pieces of about 1/PIECES of its warm-up or of its draws, one compiled program per
+#: kind of piece; progress is reported from the host between pieces (see :func:`_chain_programs`).
+PIECES = 20
 
 
-def _chain_programs(spec: ModelSpec, cfg: SamplerConfig, n_draws: int, total: int):
-    """One NUTS chain as two pure functions: ``warm(key, init, data, chain) -> state`` and
-    ``draw(state, data, chain) -> (state, (z, stats))`` (``n_draws`` kept draws after ``state``).
+def _piece(n: int, pieces: int = PIECES) -> int:
+    """Iterations per piece of a run of ``n`` iterations: the largest divisor of ``n`` that is at most
+    ``ceil(n / pieces)`` (every piece the same length, so one program runs them all; 0 for no run)."""
+    if n <= 0:
+        return 0
+    cap = -(-n // pieces)
+    return max(d for d in range(1, cap + 1) if n % d == 0)
 
-    Warm-up (step size and mass matrix adaptation, NumPyro's windowed scheme)
-    runs for ``cfg.warmup`` iterations; drawing continues from the state it
-    returns, so draws can come in blocks (``draws="auto"``) or all at once.
-    The data are an argument, not a constant baked into the program: refits
-    with new data of the same shape and cross-validation masks reuse the
-    compiled code.
+
+def _chain_programs(spec: ModelSpec, cfg: SamplerConfig):
+    """One NUTS chain as three pure functions: ``start(key, init, data) -> state``,
+    ``warm(state, data, n) -> (state, leapfrog steps)`` (n warm-up iterations) and
+    ``draw(state, data, n) -> (state, (z, stats))`` (n kept draws); ``n`` is static.
+
+    Warm-up (step size and mass matrix adaptation, NumPyro's windowed scheme
+    over ``cfg.warmup`` iterations) runs from the state ``start`` returns and
+    can be cut into pieces: the adaptation's schedule lives in the kernel
+    (set up for ``cfg.warmup`` iterations by ``kernel.init``) and its progress
+    in the state, so ``warm`` twice for n/2 is ``warm`` once for n. Drawing
+    continues from the state warm-up leaves, so draws can come in blocks
+    (``draws="auto"``) or all at once. The data are an argument, not a
+    constant baked into the program: refits with new data of the same shape
+    and cross-validation masks reuse the compiled code.
+
+    No program calls back to the host: a program with a host callback is
+    never kept in XLA's on-disk cache, so a sampler that reported its
+    progress from inside compiled every fit of every new process again (25 s
+    of a small fit). The host runs the pieces and reports between them.
 
     ``init`` is None (start uniformly in (-2, 2), identity mass matrix) or
     ``{"z": start, "inverse_mass": diagonal}``, the diagonal in the order of
@@ -143,60 +160,81 @@ def _chain_programs(spec: ModelSpec, cfg: SamplerConfig, n_draws: int, total: in
             inverse_mass_matrix=inverse_mass,
         )
 
-    every = max(total // 100, 1)  # only used with a reporter (a program without one ignores the total)
-
-    def step(kernel, state, data, chain):
-        state = kernel.sample(state, (), data)
-        if cfg.progress is not None:  # about every 1 % of the chain's iterations, from the host
-            jax.lax.cond(state.i % every == 0,
-                         lambda i: jax.debug.callback(_report_progress, chain, i, total, cfg.warmup),
-                         lambda i: None, state.i)
-        return state
-
-    def warm(key, init, data, chain):
+    def start(key, init, data):
         kernel = make_kernel(None if init is None else init["inverse_mass"])
-        start = None if init is None else init["z"]
-        state = kernel.init(key, cfg.warmup, start, model_args=(), model_kwargs=data)
+        return kernel.init(key, cfg.warmup, None if init is None else init["z"], model_args=(), model_kwargs=data)
+
+    def resumed(state, data):
+        # a kernel whose transition function has the fit's settings and warm-up schedule (what
+        # kernel.init sets up; its initial state is not used: the inverse mass matrix is in `state`)
+        kernel = make_kernel()
+        kernel.init(state.rng_key, cfg.warmup, state.z, model_args=(), model_kwargs=data)
+        return kernel
+
+    def warm(state, data, n):
+        kernel = resumed(state, data)
 
         def one(state, _):
-            state = step(kernel, state, data, chain)
+            state = kernel.sample(state, (), data)
             return state, state.num_steps
 
-        state, steps = jax.lax.scan(one, state, None, length=cfg.warmup)
+        state, steps = jax.lax.scan(one, state, None, length=n)
         return state, jnp.sum(steps)
 
-    def draw(state, data, chain):
-        kernel = make_kernel()
-        kernel.init(state.rng_key, cfg.warmup, state.z, model_args=(), model_kwargs=data)  # sets up its sample fn
+    def draw(state, data, n):
+        kernel = resumed(state, data)
 
         def one(state, _):
-            state = step(kernel, state, data, chain)
+            state = kernel.sample(state, (), data)
             return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
                                      "energy": state.energy, "lp": -state.potential_energy,
                                      "acceptance_rate": state.accept_prob,
                                      "step_size": state.adapt_state.step_size})
 
-        return jax.lax.scan(one, state, None, length=n_draws)
+        return jax.lax.scan(one, state, None, length=n)
 
-    return warm, draw
+    return start, warm, draw
 
 
-def _spread(fn, method: str, n_devices: int, n_mapped: int):
-    """Run ``fn`` over a leading chain axis of its first ``n_mapped`` arguments (the rest are shared).
+def _report(progress, chains, states, total: int, warmup: int) -> None:
+    """Tell ``progress`` where each chain is (``states.i``, its iterations so far; waits for them)."""
+    its = np.atleast_1d(np.asarray(jax.device_get(states.i)))
+    for chain, i in zip(chains, its):
+        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
 
-    "parallel": the chains placed on ``n_devices`` CPU devices (sharding by placement
-    under ``jit``), each device running its block of chains back to back, all
-    devices at once; "vectorized": ``jax.vmap`` in one program (an accelerator);
-    "sequential": one compiled chain after another. "parallel" and "sequential"
-    run the same compiled chain, so they give the same draws bit for bit.
+
+def _spread(programs: dict, run, method: str, n_devices: int, n_mapped: int):
+    """Run ``run(programs, chains, *args)`` over a leading chain axis of the first ``n_mapped`` arguments
+    (the rest are shared); ``programs`` maps a name to ``(fn, n_mapped_args)``, jitted here.
+
+    "parallel": the chains placed on ``n_devices`` CPU devices, each device
+    running its block of chains back to back, all devices at once;
+    "vectorized": each program ``jax.vmap``-ed over the chains, ``run`` once
+    for all (an accelerator); "sequential": one chain after another. "parallel"
+    and "sequential" run the same compiled programs per chain, so they give
+    the same draws bit for bit. ``chains`` is the list of chain numbers ``run``
+    works on.
     """
+    if method == "vectorized":
+        vec = {k: bounded_jit(jax.vmap(fn, in_axes=(0,) * m + (None,)), keep=1) for k, (fn, m) in programs.items()}
+
+        def vectorized(*args):
+            C = jax.tree.leaves(args[0])[0].shape[0]
+            return run(vec, list(range(C)), *args)
+
+        vectorized.programs = tuple(vec.values())
+        return vectorized
     # one shape at a time, on each device it runs on (a new leaderboard's shape releases the last one's)
-    one = bounded_jit(fn, keep=n_devices if method == "parallel" else 1)
+    one = {k: bounded_jit(fn, keep=n_devices if method == "parallel" else 1) for k, (fn, _) in programs.items()}
+
+    def chain_args(args, c):
+        return (*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:])
+
     if method == "parallel":
         devices = jax.local_devices(backend="cpu")[:n_devices]
 
         def parallel(*args):
-            # chain c runs on device c // (C / n_devices), through the very program a lone chain runs
+            # chain c runs on device c // (C / n_devices), through the very programs a lone chain runs
             # ("sequential"), so the draws are the sequential method's bit for bit however many devices
             # there are; one host thread per device works through that device's chains (XLA releases
             # the interpreter while it computes), so the devices run side by side
@@ -206,50 +244,70 @@ def _spread(fn, method: str, n_devices: int, n_mapped: int):
             per = C // len(devices)
 
             def run_device(d):
-                outs = []
-                for c in range(d * per, (d + 1) * per):
-                    chain_args = (*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:])
-                    outs.append(jax.device_get(one(*jax.device_put(chain_args, devices[d]))))
-                return outs
+                return [jax.device_get(run(one, [c], *jax.device_put(chain_args(args, c), devices[d])))
+                        for c in range(d * per, (d + 1) * per)]
 
             with ThreadPoolExecutor(len(devices)) as pool:
                 outs = [o for device_outs in pool.map(run_device, range(len(devices))) for o in device_outs]
             return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *outs)
 
-        parallel.programs = (one,)
+        parallel.programs = tuple(one.values())
         return parallel
-    if method == "vectorized":
-        return bounded_jit(jax.vmap(fn, in_axes=(0,) * n_mapped + (None,)), keep=1)
 
     def sequential(*args):
         C = jax.tree.leaves(args[0])[0].shape[0]
-        outs = [one(*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:]) for c in range(C)]
+        outs = [run(one, [c], *chain_args(args, c)) for c in range(C)]
         return jax.tree.map(lambda *v: jnp.stack(v), *outs)
 
-    sequential.programs = (one,)
+    sequential.programs = tuple(one.values())
     return sequential
 
 
 def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int = 1):
-    """The compiled warm-up and drawing programs for this structure and settings, built once and reused.
+    """The warm-up and drawing runs for this structure and settings, built once and reused.
 
-    Returns ``(warm, draw)``: ``warm(keys, inits, chain_ids, data) -> (states, warmup_steps)`` and
-    ``draw(states, chain_ids, data) -> (states, (z, stats))``, each over a leading chain axis
+    Returns ``(warm, draw)``: ``warm(keys, inits, data) -> (states, warmup_steps)`` and
+    ``draw(states, data) -> (states, (z, stats))``, each over a leading chain axis
     (see :func:`_spread` for ``method``; with "parallel", device d runs chains
     ``d * C / n_devices`` to ``(d + 1) * C / n_devices - 1``). ``draw`` keeps ``cfg.draws``
-    draws, or ``cfg.block`` with ``draws="auto"``.
+    draws, or ``cfg.block`` with ``draws="auto"``. Each runs in pieces of about 5 % (:func:`_piece`);
+    ``cfg.progress``, if given, hears from each chain after every piece. The reporter is not part of
+    the compiled programs: fits with and without one share them, and draw the same.
     """
     n_draws = cfg.block if cfg.auto else int(cfg.draws)
     total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
-    # the total only sets how often progress is reported: without a reporter, every cap shares one program
-    key = (spec, cfg.warmup, n_draws, total if cfg.progress is not None else None, cfg.target_accept,
-           cfg.max_tree_depth, cfg.progress is not None, method, n_devices)
+    w_piece, d_piece = _piece(cfg.warmup), _piece(n_draws)
+    key = (spec, cfg.warmup, n_draws, cfg.target_accept, cfg.max_tree_depth, method, n_devices)
 
     def build():
-        warm, draw = _chain_programs(spec, cfg, n_draws, total)
-        w = _spread(lambda k, i, c, d: warm(k, i, d, c), method, n_devices, 3)
-        dr = _spread(lambda s, c, d: draw(s, d, c), method, n_devices, 2)
-        return w, dr
+        start, warm, draw = _chain_programs(spec, cfg)
+        programs = {"start": (start, 2), "warm": (partial(warm, n=w_piece), 1),
+                    "draw": (partial(draw, n=d_piece), 1)}
+
+        def warm_run(P, chains, keys, inits, data):
+            progress = _PROGRESS[0]
+            state = P["start"](keys, inits, data)
+            steps = jnp.zeros(jnp.shape(keys)[:-1], jnp.int32)
+            for _ in range(cfg.warmup // w_piece if w_piece else 0):
+                state, s = P["warm"](state, data)
+                steps = steps + s
+                if progress is not None:
+                    _report(progress, chains, state, total, cfg.warmup)
+            return state, steps
+
+        def draw_run(P, chains, state, data):
+            progress = _PROGRESS[0]
+            pieces = []
+            for _ in range(n_draws // d_piece):
+                state, out = P["draw"](state, data)
+                pieces.append(out)
+                if progress is not None:
+                    _report(progress, chains, state, total, cfg.warmup)
+            axis = 0 if method != "vectorized" else 1  # the draw axis (after the chain axis when vectorized)
+            return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
+
+        return (_spread(programs, warm_run, method, n_devices, 2),
+                _spread({"draw": programs["draw"]}, draw_run, method, n_devices, 1))
 
     return _cached(_SAMPLER_CACHE, key, build)
 
@@ -383,7 +441,6 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     warm, draw = get_sampler(spec, cfg, method, n_dev)
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
-    chain_ids = jnp.arange(cfg.chains, dtype=jnp.int32)
     t0 = time.perf_counter()
     if cfg.init == "svi":
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
@@ -398,10 +455,10 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
     _PROGRESS[0] = cfg.progress
     try:
-        states, warm_steps = warm(keys, init, chain_ids, data)
+        states, warm_steps = warm(keys, init, data)
         blocks, report = [], {"draws": cfg.draws}
         while True:
-            states, (z, stats) = draw(states, chain_ids, data)
+            states, (z, stats) = draw(states, data)
             z, stats = jax.device_get((z, stats))
             C, S = cfg.chains, jax.tree.leaves(z)[0].shape[1]
             flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
@@ -458,18 +515,22 @@ def run_nuts_masks(spec: ModelSpec, data: dict, masks, cfg: SamplerConfig, seed:
     base = jax.random.PRNGKey(seed)
     keys = jnp.tile(jnp.stack([jax.random.fold_in(base, c) for c in range(C)]), (B, 1))
     lane_masks = jnp.asarray(np.repeat(masks, C, axis=0))
-    chain_ids = jnp.tile(jnp.arange(C, dtype=jnp.int32), B)
     cfg_lanes = SamplerConfig(**{**cfg.__dict__, "progress": None})
     key = ("masks", spec, cfg.warmup, int(cfg.draws), cfg.target_accept, cfg.max_tree_depth, n_dev)
 
     def build():
-        warm, draw = _chain_programs(spec, cfg_lanes, int(cfg.draws), cfg.warmup + int(cfg.draws))
-        return (_lanes(lambda k, i, c, w, d: warm(k, i, dict(d, obs_weight=w), c), n_dev, 4),
-                _lanes(lambda s_, c, w, d: draw(s_, dict(d, obs_weight=w), c), n_dev, 3))
+        start, warm, draw = _chain_programs(spec, cfg_lanes)
+
+        def lane_warm(k, i, w, d):
+            d = dict(d, obs_weight=w)
+            return warm(start(k, i, d), d, cfg.warmup)
+
+        return (_lanes(lane_warm, n_dev, 3),
+                _lanes(lambda s_, w, d: draw(s_, dict(d, obs_weight=w), int(cfg.draws)), n_dev, 2))
 
     warm, draw = _cached(_SAMPLER_CACHE, key, build)
-    states, warm_steps = warm(keys, init, chain_ids, lane_masks, shared)
-    _, (z, stats) = draw(states, chain_ids, lane_masks, shared)
+    states, warm_steps = warm(keys, init, lane_masks, shared)
+    _, (z, stats) = draw(states, lane_masks, shared)
     z, stats, warm_steps = jax.device_get((z, stats, warm_steps))
     S = int(cfg.draws)
     flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((L * S,) + v.shape[2:])), z)

@@ -1,7 +1,8 @@
 """Progress of a running sampler: what ``SkillsLaw(progress=True)`` shows.
 
-The compiled sampler calls a progress function ``(chain, iteration, total,
-phase)`` about every 1 % of each chain's iterations (``phase`` is
+The sampler calls a progress function ``(chain, iteration, total,
+phase)`` about every 5 % of each chain's warm-up and of its draws, from the
+host, between the pieces the chain runs in (``phase`` is
 "warm-up" or "sampling"). :class:`ChainBars` is the default: one tqdm bar per
 chain, in a notebook or a terminal alike (``tqdm.auto``), with the phase in
 its label and an ETA. Any callable of that signature can take its place (the

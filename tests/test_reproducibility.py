@@ -156,14 +156,12 @@ def test_real_table_is_the_pinned_file(real_data_dir):
     assert lb1.sha256() == lb2.sha256()
 
 
-def test_refits_of_the_same_shape_compile_nothing():
+def test_refits_of_the_same_shape_compile_nothing(tiny_fit):
     """One compilation per model structure: after a first fit, a refit with a
     cross-validation mask and a refit with new scores of the same shape run
     the variational start, the sampler, the log-likelihood and the
     replicated data without a single XLA compilation."""
     import jax.monitoring
-
-    from bayes_sloth.data import Leaderboard
 
     compiles = []
 
@@ -174,73 +172,108 @@ def test_refits_of_the_same_shape_compile_nothing():
             compiles.append(secs)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
-    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3),
-                                    missing=0.0, seed=1)
-    kw = dict(anchors=["bench_00"], chains=2, warmup=20, draws=20, max_tree_depth=4, seed=0)
-    bs.SkillsLaw(1, **kw).fit(lb)
-    first = len(compiles)
-    assert first > 0  # the listener does see compilations
-    mask = np.ones(lb.n_observed, dtype=bool)
-    mask[:5] = False
-    bs.SkillsLaw(1, **kw).fit(lb, obs_weight=mask)
-    bs.SkillsLaw(1, **dict(kw, seed=1)).fit(Leaderboard(lb.covariates, lb.scores * 0.98, lb.floors))
+    try:
+        jax.jit(lambda x: x * 3.0 - 1.0)(np.arange(7.0))  # a program no test has run: the listener hears it
+        assert compiles  # compiled, or read from the on-disk cache
+        frame = make_tiny_frame()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # the session's tiny fit (same structure and settings) may already have compiled what this needs
+            first_fit = bs.SkillsLaw(**TINY_FIT).fit(frame)
+            first = len(compiles)
+            mask = np.ones(first_fit.leaderboard_.n_observed, dtype=bool)
+            mask[:5] = False
+            bs.SkillsLaw(**TINY_FIT).fit(frame, obs_weight=mask)
+            scores = [c for c in frame.columns if c not in ("model", "family", "params", "tokens", "instruct")]
+            bs.SkillsLaw(**dict(TINY_FIT, seed=1)).fit(frame.assign(**{c: frame[c] * 0.98 for c in scores}))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
     assert len(compiles) == first, f"{len(compiles) - first} compilation(s) in refits of the same shape"
 
 
 _NEW_PROCESS_FIT = """
-import hashlib, json, warnings
+import hashlib, json, sys, warnings
 import jax.monitoring
-compiles = []
-jax.monitoring.register_event_listener(
-    lambda name, **kw: compiles.append(name) if name == "/jax/compilation_cache/cache_misses" else None)
+events = {"compiled": 0, "from_disk": 0, "missed": 0}
+def count(name, **kw):
+    if name == "/jax/compilation_cache/cache_misses":
+        events["missed"] += 1
+def timed(name, secs, **kw):
+    if name == "/jax/core/compile/backend_compile_duration":
+        events["compiled"] += 1  # every program XLA had to produce, compiled or read from disk
+    elif name == "/jax/compilation_cache/cache_retrieval_time_sec":
+        events["from_disk"] += 1
+jax.monitoring.register_event_listener(count)
+jax.monitoring.register_event_duration_secs_listener(timed)
 import numpy as np
 import bayes_sloth as bs
 bs.configure()  # the compile cache named by $BAYES_SLOTH_XLA_CACHE
 warnings.simplefilter("ignore")
-lb, _ = bs.simulate_leaderboard(n_families=5, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=2)
-law = bs.SkillsLaw(1, chains=2, warmup=30, draws=30, seed=0).fit(lb)
+sys.path.insert(0, sys.argv[1])
+from conftest import TINY_FIT, make_tiny_frame
+heard = []
+law = bs.SkillsLaw(**TINY_FIT, progress=lambda *a: heard.append(a)).fit(make_tiny_frame())
 h = hashlib.sha256()
 for name in sorted(law.idata_.posterior.data_vars):
     h.update(np.ascontiguousarray(law.idata_.posterior[name].values).tobytes())
-print(json.dumps({"compiles": len(compiles), "digest": h.hexdigest()}))
+print(json.dumps(dict(events, digest=h.hexdigest(), heard=len(heard))))
 """
 
 
-def test_a_new_process_compiles_nothing_and_draws_the_same(tmp_path):
-    """Two processes with different string hashing (PYTHONHASHSEED) fit the
-    same data with the same seed: the second finds every program in the
-    on-disk cache (nothing compiled; NumPyro's Trace_ELBO ordered its terms by
-    hash, which changed the program in every process) and draws the same."""
+def _digest(law) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(law.idata_.posterior.data_vars):
+        h.update(np.ascontiguousarray(law.idata_.posterior[name].values).tobytes())
+    return h.hexdigest()
+
+
+def test_a_new_process_compiles_nothing_and_draws_the_same(tiny_fit):
+    """A new process, with other string hashing (PYTHONHASHSEED) and a progress reporter, refits the
+    session's tiny fit: every program it needs comes from the on-disk cache the session's fit filled
+    (none compiled; NumPyro's Trace_ELBO ordered its terms by hash, which changed the program in every
+    process, and a sampler reporting progress from inside its program was never cached at all), and
+    it draws the same as the session's fit."""
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    out = []
-    for hash_seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed, BAYES_SLOTH_XLA_CACHE=str(tmp_path / "xla"))
-        run = subprocess.run([sys.executable, "-c", _NEW_PROCESS_FIT], env=env, capture_output=True, text=True,
-                             timeout=600)
-        assert run.returncode == 0, run.stderr[-2000:]
-        out.append(json.loads(run.stdout.strip().splitlines()[-1]))
-    assert out[0]["compiles"] > 0
-    assert out[1]["compiles"] == 0, f"{out[1]['compiles']} program(s) missed the on-disk cache in a new process"
-    assert out[1]["digest"] == out[0]["digest"]
+    cache = jax.config.jax_compilation_cache_dir
+    if not cache:
+        pytest.skip("the session runs without an on-disk compile cache ($BAYES_SLOTH_XLA_CACHE=0)")
+    parent_seed = os.environ.get("PYTHONHASHSEED", "")
+    hash_seed = str(int(parent_seed) + 1) if parent_seed.isdigit() else "12345"
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed, BAYES_SLOTH_XLA_CACHE=str(cache))
+    run = subprocess.run([sys.executable, "-c", _NEW_PROCESS_FIT, str(Path(__file__).parent)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["heard"] > 0 and out["from_disk"] > 0, out  # the reporter ran; the listeners hear the cache
+    assert out["missed"] == 0 and out["compiled"] == out["from_disk"], \
+        f"{out['compiled'] - out['from_disk']} program(s) compiled in a new process: {out}"
+    assert out["digest"] == _digest(tiny_fit[0])
 
 
 def test_progress_reports_each_chain_and_phase(capsys):
-    """The sampler reports (chain, iteration, total, phase) about every 1 %; the command line's reporter
-    prints a line per chain every 10 %, naming the chain; the default reporter draws a bar per chain."""
+    """The sampler reports (chain, iteration, total, phase) after each piece of about 5 % of the warm-up
+    and of the draws; the command line's reporter prints a line per chain every 10 %, naming the chain;
+    the default reporter draws a bar per chain; a reporter changes no draw."""
     from bayes_sloth.cli import ProgressLines
 
-    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=1)
     calls = []
-    kw = dict(anchors=["bench_00"], chains=2, warmup=50, draws=50, max_tree_depth=4)
-    bs.SkillsLaw(1, progress=lambda *a: calls.append(a), **kw).fit(lb)
+    frame = make_tiny_frame()  # the session's tiny fit's data and settings: its compiled programs serve
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        heard = bs.SkillsLaw(**TINY_FIT, progress=lambda *a: calls.append(a)).fit(frame)
+    assert TINY_FIT["warmup"] == TINY_FIT["draws"] == 100
     assert {c[0] for c in calls} == {0, 1}
     for chain in (0, 1):
         its = [c[1] for c in calls if c[0] == chain]
-        assert its == sorted(its) and its[-1] == 100 and len(its) == 100
-    assert {c[3] for c in calls if c[1] <= 50} == {"warm-up"} and {c[3] for c in calls if c[1] > 50} == {"sampling"}
+        assert its == list(range(5, 201, 5)), its  # 100 = 20 pieces of 5, warm-up and draws alike
+        assert {c[2] for c in calls if c[0] == chain} == {200}
+    assert {c[3] for c in calls if c[1] <= 100} == {"warm-up"} and {c[3] for c in calls if c[1] > 100} == {"sampling"}
     lines = ProgressLines()
     for c in calls:
         lines(*c)
@@ -250,9 +283,14 @@ def test_progress_reports_each_chain_and_phase(capsys):
     assert len(err) == 20, err
     for chain in (0, 1):
         mine = [line for line in err if line.startswith(f"chain {chain}: ")]
-        assert mine == [f"chain {chain}: iteration {i}/100 ({'warm-up' if i <= 50 else 'sampling'})"
-                        for i in range(10, 101, 10)], mine
-    bs.SkillsLaw(1, **kw).fit(lb)  # progress=True by default: tqdm bars on stderr
+        assert mine == [f"chain {chain}: iteration {i}/200 ({'warm-up' if i <= 100 else 'sampling'})"
+                        for i in range(20, 201, 20)], mine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        silent = bs.SkillsLaw(**TINY_FIT, progress=False).fit(frame)
+        bs.SkillsLaw(**TINY_FIT).fit(frame)  # progress=True by default: tqdm bars on stderr
+    for name in heard.idata_.posterior.data_vars:
+        assert np.array_equal(heard.idata_.posterior[name].values, silent.idata_.posterior[name].values), name
     assert "chain 1 sampling" in capsys.readouterr().err
 
 
