@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cells = CELLS if not args.cells else [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells.split(",")]
     paper = paper_numbers()
-    laws = [law.split("=", 1) for law in args.laws]
+    laws = [law.rsplit("=", 1) for law in args.laws]  # a name may hold "=" (K=3); a path may not
     head = ["law"] + [f"{s.replace('leaderboard_', '')}/n{n}" for s, n in cells] + [
         "<= trainlink d3", "<= best any d", "cov90", "cov50", "CRPS", "ELPD/pair", "fold s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
