@@ -281,8 +281,6 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
 
     def build():
         start, warm, draw = _chain_programs(spec, cfg)
-        programs = {"start": (start, 2), "warm": (partial(warm, n=w_piece), 1),
-                    "draw": (partial(draw, n=d_piece), 1)}
 
         def warm_run(P, chains, keys, inits, data):
             progress = _PROGRESS[0]
@@ -306,8 +304,8 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
             axis = 0 if method != "vectorized" else 1  # the draw axis (after the chain axis when vectorized)
             return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
 
-        return (_spread(programs, warm_run, method, n_devices, 2),
-                _spread({"draw": programs["draw"]}, draw_run, method, n_devices, 1))
+        return (_spread({"start": (start, 2), "warm": (partial(warm, n=w_piece), 1)}, warm_run, method, n_devices, 2),
+                _spread({"draw": (partial(draw, n=d_piece), 1)}, draw_run, method, n_devices, 1))
 
     return _cached(_SAMPLER_CACHE, key, build)
 
