@@ -96,6 +96,8 @@ def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int =
     g.add_argument("--noise", default="normal", choices=["normal", "logistic"], help="misfit distribution on [0, 1]: truncated normal or (heavier-tailed) truncated logistic")
     g.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True,
                    help="shift the skills of instruction-tuned models (default on)")
+    g.add_argument("--instruct-slope", action="store_true",
+                   help="let the instruct shift grow with log parameters (its own slope for tuned models)")
     g.add_argument("--family-slopes", action="store_true",
                    help="give each family its own partially pooled slope in log parameters")
     g.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True,
@@ -155,6 +157,7 @@ def law_from_args(args):
         draws=args.draws, seed=args.seed, progress=ProgressLines() if args.progress else False,
         instruct_shift=bool(args.instruct_shift), target_ess=args.target_ess, max_draws=args.max_draws,
         target_accept=args.target_accept, max_tree_depth=args.max_tree_depth,
+        instruct_slope=bool(args.instruct_slope),
         family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
     )
     law.validate_params()

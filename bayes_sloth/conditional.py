@@ -92,7 +92,7 @@ K_TRUST = 0.7
 INNER_TRUST = 0.05
 
 #: Posterior sites read here (as in bayes_sloth.prediction).
-_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
+_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "instruct_slope", "family_slope",
           "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
 #: Fixed codes mixed into the seed's key: one stream for the latents, one for rows, one for resampling.
 _LATENT_STREAM, _ROW_STREAM, _RESAMPLE_STREAM = 0x1C0D, 0x2C0D, 0x3C0D
@@ -129,8 +129,8 @@ class GroupLayout:
 def _group_params(spec: ModelSpec, layout: GroupLayout, p: dict, z, fam, midx, fresh):
     """One posterior draw's parameters for the group's rows (family index 0 for all), latents u = z filled in."""
     K = spec.n_skills
-    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "link_weights",
-                           "benchmark_link_weights") if k in p}
+    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "instruct_slope",
+                           "link_weights", "benchmark_link_weights") if k in p}
     o = 0
     if layout.unseen:
         q["alpha"] = (p["tau"] * z[o:o + K])[None, :]

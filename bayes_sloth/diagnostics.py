@@ -34,8 +34,8 @@ ESS_MIN = 400
 BFMI_MIN = 0.3
 
 #: Parameters whose convergence matters: every loading, skill and hyperparameter.
-CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "family_slope_sd", "family_slope", "model_sd", "model_effect",
-           "link_weights", "link_sd", "benchmark_link_weights", "loadings_free", "intercept", "sigma", "skills")
+CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "instruct_slope", "family_slope_sd", "family_slope", "model_sd",
+           "model_effect", "link_weights", "link_sd", "benchmark_link_weights", "loadings_free", "intercept", "sigma", "skills")
 #: With models without a token count, the token regression and their latent tokens are checked too.
 CHECKED = CHECKED + ("token_coef", "token_sd", "imputed_tokens")
 

@@ -140,6 +140,10 @@ class SkillsLaw:
     instruct_shift : bool, default True
         Add a shift delta * instruct to the skills (instruction tuning moves
         some benchmarks, IFEval most, at every size).
+    instruct_slope : bool, default False
+        Let what instruction tuning adds to the skills grow with size:
+        delta_S * instruct * log S on top of the shift (IFEval stays low for
+        base models of every size and climbs with size for tuned ones).
     family_slopes : bool
         Give each family its own, partially pooled, slope in log parameters.
     model_effects : bool, default True
@@ -205,6 +209,7 @@ class SkillsLaw:
         loadings: str = "positive",
         noise: str = "normal",
         instruct_shift: bool = True,
+        instruct_slope: bool = False,
         family_slopes: bool = False,
         model_effects: bool = True,
         anchors: Sequence[str] | None = None,
@@ -226,6 +231,7 @@ class SkillsLaw:
         self.loadings = loadings
         self.noise = noise
         self.instruct_shift = instruct_shift
+        self.instruct_slope = instruct_slope
         self.family_slopes = family_slopes
         self.model_effects = model_effects
         self.anchors = anchors
@@ -242,7 +248,8 @@ class SkillsLaw:
         self.seed = seed
         self.progress = progress
 
-    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "family_slopes", "model_effects",
+    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "instruct_slope", "family_slopes",
+               "model_effects",
                "anchors", "chains", "warmup", "draws", "target_ess", "max_draws", "target_accept", "max_tree_depth",
                "chain_method", "init", "method", "seed", "progress")
 
@@ -277,7 +284,7 @@ class SkillsLaw:
                               ("chain_method", CHAIN_METHODS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("instruct_shift", "family_slopes", "model_effects"):
+        for name in ("instruct_shift", "instruct_slope", "family_slopes", "model_effects"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (isinstance(self.progress, (bool, np.bool_)) or callable(self.progress)):
@@ -374,6 +381,7 @@ class SkillsLaw:
             loadings=self.loadings,
             noise=self.noise,
             instruct_shift=bool(self.instruct_shift),
+            instruct_slope=bool(self.instruct_slope),
             family_slopes=bool(self.family_slopes),
             model_effects=bool(self.model_effects),
             n_latent_tokens=int((~known).sum()),

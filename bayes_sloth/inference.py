@@ -705,6 +705,7 @@ SITE_DIMS = {
     "family_z": ["family", "skill"],
     "alpha": ["family", "skill"],
     "instruct_shift": ["skill"],
+    "instruct_slope": ["skill"],
     "family_slope_sd": ["skill"],
     "family_slope_z": ["family", "skill"],
     "family_slope": ["family", "skill"],

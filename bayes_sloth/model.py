@@ -45,6 +45,15 @@ so a family seen through one or two small models forecasts its larger
 models with the uncertainty of how families differ in scaling, and a
 never-seen family draws gamma_new = omega * u.
 
+With ``instruct_slope=True`` the instruction-tuned models' skills also get a
+slope of their own in log S::
+
+    theta_i += delta_S * instruct_i * x_i,logS,    delta_S ~ Normal(0, 1)   in R^K
+
+so what instruction tuning adds may grow (or shrink) with size: IFEval, the
+benchmark instruction tuning moves most, stays near its floor for base
+models of every size while instruction-tuned ones climb with size.
+
 With ``model_effects=True`` each model also gets its own offset on the link
 scale, the same on every benchmark (non-centered)::
 
@@ -192,6 +201,7 @@ class ModelSpec:
     family_slopes: bool = False
     model_effects: bool = True
     n_latent_tokens: int = 0
+    instruct_slope: bool = False
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -566,8 +576,10 @@ def _token_regression(spec: "ModelSpec", x, latent, standardization):
     return token_covariates(x, latent, standardization, log_t)
 
 
-def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None):
-    """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i), shape (..., N, K).
+def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, family_slope=None,
+              instruct_slope=None):
+    """theta_i = alpha_f(i) + B' x_i (+ gamma_f(i) x_i,logS) (+ delta * instruct_i)
+    (+ delta_S * instruct_i * x_i,logS), shape (..., N, K).
 
     Parameters may carry leading batch (draw) dimensions.
     """
@@ -576,6 +588,8 @@ def skills_of(alpha, family, x, slopes, instruct=None, instruct_shift=None, fami
         theta = theta + jnp.take(family_slope, family, axis=-2) * x[..., 0:1]
     if instruct_shift is not None:
         theta = theta + instruct[:, None] * instruct_shift[..., None, :]
+    if instruct_slope is not None:
+        theta = theta + (instruct[:, None] * x[..., 0:1]) * instruct_slope[..., None, :]
     return theta
 
 
@@ -695,14 +709,14 @@ def pair_dist(spec: ModelSpec, params: dict, x, family, instruct, floor, obs_mod
     """Distribution of the scores of (model, benchmark) pairs given parameters.
 
     ``params`` maps site names (``alpha``, ``slopes``, ``loadings``,
-    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``family_slope``,
+    ``intercept``, ``sigma`` and optional ``instruct_shift``, ``instruct_slope``, ``family_slope``,
     ``model_effect``, and the link's ``link_weights`` or ``benchmark_link_weights``) to values
     with any leading batch dimensions. Returns (distribution, mean, skills).
     Shared by the model, the log-likelihood,
     replicated data and forecasts so the law is written once.
     """
     theta = skills_of(params["alpha"], family, x, params["slopes"], instruct, params.get("instruct_shift"),
-                      params.get("family_slope"))
+                      params.get("family_slope"), params.get("instruct_slope"))
     m = pair_mean(spec, theta, params["loadings"], params["intercept"], floor, obs_model, obs_bench,
                   params.get("model_effect"), link_weights_of(spec, params))
     sigma = jnp.take(params["sigma"], obs_bench, axis=-1)
@@ -747,7 +761,8 @@ def offset_frame(spec: ModelSpec, p: dict, s, x, family, instruct, floor, obs_mo
     an exact change of variables (the model adds its Jacobian); how good the
     approximation is only decides how round the posterior of v is.
     """
-    theta = skills_of(p["alpha"], family, x, p["slopes"], instruct, p.get("instruct_shift"), p.get("family_slope"))
+    theta = skills_of(p["alpha"], family, x, p["slopes"], instruct, p.get("instruct_shift"), p.get("family_slope"),
+                      p.get("instruct_slope"))
     full = jnp.einsum("nk,jk->nj", theta, p["loadings"]) + p["intercept"][None, :]
     J = p["loadings"].shape[-2]
     eta0 = jnp.take(full.reshape(-1), obs_model * J + obs_bench)
@@ -818,6 +833,8 @@ def skills_law(
         p["family_slope"] = numpyro.deterministic("family_slope", omega * (u - u.mean(axis=0)))
     if spec.instruct_shift:
         p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
+    if spec.instruct_slope:
+        p["instruct_slope"] = numpyro.sample("instruct_slope", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
     if spec.loadings == "positive":
         free = numpyro.sample("loadings_free", dist.HalfNormal(2.0).expand([n_free]).to_event(1))
     else:
@@ -861,6 +878,7 @@ def describe(spec: ModelSpec) -> str:
     lines = [
         "x_i      = standardized (log S_i, log T_i, (log S_i - m_S)(log T_i - m_T))   S params (B), T tokens (T)",
         "theta_i  = alpha_f(i) + B' x_i" + (" + delta instruct_i" if spec.instruct_shift else "")
+        + (" + delta_S instruct_i x_i,logS" if spec.instruct_slope else "")
         + (" + gamma_f(i) x_i,logS" if spec.family_slopes else "") + f"   {spec.n_skills} latent skill(s)",
         "alpha_f  = tau (z_f - mean z),  z_f ~ Normal(0, I)          family efficiency, partially pooled",
     ]

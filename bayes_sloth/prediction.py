@@ -43,7 +43,7 @@ from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
 from .programs import bounded_jit
 
 #: Posterior sites a forecast reads.
-_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "family_slope",
+_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "instruct_slope", "family_slope",
           "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
 
 

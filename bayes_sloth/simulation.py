@@ -46,7 +46,7 @@ from .programs import bounded_jit
 
 #: Options of the law, with the package's defaults (those of ``ModelSpec`` and ``SkillsLaw``).
 LAW_DEFAULTS = dict(link="monotone", loadings="positive", noise="normal", instruct_shift=True,
-                    family_slopes=False, model_effects=True)
+                    instruct_slope=False, family_slopes=False, model_effects=True)
 #: The lean law (sigmoid link, no offsets, no instruct shift), for callers that want it by name.
 LEAN_LAW = dict(link="sigmoid", model_effects=False, instruct_shift=False)
 
@@ -56,6 +56,8 @@ DEFAULT_FAMILY_SLOPE_SD = 0.3
 DEFAULT_SIGMA = (0.01, 0.04)
 #: Realistic truth: instruction tuning raises every skill by Normal(mean, sd) (per skill).
 INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD = 0.3, 0.15
+#: Realistic truth with ``instruct_slope``: what tuning adds grows by Normal(mean, sd) per unit of standardized log S.
+INSTRUCT_SLOPE_MEAN, INSTRUCT_SLOPE_SD = 0.2, 0.1
 #: Realistic truth of the per-benchmark links (``link="monotone-pooled"``): spread of their log weights.
 REALISTIC_LINK_SD = 0.5
 #: Share of families whose models are all instruction-tuned.
@@ -76,6 +78,7 @@ def simulate_leaderboard(
     link: str = LAW_DEFAULTS["link"],
     model_effects: bool = LAW_DEFAULTS["model_effects"],
     instruct_shift: bool = LAW_DEFAULTS["instruct_shift"],
+    instruct_slope: bool = LAW_DEFAULTS["instruct_slope"],
     family_slopes: bool = LAW_DEFAULTS["family_slopes"],
     noise: str = LAW_DEFAULTS["noise"],
     loadings: str = LAW_DEFAULTS["loadings"],
@@ -93,8 +96,8 @@ def simulate_leaderboard(
     chance floors ``floors`` (default: drawn from {0, 0.1, 0.25, 0.5});
     covariates standardized over all models, as a fit of the whole table does.
     The law is ``ModelSpec(n_skills, n_benchmarks, n_families,
-    anchors=(0..K-1), link, loadings, noise, instruct_shift, family_slopes,
-    model_effects)``: the keyword options are :class:`~bayes_sloth.SkillsLaw`'s
+    anchors=(0..K-1), link, loadings, noise, instruct_shift, instruct_slope,
+    family_slopes, model_effects)``: the keyword options are :class:`~bayes_sloth.SkillsLaw`'s
     and default to its defaults (learned monotone link, per-model offsets,
     instruct shift); ``**LEAN_LAW`` gives the sigmoid law without them.
 
@@ -112,6 +115,7 @@ def simulate_leaderboard(
     ``model_sd`` ()           ``model_effect_sd``, default 0.3
     ``model_z`` (N,)          Normal(0, 1) (the prior's law)
     ``instruct_shift`` (K,)   Normal(0.3, 0.15)
+    ``instruct_slope`` (K,)   Normal(0.2, 0.1)
     ``family_slope_sd`` (K,)  ``family_slope_sd``, default 0.3
     ``family_slope_z``        Normal(0, 1) (the prior's law)
     ``link_weights`` (M,)     Dirichlet(1, ..., 1) (the prior's law)
@@ -137,10 +141,10 @@ def simulate_leaderboard(
     ``tau``, ``family_z``, ``alpha``, ``loadings_free``, ``loadings``,
     ``intercept``, ``sigma``, ``skills`` (N, K) and, as the law has them,
     ``model_sd``, ``model_z``, ``model_effect``, ``instruct_shift``,
-    ``link_weights``, ``link_sd``, ``link_z``, ``benchmark_link_weights``,
-    ``family_slope_sd``, ``family_slope_z``,
-    ``family_slope``); ``model_effect`` (N,), ``instruct_shift`` (K,) and
-    ``family_slope`` (F, K) are zeros when the law lacks them (the law
+    ``instruct_slope``, ``link_weights``, ``link_sd``, ``link_z``,
+    ``benchmark_link_weights``, ``family_slope_sd``, ``family_slope_z``,
+    ``family_slope``); ``model_effect`` (N,), ``instruct_shift`` and
+    ``instruct_slope`` (K,) and ``family_slope`` (F, K) are zeros when the law lacks them (the law
     without an effect is the law with it at zero). Also ``mu`` (N, J), the
     law's mean of every pair (the location the model drew the score around),
     ``y`` (N, J) the drawn scores before masking, ``x`` (N, 3) the
@@ -159,8 +163,8 @@ def simulate_leaderboard(
     if not (isinstance(missing, (int, float, np.floating)) and 0.0 <= float(missing) < 1.0):
         raise InputError(f"missing must be a share in [0, 1), got {missing!r}")
     law = dict(link=link, loadings=loadings, noise=noise, instruct_shift=instruct_shift,
-               family_slopes=family_slopes, model_effects=model_effects)
-    for name in ("instruct_shift", "family_slopes", "model_effects", "prior"):
+               instruct_slope=instruct_slope, family_slopes=family_slopes, model_effects=model_effects)
+    for name in ("instruct_shift", "instruct_slope", "family_slopes", "model_effects", "prior"):
         value = prior if name == "prior" else law[name]
         if not isinstance(value, (bool, np.bool_)):
             raise InputError(f"{name} must be True or False, got {value!r}")
@@ -212,6 +216,7 @@ def simulate_leaderboard(
 
     out.setdefault("model_effect", np.zeros(N))
     out.setdefault("instruct_shift", np.zeros(K))
+    out.setdefault("instruct_slope", np.zeros(K))
     out.setdefault("family_slope", np.zeros((F, K)))
     out.update(mu=mu, y=y, x=np.asarray(x, dtype=float), floors=floors, anchors=benchmarks[:K], families=families,
                benchmarks=benchmarks, models=list(cov.index), seed=seed, prior=bool(prior), law=law)
@@ -321,6 +326,8 @@ def _realistic_truth(rng, spec: ModelSpec, n_models: int, sigma, family_slope_sd
         t["model_z"] = rng.normal(size=n_models)
     if spec.instruct_shift:
         t["instruct_shift"] = rng.normal(INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD, size=K)
+    if spec.instruct_slope:
+        t["instruct_slope"] = rng.normal(INSTRUCT_SLOPE_MEAN, INSTRUCT_SLOPE_SD, size=K)
     if spec.link in ("monotone", "monotone-pooled"):
         t["link_weights"] = rng.dirichlet(np.ones(len(LINK_KNOTS)))
     if spec.link == "monotone-pooled":

@@ -22,8 +22,8 @@ from bayes_sloth.simulation import LEAN_LAW, write_synthetic
 
 SMALL = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)
 #: the parameters ``pair_dist`` takes (the law's mean and noise of a pair)
-LAW_SITES = ("alpha", "slopes", "loadings", "intercept", "sigma", "link_weights", "instruct_shift", "model_effect",
-             "family_slope")
+LAW_SITES = ("alpha", "slopes", "loadings", "intercept", "sigma", "link_weights", "instruct_shift", "instruct_slope",
+             "model_effect", "family_slope")
 
 
 def _spec(truth) -> ModelSpec:
@@ -98,7 +98,7 @@ def test_the_simulator_goes_through_the_model(default_board):
 def test_default_law_is_the_packages(default_board):
     lb, truth = default_board
     assert truth["law"] == dict(link="monotone", loadings="positive", noise="normal", instruct_shift=True,
-                                family_slopes=False, model_effects=True)
+                                instruct_slope=False, family_slopes=False, model_effects=True)
     assert truth["law"] == {k: v for k, v in bs.SkillsLaw().get_params().items() if k in truth["law"]}
     assert truth["anchors"] == lb.benchmarks[:2] and not truth["prior"]
 
@@ -123,6 +123,22 @@ def test_offsets_shift_and_learned_link_are_in_the_default_truth(default_board):
     assert np.all(truth["instruct_shift"] != 0)
     w = truth["link_weights"]
     assert w.shape == (len(LINK_KNOTS),) and np.all(w >= 0) and w.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_instruct_slope_grows_the_shift_with_size_and_only_for_instruct_models():
+    """With ``instruct_slope`` an instruct model's skills move by delta + delta_S x_logS, a base model's
+    not at all; without it the truth's slope is zero and the shift is flat in size (the default)."""
+    lb, truth = bs.simulate_leaderboard(**SMALL, seed=SEED, instruct_slope=True)
+    instruct = lb.covariates["instruct"].to_numpy()
+    assert 0 < instruct.sum() < len(lb), "this seed needs instruct and base models"
+    fam = pd.Index(truth["families"]).get_indexer(lb.covariates["family"])
+    shift = truth["skills"] - truth["alpha"][fam] - truth["x"] @ truth["slopes"]
+    want = truth["instruct_shift"] + truth["x"][:, :1] * truth["instruct_slope"]
+    np.testing.assert_allclose(shift[instruct], want[instruct], atol=1e-5)
+    np.testing.assert_allclose(shift[~instruct], 0.0, atol=1e-5)
+    assert np.all(truth["instruct_slope"] != 0) and np.ptp(truth["x"][instruct, 0]) > 0.5  # a slope to see
+    _, flat = bs.simulate_leaderboard(**SMALL, seed=SEED)
+    assert not flat["instruct_slope"].any() and not flat["law"]["instruct_slope"]
 
 
 def test_lean_law_is_the_sigmoid_law_without_offsets_or_shift():
@@ -195,6 +211,7 @@ def test_anchor_observed_on_every_model_and_every_benchmark_scored():
     (dict(noise="student"), "'student'"),
     (dict(loadings="negative"), "'negative'"),
     (dict(model_effects="yes"), "model_effects must be True or False, got 'yes'"),
+    (dict(instruct_slope=1), "instruct_slope must be True or False, got 1"),
     (dict(prior=1), "prior must be True or False, got 1"),
     (dict(n_skills=6), "n_skills must be at most n_benchmarks (5)"),
     (dict(n_families=0), "n_families must be a positive integer, got 0"),

@@ -106,6 +106,26 @@ def test_logistic_noise_fit_recovers_noise_scale():
     np.testing.assert_allclose(scale, 0.03 * np.sqrt(3) / np.pi, rtol=0.35)
 
 
+def test_instruct_slope_is_recovered():
+    """Instruction tuning that adds more to larger models (delta_S = 0.8 per sd of log S on top of a shift of
+    0.3): the fitted slope's 90 % interval holds the truth and excludes zero."""
+    from bayes_sloth.model import describe
+
+    truth = {"instruct_slope": [0.8], "instruct_shift": [0.3]}
+    lb, tr = bs.simulate_leaderboard(n_families=24, n_benchmarks=5, n_skills=1, models_per_family=(3, 6), seed=3,
+                                     link="sigmoid", model_effects=False, instruct_slope=True, truth=truth)
+    n_tuned = lb.covariates.loc[lb.covariates["instruct"], "family"].nunique()
+    assert n_tuned >= 4, "this seed needs several instruction-tuned families"
+    law = bs.SkillsLaw(1, anchors=tr["anchors"], link="sigmoid", model_effects=False, instruct_slope=True,
+                       seed=0, **FAST).fit(lb)
+    post = law.idata_.posterior
+    assert post["instruct_slope"].dims == ("chain", "draw", "skill")
+    assert law.diagnostics_.divergences == 0
+    lo, hi = np.quantile(post["instruct_slope"].values.ravel(), [0.05, 0.95])
+    assert 0.0 < lo < 0.8 < hi, (lo, hi)
+    assert "delta_S instruct_i x_i,logS" in describe(law.spec_)
+
+
 @pytest.fixture(scope="module")
 def jittered():
     """A leaderboard whose models sit above or below their family's law by their
