@@ -76,6 +76,7 @@ import pandas as pd
 from .errors import InputError
 from .inference import real_dtype
 from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
+from .prediction import _SITES  # the posterior sites a forecast reads: the same here
 from .programs import bounded_jit
 
 #: Inner importance draws per posterior draw (see benchmarks/results/conditional.md for the choice).
@@ -91,9 +92,6 @@ K_TRUST = 0.7
 #: Mean inner effective sample size (as a fraction of the M latent draws) below which the inner level is suspect.
 INNER_TRUST = 0.05
 
-#: Posterior sites read here (as in bayes_sloth.prediction).
-_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "instruct_slope", "family_slope",
-          "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
 #: Fixed codes mixed into the seed's key: one stream for the latents, one for rows, one for resampling.
 _LATENT_STREAM, _ROW_STREAM, _RESAMPLE_STREAM = 0x1C0D, 0x2C0D, 0x3C0D
 

@@ -60,10 +60,10 @@ def main(argv=None) -> int:
     lines.append("| paper best Sloth (any d) | " + " | ".join(
         f"{v:.4f} ({str(paper.loc[c, 'best_sloth_method']).replace('sloth_trainlink_', '')})"
         for v, c in zip(best, cells)) + " | | | | | | | |")
+    # recomputed from the pairs, so that caches written before 'mae_median' existed are read alike
+    key = "mae" if args.point == "mean" else "mae_median"
     for name, prefix in laws:
         got = [load(prefix, s, n) for s, n in cells]
-        # recomputed from the pairs, so that caches written before 'mae_median' existed are read alike
-        key = "mae" if args.point == "mean" else "mae_median"
         mae = [float(summarize_pairs(p)[key]) for _, p in got]
         pooled = summarize_pairs(pd.concat([p for _, p in got], ignore_index=True))
         secs = sum(float(j["seconds"]) for j, _ in got)

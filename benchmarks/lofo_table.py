@@ -170,15 +170,16 @@ def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
     L.append("")
     six = [r for r in rows if r["n"] > 0]
     if six:
-        sig = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "sloth_sigmoid_d3"] for r in six)
-        tl = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "sloth_trainlink_d3"] for r in six)
-        best = sum(r["summary"]["mae"] <= paper.loc[(r["set"], r["n"]), "best_sloth_any_d"] for r in six)
+        def at_or_below(key):  # cells whose MAE (key) is at or below each paper reference
+            return [sum(r["summary"][key] <= paper.loc[(r["set"], r["n"]), ref] for r in six)
+                    for ref in ("sloth_sigmoid_d3", "sloth_trainlink_d3", "best_sloth_any_d")]
+
+        sig, tl, best_d = at_or_below("mae")
         L.append(f"Cells at or below the paper's sloth_sigmoid_d3: **{sig} of {len(six)}**; "
                  f"at or below sloth_trainlink_d3: **{tl} of {len(six)}**; at or below its best Sloth of any d: "
-                 f"**{best} of {len(six)}**.\n")
+                 f"**{best_d} of {len(six)}**.\n")
         if all(r["summary"].get("mae_median") is not None for r in six):
-            med = [sum(r["summary"]["mae_median"] <= paper.loc[(r["set"], r["n"]), k] for r in six)
-                   for k in ("sloth_sigmoid_d3", "sloth_trainlink_d3", "best_sloth_any_d")]
+            med = at_or_below("mae_median")
             L.append(f"With the predictive median as the point forecast: {med[0]}, {med[1]} and {med[2]} of "
                      f"{len(six)}.\n")
     weights = [(r, stack_weights(r["summary"])) for r in rows]
