@@ -212,7 +212,8 @@ def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None, help="folder holding sloth/data_v2.csv (default $BAYES_SLOTH_DATA_DIR)")
-    ap.add_argument("--skills", type=int, default=3)
+    # the package's default law (SkillsLaw's defaults; before session 13 they were --skills 3, no slopes)
+    ap.add_argument("--skills", type=int, default=4)
     ap.add_argument("--stack", default=None, metavar="K,K,...",
                     help="evaluate the Bayesian stack of the laws with these numbers of skills (e.g. 1,2,3,4) "
                          "instead of one law of --skills skills")
@@ -222,8 +223,8 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
     ap.add_argument("--link", default="monotone", choices=["monotone", "monotone-pooled", "sigmoid"])
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--family-slopes", action="store_true")
-    ap.add_argument("--instruct-slope", action="store_true",
+    ap.add_argument("--family-slopes", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--instruct-slope", action=argparse.BooleanOptionalAction, default=True,
                     help="the instruction-tuned models' skills get their own slope in log S")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--training-rows", default="all", choices=["all", "complete", "all+latent-tokens"])

@@ -9,7 +9,7 @@ import pytest
 
 import bayes_sloth as bs
 
-LEAN = dict(link="sigmoid", model_effects=False, instruct_shift=False)
+LEAN = dict(link="sigmoid", model_effects=False, instruct_shift=False, instruct_slope=False, family_slopes=False)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from bayes_sloth.stacking import (StackedLaw, allocate_draws, candidate_names, m
 
 # the lean law started uniformly: few programs to compile (CI time); what is tested is the stacking
 LEAN = dict(chains=2, warmup=150, draws=100, max_tree_depth=6, link="sigmoid", model_effects=False,
-            instruct_shift=False, init="uniform", progress=False)
+            instruct_shift=False, instruct_slope=False, family_slopes=False, init="uniform", progress=False)
 
 
 # ------------------------------------------------------------------ the optimizer
