@@ -89,7 +89,7 @@ def _column_options(g) -> None:
 
 def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int = 1000, draws: int = 1000) -> None:
     g = p.add_argument_group("model and sampler")
-    g.add_argument("--skills", type=int, default=4, help="number of latent skills K (default 4)")
+    g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
     g.add_argument("--link", default="monotone", choices=["monotone", "monotone-pooled", "sigmoid"],
                    help="link from skills to scores: a learned monotone link (default), one per benchmark "
                         "partially pooled toward a shared one (monotone-pooled), or the sigmoid")

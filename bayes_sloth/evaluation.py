@@ -584,7 +584,7 @@ def evaluate(
     protocol: str = "sloth",
     benchmark_set: str | None = "leaderboard_v1",
     n_train: int = 1,
-    n_skills: int = 4,
+    n_skills: int = 3,
     training_rows: str = DEFAULT_TRAINING_ROWS,
     *,
     benchmarks: Sequence[str] | None = None,

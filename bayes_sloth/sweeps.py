@@ -244,7 +244,7 @@ def evaluate_cells(
     *,
     data=None,
     protocol: str = "sloth",
-    n_skills: int = 4,
+    n_skills: int = 3,
     training_rows: str | None = None,
     data_dir=None,
     on_fold: Callable[[str], None] | None = None,

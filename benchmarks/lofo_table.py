@@ -212,8 +212,8 @@ def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None, help="folder holding sloth/data_v2.csv (default $BAYES_SLOTH_DATA_DIR)")
-    # the package's default law (SkillsLaw's defaults; before session 13 they were --skills 3, no slopes)
-    ap.add_argument("--skills", type=int, default=4)
+    # the package's default law (SkillsLaw's defaults; before session 13 there were no slopes)
+    ap.add_argument("--skills", type=int, default=3)
     ap.add_argument("--stack", default=None, metavar="K,K,...",
                     help="evaluate the Bayesian stack of the laws with these numbers of skills (e.g. 1,2,3,4) "
                          "instead of one law of --skills skills")

@@ -62,8 +62,9 @@ def test_a_fit_on_four_benchmarks_samples_at_the_small_board_target(tmp_path):
 
 
 def test_every_entry_point_fits_the_same_default_law():
-    """SkillsLaw, evaluate, evaluate_cells and the command line agree on the default law (K = 4, both slopes:
-    benchmarks/results/lofo_slopes.md), so `bayes-sloth fit` and `evaluate(...)` score what `SkillsLaw()` fits."""
+    """SkillsLaw, evaluate, evaluate_cells and the command line agree on the default law (K = 3, both slopes:
+    benchmarks/results/NOTES.md, session 13), so `bayes-sloth fit` and `evaluate(...)` score what `SkillsLaw()`
+    fits."""
     import inspect
 
     from bayes_sloth import evaluation, sweeps
@@ -71,7 +72,7 @@ def test_every_entry_point_fits_the_same_default_law():
     from bayes_sloth.simulation import LAW_DEFAULTS
 
     law = bs.SkillsLaw().get_params()
-    assert (law["n_skills"], law["instruct_slope"], law["family_slopes"]) == (4, True, True)
+    assert (law["n_skills"], law["instruct_slope"], law["family_slopes"]) == (3, True, True)
     assert {k: law[k] for k in LAW_DEFAULTS} == LAW_DEFAULTS
     for fn in (evaluation.evaluate, sweeps.evaluate_cells):
         assert inspect.signature(fn).parameters["n_skills"].default == law["n_skills"], fn.__name__
@@ -83,6 +84,6 @@ def test_every_entry_point_fits_the_same_default_law():
 
 
 def test_the_default_k_on_a_small_board_says_what_to_pass():
-    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=4, n_skills=1, models_per_family=(2, 3), seed=0)
-    with pytest.raises(InputError, match=r"n_skills=4 \(the default\) is invalid with 4 benchmarks.*n_skills=3"):
+    lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3), seed=0)
+    with pytest.raises(InputError, match=r"n_skills=3 \(the default\) is invalid with 3 benchmarks.*n_skills=2"):
         bs.SkillsLaw().fit(lb)
