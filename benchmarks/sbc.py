@@ -58,17 +58,21 @@ from bayes_sloth.simulation import _draw_through_model as draw_through_model  # 
 #: loadings are deterministic functions of these).
 PRIOR_SITES = ("slopes", "tau", "family_z", "loadings_free", "intercept", "sigma")
 #: The same for the parts of the law that only some specs have.
-OPTIONAL_SITES = ("model_sd", "model_z", "instruct_shift", "link_weights")
+OPTIONAL_SITES = ("model_sd", "model_z", "instruct_shift", "link_weights", "instruct_slope", "family_slope_sd",
+                  "family_slope")
 
 
-#: The laws SBC can check: the lean one (session 3) and "default", the package's default law before session 13
-#: (learned link, offsets, shift; today's default adds the family and instruct slopes, not checked here yet).
+#: The laws SBC can check: the lean one (session 3); "default", the package's default law before session 13
+#: (learned link, offsets, shift); "slopes", today's default (that law with the family and instruct slopes).
 LAWS = {
     "lean": dict(link="sigmoid", model_effects=False, instruct_shift=False),
     "default": dict(link="monotone", model_effects=True, instruct_shift=True),
+    "slopes": dict(link="monotone", model_effects=True, instruct_shift=True, instruct_slope=True, family_slopes=True),
 }
 LAW_WORDS = {"lean": "sigmoid link, no offsets or shift",
-             "default": "learned link, per-model offsets, instruct shift (no slopes: the default before session 13)"}
+             "default": "learned link, per-model offsets, instruct shift (no slopes: the default before session 13)",
+             "slopes": "learned link, per-model offsets, instruct shift and slope, family slopes (the default law "
+                       "since session 13)"}
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Design:
     floors: pd.Series
     observed: np.ndarray  # (N, J) bool: which pairs have a score
     n_skills: int = 1
-    law: str = "lean"  # "lean" (sigmoid, no offsets or shift) or "default" (the package's default law)
+    law: str = "lean"  # a key of LAWS
 
     @property
     def benchmarks(self) -> list[str]:
@@ -118,7 +122,7 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
                 missing: float = 0.1, seed: int = 123, law: str = "lean") -> Design:
     """Families of equal size from 0.1B to 70B parameters, a family token budget, a few missing pairs.
 
-    With a law that has the instruct shift (``law="default"``) every family's
+    With a law that has the instruct shift (``law="default"`` or ``"slopes"``) every family's
     largest model is instruction-tuned, so the shift has something to be
     estimated from; with the lean law, which has no shift, none is."""
     if law not in LAWS:
@@ -189,6 +193,12 @@ def scalar_params(spec: ModelSpec, n_alpha: int = 3) -> list[tuple[str, str, tup
     out += [("alpha", f"alpha[{f},{k}]", (f, k)) for f in range(min(n_alpha, spec.n_families)) for k in range(K)]
     if spec.instruct_shift:
         out += [("instruct_shift", f"instruct_shift[{k}]", (k,)) for k in range(K)]
+    if spec.instruct_slope:
+        out += [("instruct_slope", f"instruct_slope[{k}]", (k,)) for k in range(K)]
+    if spec.family_slopes:
+        out += [("family_slope_sd", f"family_slope_sd[{k}]", (k,)) for k in range(K)]
+        out += [("family_slope", f"family_slope[{f},{k}]", (f, k)) for f in range(min(n_alpha, spec.n_families))
+                for k in range(K)]
     if spec.model_effects:
         out += [("model_sd", "model_sd", ())]
         out += [("model_effect", f"model_effect[{i}]", (i,)) for i in range(n_alpha)]
