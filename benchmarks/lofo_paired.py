@@ -51,16 +51,10 @@ def paper_by_group(path) -> pd.DataFrame:
 
 def honest_choices(paper: pd.DataFrame) -> dict:
     """Per cell, the paper's variant chosen without the cell's own test groups."""
-    by_cell = paper.groupby(level=[0, 1]).mean()
-    six = by_cell.loc[[c for c in CELLS if c in by_cell.index]]
-    one_for_all = six.mean().idxmin()
-    out = {}
-    for s, n in CELLS:
-        other = by_cell.loc[(s, 3 - n)] if (s, 3 - n) in by_cell.index else None
-        out[(s, n)] = {"best any d": by_cell.loc[(s, n)].idxmin(),
-                       "other n": None if other is None else other.idxmin(),
-                       "one for all": one_for_all}
-    return out
+    by_cell = paper.groupby(level=[0, 1]).mean()  # the six cells are the paper's: n_train 1 and 2 of each set
+    one_for_all = by_cell.loc[CELLS].mean().idxmin()
+    return {(s, n): {"best any d": by_cell.loc[(s, n)].idxmin(), "other n": by_cell.loc[(s, 3 - n)].idxmin(),
+                     "one for all": one_for_all} for s, n in CELLS}
 
 
 def paired(ours: pd.Series, theirs: pd.Series, rng) -> dict:
