@@ -23,36 +23,46 @@ except _PNF:  # running from a source tree without installation
 
 #: Public name -> the module that defines it (loaded on first access, PEP 562).
 _EXPORTS = {
-    "configure": "config",
-    "Leaderboard": "data",
-    "load_leaderboard": "data",
-    "load_protocol": "data",
-    "load_sloth": "data",
-    "paper_errors": "data",
-    "sloth_data_path": "data",
-    "split_family": "data",
-    "Diagnostics": "diagnostics",
-    "diagnose": "diagnostics",
-    "BayesSlothError": "errors",
-    "DataUnavailableError": "errors",
-    "FitFileError": "errors",
-    "InputError": "errors",
-    "SkillsLaw": "estimator",
-    "forecasts_to_latex": "export",
-    "wide_forecasts": "export",
-    "write_forecasts": "export",
-    "read_new_models": "estimator",
-    "BENCHMARK_SETS": "metadata",
-    "CHANCE_FLOOR": "metadata",
-    "forecast_table": "prediction",
-    "interval": "prediction",
-    "simulate_leaderboard": "simulation",
-    "StackedLaw": "stacking",
-    "stack": "stacking",
+    "configure": "core.config",
+    "Leaderboard": "core.data",
+    "load_leaderboard": "core.data",
+    "load_protocol": "core.data",
+    "load_sloth": "core.data",
+    "paper_errors": "core.data",
+    "sloth_data_path": "core.data",
+    "split_family": "core.data",
+    "Diagnostics": "core.diagnostics",
+    "diagnose": "core.diagnostics",
+    "BayesSlothError": "core.errors",
+    "DataUnavailableError": "core.errors",
+    "FitFileError": "core.errors",
+    "InputError": "core.errors",
+    "SkillsLaw": "core.estimator",
+    "forecasts_to_latex": "workflows.export",
+    "wide_forecasts": "workflows.export",
+    "write_forecasts": "workflows.export",
+    "read_new_models": "core.estimator",
+    "BENCHMARK_SETS": "core.metadata",
+    "CHANCE_FLOOR": "core.metadata",
+    "forecast_table": "core.prediction",
+    "interval": "core.prediction",
+    "simulate_leaderboard": "workflows.simulation",
+    "StackedLaw": "workflows.stacking",
+    "stack": "workflows.stacking",
 }
-_SUBMODULES = ("cli", "conditional", "config", "data", "diagnostics", "errors", "estimator", "evaluation", "export",
-               "inference", "io", "metadata", "model", "plots", "prediction", "progress", "questions", "report",
-               "rotation", "simulation", "stacking", "sweeps")
+#: Modules reachable as attributes of the package (``bs.plots``, ``from bayes_sloth import questions``): the
+#: layers' folders, the command line, and each module by its short name, wherever its layer keeps it.
+_SUBMODULES = {
+    "core": "core", "workflows": "workflows", "cli": "cli",
+    "config": "core.config", "data": "core.data", "diagnostics": "core.diagnostics", "errors": "core.errors",
+    "estimator": "core.estimator", "inference": "core.inference", "io": "core.io", "metadata": "core.metadata",
+    "model": "core.model", "prediction": "core.prediction", "progress": "core.progress",
+    "programs": "core.programs", "rotation": "core.rotation", "conditioning": "core.conditioning",
+    "conditional": "core.conditioning",
+    "evaluation": "workflows.evaluation", "export": "workflows.export", "plots": "workflows.plots",
+    "questions": "workflows.questions", "report": "workflows.report", "simulation": "workflows.simulation",
+    "stacking": "workflows.stacking", "sweeps": "workflows.sweeps",
+}
 
 __all__ = sorted(_EXPORTS)
 
@@ -63,7 +73,7 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return _import_module(f".{name}", __name__)
+        return _import_module(f".{_SUBMODULES[name]}", __name__)
     raise AttributeError(f"module 'bayes_sloth' has no attribute {name!r}")
 
 

@@ -18,7 +18,16 @@ import sys
 import time
 import warnings
 
-from .errors import BayesSlothError, InputError
+from . import __version__
+from .core.config import configure
+from .core.data import load_leaderboard, load_sloth, sloth_data_path
+from .core.errors import BayesSlothError, InputError
+from .core.estimator import SkillsLaw
+from .core.io import check_output_path, escape_formula, write_csv
+from .core.metadata import BENCHMARK_SETS, SLOTH_DATA
+from .workflows.evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS, evaluate
+from .workflows.export import FORMATS, write_forecasts
+from .workflows.report import forecast_report
 
 
 def _say(msg: str) -> None:
@@ -43,7 +52,6 @@ def _columns(args) -> dict:
 def _benchmarks(args):
     if not args.benchmarks:
         return None
-    from .metadata import BENCHMARK_SETS
 
     if args.benchmarks in BENCHMARK_SETS:
         return list(BENCHMARK_SETS[args.benchmarks])
@@ -55,7 +63,6 @@ def _benchmarks(args):
 
 def load_data(args):
     """The leaderboard named by --data (CSV) or else the Sloth table (shipped with the package)."""
-    from .data import load_leaderboard, load_sloth
 
     scale = "percent" if getattr(args, "percent", False) else "unit"
     if args.data:
@@ -66,8 +73,6 @@ def load_data(args):
 def _data_source(args) -> str:
     if args.data:
         return str(args.data)
-    from .data import sloth_data_path
-    from .metadata import SLOTH_DATA
 
     return f"{sloth_data_path(args.data_dir)} (Sloth table, {SLOTH_DATA['url']})"
 
@@ -152,7 +157,6 @@ class ProgressLines:
 
 def law_from_args(args):
     """The estimator the options describe, its arguments checked at once (a bad seed fails here, in a line)."""
-    from .estimator import SkillsLaw
 
     law = SkillsLaw(
         n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
@@ -171,7 +175,6 @@ def _finite(x):
 
 
 def _check_out(path, *inputs, what="output"):
-    from .io import check_output_path
 
     return None if path is None else check_output_path(path, inputs=inputs, what=what)
 
@@ -219,8 +222,6 @@ PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark
 
 
 def cmd_predict(args) -> int:
-    from .estimator import SkillsLaw
-    from .export import FORMATS, write_forecasts
 
     _check_out(args.out, args.fit, args.data, what="forecast table")
     fmt = FORMATS.get(os.path.splitext(args.out)[1].lower()) if args.out else None
@@ -236,7 +237,6 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(table)} forecasts ({table['model'].nunique()} models x {len(law.benchmarks_)} benchmarks, "
               f"{args.interval:.0%} intervals) to {args.out}")
     else:
-        from .io import escape_formula
 
         for c in ("model", "family", "benchmark"):
             table[c] = table[c].map(escape_formula)
@@ -246,8 +246,6 @@ def cmd_predict(args) -> int:
 
 # ------------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate
-    from .io import write_csv
 
     law = law_from_args(args)
     _check_out(args.pairs_out, args.data, args.protocol_file, what="pairs table")
@@ -278,8 +276,6 @@ def cmd_evaluate(args) -> int:
 
 # ------------------------------------------------------------------ report
 def cmd_report(args) -> int:
-    from .estimator import SkillsLaw
-    from .report import forecast_report
 
     log = None if args.quiet else _say
     law = law_from_args(args)
@@ -301,9 +297,6 @@ def cmd_report(args) -> int:
 
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS
-    from .metadata import BENCHMARK_SETS
 
     parser = argparse.ArgumentParser(prog="bayes-sloth", description="Bayesian skills scaling laws for LLM benchmarks.")
     parser.add_argument("--version", action="version", version=f"bayes_sloth {__version__}")
@@ -412,7 +405,6 @@ def main(argv=None) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-            from .config import configure
 
             configure()  # parallel chains on this machine's cores, compiled programs kept on disk
             if args.command == "report":

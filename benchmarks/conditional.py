@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 
 import bayes_sloth as bs
-from bayes_sloth.estimator import read_new_models
-from bayes_sloth.io import write_text
+from bayes_sloth.core.estimator import read_new_models
+from bayes_sloth.core.io import write_text
 
 LEVELS = (0.9, 0.5)
 
@@ -80,8 +80,8 @@ def code_stamp() -> str:
     """Hash of the law's code as imported by this process: a cached fit made by other code is refitted."""
     import hashlib
 
-    import bayes_sloth.inference as inf
-    import bayes_sloth.model as mod
+    import bayes_sloth.core.inference as inf
+    import bayes_sloth.core.model as mod
 
     h = hashlib.sha256()
     for m in (mod, inf):

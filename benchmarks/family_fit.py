@@ -20,7 +20,7 @@ errors, the half-width a symmetric interval around it would need to cover
 intercepts on log FLOPs or log params and log tokens, ``*_faminter``) are
 listed with their published MAE.
 
-The point fits use exactly the cell's design (``bayes_sloth.evaluation.build_design``):
+The point fits use exactly the cell's design (``bayes_sloth.workflows.evaluation.build_design``):
 the same training models of each held-out family, the same forecast pairs, and
 the paper's error (mean absolute error within each test group, then averaged
 over groups).
@@ -40,9 +40,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from bayes_sloth.data import paper_errors
-from bayes_sloth.evaluation import build_design
-from bayes_sloth.io import write_text
+from bayes_sloth.core.data import paper_errors
+from bayes_sloth.workflows.evaluation import build_design
+from bayes_sloth.core.io import write_text
 
 #: A score within this fraction of its range from the floor or from 1 is moved to it before the logit.
 EDGE = 0.005

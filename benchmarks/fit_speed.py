@@ -11,7 +11,7 @@ of the second fit, max R-hat, divergences, peak resident memory.
 
     python benchmarks/fit_speed.py --data-dir ../shared/data [--skills 1,2,3,4] [--chains 4 --warmup 1000 --draws 1000]
         [--no-disk-cache]   # compile from scratch (BAYES_SLOTH_XLA_CACHE=0)
-        [--jobs N]          # the K's in N worker processes at once (bayes_sloth.sweeps.run), each with
+        [--jobs N]          # the K's in N worker processes at once (bayes_sloth.workflows.sweeps.run), each with
                             # cores // N JAX devices; rows print as they finish, in K order. The runs then
                             # share the cores: their seconds are not comparable with --jobs 1's
 """
@@ -84,7 +84,7 @@ def main(argv=None):
     else:
         import joblib
 
-        from bayes_sloth.sweeps import worker_devices
+        from bayes_sloth.workflows.sweeps import worker_devices
 
         n = min(joblib.effective_n_jobs(args.jobs), len(skills))
         where = f"{n} worker processes at once, {worker_devices(n)} CPU device(s) each"
@@ -99,7 +99,7 @@ def main(argv=None):
         for t in tasks:
             print(measure(t), flush=True)
     else:
-        from bayes_sloth.sweeps import run
+        from bayes_sloth.workflows.sweeps import run
 
         run(measure, tasks, args.jobs, compile_cache=not args.no_disk_cache,
             on_result=lambda i, row: print(row, flush=True))

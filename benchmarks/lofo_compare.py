@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lofo_table import cell_key, paper_numbers  # noqa: E402
 
-from bayes_sloth.evaluation import summarize_pairs  # noqa: E402
+from bayes_sloth.workflows.evaluation import summarize_pairs  # noqa: E402
 
 CELLS = [("leaderboard_v1", 1), ("leaderboard_v2", 1), ("leaderboard_v1+v2", 1),
          ("leaderboard_v1", 2), ("leaderboard_v2", 2), ("leaderboard_v1+v2", 2)]

@@ -1,6 +1,6 @@
 """Leave-family-out results table: the Sloth paper's six cells, plus n_train 0.
 
-Runs ``bayes_sloth.evaluation.evaluate`` on the three benchmark sets x
+Runs ``bayes_sloth.workflows.evaluation.evaluate`` on the three benchmark sets x
 n_train in {1, 2} (the paper's protocol, its rows, groups and forecast pairs),
 plus n_train 0 (whole families unseen, the n = 1 groups), and writes a
 Markdown table beside the paper's own errors
@@ -11,7 +11,7 @@ interrupted run resumes, and ``--render-only`` rebuilds the table from the
 cache.
 
 ``--jobs N`` runs every fold of every cell to compute in N worker processes
-at once (``bayes_sloth.sweeps.evaluate_cells``; each worker gets
+at once (``bayes_sloth.workflows.evaluation.evaluate_cells``; each worker gets
 cores // N JAX devices); the numbers are the same as with ``--jobs 1``. A
 cell's ``s`` column is then the sum of its folds' seconds in the workers, and
 the header gives the elapsed wall time. ``--dask tcp://scheduler:8786`` sends
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bayes_sloth.data import paper_errors
-from bayes_sloth.evaluation import LEVELS, evaluate, summarize_pairs
-from bayes_sloth.io import write_csv, write_text
+from bayes_sloth.core.data import paper_errors
+from bayes_sloth.workflows.evaluation import LEVELS, evaluate, summarize_pairs
+from bayes_sloth.core.io import write_csv, write_text
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
 PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
@@ -47,7 +47,7 @@ PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
 
 def paper_numbers() -> pd.DataFrame:
     """Paper MAE per (set, n) for the reference methods, plus the best Sloth of any d (the packaged copy of
-    the paper's published errors, ``bayes_sloth.data.paper_errors``)."""
+    the paper's published errors, ``bayes_sloth.core.data.paper_errors``)."""
     body = paper_errors().pivot_table(index="method", columns=["benchmark_set", "n_train"], values="mae")
     out = body.loc[list(PAPER)].T
     sloth = body.loc[[m for m in body.index if str(m).startswith("sloth_")]]
@@ -92,7 +92,7 @@ def stack_or(args, kwargs) -> dict:
     if not args.stack:
         return kwargs
     from bayes_sloth import SkillsLaw
-    from bayes_sloth.stacking import stack
+    from bayes_sloth.workflows.stacking import stack
 
     return {"law": stack([SkillsLaw(n_skills=k, **kwargs) for k in args.stack], seed=args.seed)}
 
@@ -108,7 +108,7 @@ def run_cells_parallel(args, cells, tag, kwargs) -> float:
     cached as soon as its folds are done. Returns the elapsed seconds."""
     import contextlib
 
-    from bayes_sloth.sweeps import evaluate_cells
+    from bayes_sloth.workflows.evaluation import evaluate_cells
 
     todo = [(s, n) for s, n in cells if not all(f.is_file() for f in cell_files(args, s, n, tag))]
     if not todo or args.render_only:
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     import bayes_sloth
 
     bayes_sloth.configure()  # this process: one CPU device per core, compiled programs kept on disk (workers
-    # configure themselves: bayes_sloth.sweeps)
+    # configure themselves: bayes_sloth.workflows.sweeps)
     kwargs = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, noise=args.noise,
                   instruct_shift=args.instruct_shift, instruct_slope=args.instruct_slope,
                   family_slopes=args.family_slopes,

@@ -6,7 +6,7 @@ For each replication r:
 2. the scores of a FIXED design (same models, families, covariates,
    benchmarks and observed (model, benchmark) pairs in every replication, so
    one compiled sampler is reused) from those parameters, both through the
-   package's simulator (``bayes_sloth.simulation``, which runs the model
+   package's simulator (``bayes_sloth.workflows.simulation``, which runs the model
    ``skills_law`` forward),
 3. fit the leaderboard with :class:`bayes_sloth.SkillsLaw` (the package's own
    NUTS path, with the true anchor so the scale and sign are the truth's),
@@ -47,12 +47,12 @@ import bayes_sloth as bs
 import jax
 import jax.numpy as jnp
 
-from bayes_sloth.data import Leaderboard
-from bayes_sloth.estimator import auto_target_accept
-from bayes_sloth.inference import model_arrays
-from bayes_sloth.io import write_csv, write_text
-from bayes_sloth.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
-from bayes_sloth.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
+from bayes_sloth.core.data import Leaderboard
+from bayes_sloth.core.estimator import auto_target_accept
+from bayes_sloth.core.inference import model_arrays
+from bayes_sloth.core.io import write_csv, write_text
+from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
+from bayes_sloth.workflows.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
 
 #: Sites drawn from the prior that define a replication's truth (alpha,
 #: loadings are deterministic functions of these).
@@ -150,7 +150,7 @@ def prior_draws(design: Design, n: int, seed: int, wrong_prior: bool = False, fi
     """Truths of replications ``first .. first + n - 1``: parameters drawn from the model's prior and the
     scores they generate on the design's observed pairs (numpy arrays, leading replication axis).
 
-    Drawn through the package's simulator (:mod:`bayes_sloth.simulation`), which runs ``skills_law``
+    Drawn through the package's simulator (:mod:`bayes_sloth.workflows.simulation`), which runs ``skills_law``
     forward, on this fixed design. Replication r uses the key ``fold_in(PRNGKey(seed), r)``: its truth
     depends only on (design, seed, r), so a run split into chunks, or extended, draws the same truths.
 

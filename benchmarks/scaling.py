@@ -9,7 +9,7 @@ the variational path (method="svi"). Peak memory is the child's max RSS.
 
 Each fit's child gives JAX one CPU device per core (chains in parallel, as
 the command line runs them). ``--jobs N`` runs N of the (size, method) fits
-at once (``bayes_sloth.sweeps.run`` over a process pool; each fit is still its
+at once (``bayes_sloth.workflows.sweeps.run`` over a process pool; each fit is still its
 own child process, with cores // N devices, so the fits do not oversubscribe
 the cores); rows print in the table's order. Every fit then
 runs up to the cap: a size is not skipped because a smaller one ran past it,
@@ -103,7 +103,7 @@ def main(argv=None):
           "| div | draws/chain | passes |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     if args.jobs != 1:
-        from bayes_sloth.sweeps import run as sweep
+        from bayes_sloth.workflows.sweeps import run as sweep
 
         tasks = [(int(n), int(j), method, args.chains if method == "nuts" else 1, args.warmup, args.draws, args.cap,
                   args.target_ess, args.max_draws, max(1, (os.cpu_count() or 1) // args.jobs))

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import bayes_sloth as bs
-from bayes_sloth.io import write_text
+from bayes_sloth.core.io import write_text
 
 LEVEL = 0.90
 

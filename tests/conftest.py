@@ -57,7 +57,7 @@ def real_data_dir() -> Path:
 def make_tiny_frame(n_families: int = 6, seed: int = 1):
     """A valid leaderboard DataFrame: columns model, family, params, tokens, instruct and 4 scores."""
     import bayes_sloth as bs
-    from bayes_sloth.metadata import CHANCE_FLOOR
+    from bayes_sloth.core.metadata import CHANCE_FLOOR
 
     floors = np.array([CHANCE_FLOOR[b] for b in TINY_BENCHMARKS])
     lb, _ = bs.simulate_leaderboard(n_families=n_families, n_benchmarks=len(TINY_BENCHMARKS), n_skills=1,

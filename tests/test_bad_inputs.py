@@ -34,7 +34,7 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth import cli
-from bayes_sloth.data import DATA_DIR_ENV
+from bayes_sloth.core.data import DATA_DIR_ENV
 
 from .conftest import TINY_BENCHMARKS, make_tiny_frame
 
@@ -291,7 +291,7 @@ def _fit_missing(c):
 def _packaged_damaged(c):
     """The copy shipped in the package no longer matches its sha256 (a damaged installation)."""
     from bayes_sloth import data as bsdata
-    from bayes_sloth.metadata import SLOTH_DATA
+    from bayes_sloth.core.metadata import SLOTH_DATA
 
     bad = c.tmp / "damaged" / "data_v2.csv"
     bad.parent.mkdir()
@@ -349,7 +349,7 @@ def _out_is_the_input(c):
     p = c.csv(c.frame(), "board.csv")
     argv = c.fit_argv(p)
     argv[argv.index("--out") + 1] = str(p)
-    from bayes_sloth.io import check_output_path
+    from bayes_sloth.core.io import check_output_path
 
     return (lambda: check_output_path(p, inputs=[p], what="fit file")), argv
 
@@ -358,7 +358,7 @@ def _predict_out_is_the_fit(c):
     """``predict fit.nc --data new.csv --out fit.nc`` would overwrite the fit: refused before loading it."""
     new = c.csv(c.new_models(), "new.csv")
     argv = ["predict", str(c.fit_path), "--data", str(new), "--out", str(c.fit_path)]
-    from bayes_sloth.io import check_output_path
+    from bayes_sloth.core.io import check_output_path
 
     return (lambda: check_output_path(c.fit_path, inputs=[c.fit_path, new], what="forecast table")), argv
 
@@ -375,7 +375,7 @@ def _protocol_file(content):
         path = c.tmp / "protocol.json"
         if content is not None:
             path.write_text(content)
-        from bayes_sloth.evaluation import evaluate
+        from bayes_sloth.workflows.evaluation import evaluate
 
         argv = ["evaluate", "--protocol-file", str(path), *FAST, "--skills", "1"]
         return (lambda: evaluate(protocol_file=path, n_skills=1, chains=1, warmup=5, draws=5)), argv

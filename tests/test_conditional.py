@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.conditional import K_TRUST, information_gain
+from bayes_sloth.core.conditioning import K_TRUST, information_gain
 
 HELD_FAMILY = "family_09"
 SKILL1 = ["bench_02", "bench_04"]  # load on skill 1 only, like the anchor bench_01

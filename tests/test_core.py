@@ -15,7 +15,7 @@ import bayes_sloth as bs
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-from bayes_sloth.simulation import LEAN_LAW
+from bayes_sloth.workflows.simulation import LEAN_LAW
 
 #: The laws the recovery fits simulate and fit: the lean one and the package's default (learned link,
 #: per-model offsets, instruct shift). Each fit is of the law its data were drawn from.
@@ -292,10 +292,10 @@ def test_save_load_predicts_identically(recovery_fit, tmp_path):
 
 
 def test_shipped_synthetic_data_is_reproducible(tmp_path):
-    """data/ holds what `python -m bayes_sloth.simulation data` writes, byte for byte."""
+    """data/ holds what `python -m bayes_sloth.workflows.simulation data` writes, byte for byte."""
     from pathlib import Path
 
-    from bayes_sloth.simulation import write_synthetic
+    from bayes_sloth.workflows.simulation import write_synthetic
 
     write_synthetic(tmp_path, seed=0)
     shipped = Path(__file__).resolve().parents[1] / "data"
@@ -311,7 +311,7 @@ def test_shipped_synthetic_data_is_reproducible(tmp_path):
 def test_default_anchors_skip_benchmarks_that_do_not_scale():
     """A benchmark of pure noise is its own factor and the purest marker of it;
     given log compute it is not eligible as an anchor, a scaling benchmark is."""
-    from bayes_sloth.model import default_anchors
+    from bayes_sloth.core.model import default_anchors
 
     rng = np.random.default_rng(0)
     n = 120
@@ -334,7 +334,7 @@ def test_first_anchor_is_the_general_benchmark_scored_for_every_model():
     factor, among those scored for (nearly) every model: a benchmark that follows
     the general factor even more closely but was scored for half of the models
     does not get it."""
-    from bayes_sloth.model import default_anchors
+    from bayes_sloth.core.model import default_anchors
 
     rng = np.random.default_rng(1)
     n = 150

@@ -22,8 +22,8 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth import data as bsdata
-from bayes_sloth.data import DATA_DIR_ENV, load_protocol, paper_errors, protocol_path, sloth_data_path
-from bayes_sloth.metadata import BENCHMARK_SETS, CHANCE_FLOOR, SLOTH_DATA, SLOTH_REFERENCE
+from bayes_sloth.core.data import DATA_DIR_ENV, load_protocol, paper_errors, protocol_path, sloth_data_path
+from bayes_sloth.core.metadata import BENCHMARK_SETS, CHANCE_FLOOR, SLOTH_DATA, SLOTH_REFERENCE
 
 from .conftest import REPO_ROOT
 
@@ -316,7 +316,7 @@ def test_works_from_a_copy_of_the_package_with_no_shared_folder(tmp_path):
         "def no(*a, **k): raise RuntimeError('download attempted')\n"
         "pooch.retrieve = no\n"
         "import bayes_sloth as bs\n"
-        "from bayes_sloth.data import load_protocol, paper_errors, sloth_data_path\n"
+        "from bayes_sloth.core.data import load_protocol, paper_errors, sloth_data_path\n"
         "print(bs.__file__)\n"
         "print(sloth_data_path())\n"
         "print(len(bs.load_sloth()), len(load_protocol()['test_groups']), len(paper_errors()))\n"

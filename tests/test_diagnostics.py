@@ -1,4 +1,4 @@
-"""The vectorized R-hat and ESS of ``bayes_sloth.diagnostics`` against ArviZ."""
+"""The vectorized R-hat and ESS of ``bayes_sloth.core.diagnostics`` against ArviZ."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_sloth.diagnostics import summary_table
+from bayes_sloth.core.diagnostics import summary_table
 
 
 def _ar1(rng, phi, shape, shift=None):
@@ -70,7 +70,7 @@ def _idata(rng, sigma, model_sd=None, diverging=None, scores=None):
 
 
 def test_a_benchmark_that_barely_varies_is_named_not_target_accept():
-    from bayes_sloth.diagnostics import diagnose
+    from bayes_sloth.core.diagnostics import diagnose
 
     rng = np.random.default_rng(0)
     sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))
@@ -83,7 +83,7 @@ def test_a_benchmark_that_barely_varies_is_named_not_target_accept():
 
 
 def test_divergences_at_a_small_scale_are_called_a_funnel():
-    from bayes_sloth.diagnostics import diagnose
+    from bayes_sloth.core.diagnostics import diagnose
 
     rng = np.random.default_rng(1)
     sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))
@@ -96,7 +96,7 @@ def test_divergences_at_a_small_scale_are_called_a_funnel():
 
 def test_funnel_advice_raises_target_accept_only_when_there_is_room():
     """At 0.9 the advice is to raise target_accept; at 0.99 (what "auto" uses on small boards) it says so instead."""
-    from bayes_sloth.diagnostics import diagnose
+    from bayes_sloth.core.diagnostics import diagnose
 
     rng = np.random.default_rng(1)
     sigma = np.abs(rng.normal(0.05, 0.005, (4, 200, 3)))

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.data import Leaderboard
-from bayes_sloth.evaluation import (
+from bayes_sloth.core.data import Leaderboard
+from bayes_sloth.workflows.evaluation import (
     LEVELS,
     PAIR_COLUMNS,
     build_design,
@@ -154,8 +154,8 @@ def _lpd(noise, mu, sigma, y):
     """log_predictive_density of one pair from draws ``mu``/``sigma`` (one chain)."""
     import xarray as xr
 
-    from bayes_sloth.model import ModelSpec
-    from bayes_sloth.prediction import log_predictive_density
+    from bayes_sloth.core.model import ModelSpec
+    from bayes_sloth.core.prediction import log_predictive_density
 
     spec = ModelSpec(n_skills=1, n_benchmarks=1, n_families=1, anchors=(0,), noise=noise)
     m = xr.DataArray(np.asarray(mu, float).reshape(1, -1, 1, 1), dims=("chain", "draw", "model", "benchmark"),

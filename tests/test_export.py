@@ -8,7 +8,7 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth import cli
-from bayes_sloth.errors import InputError
+from bayes_sloth.core.errors import InputError
 
 
 def _table(level=0.9):

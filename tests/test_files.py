@@ -208,13 +208,13 @@ def test_metadata_that_is_not_json_is_refused(tiny_fit, tmp_path):
 @pytest.fixture
 def no_sampling(monkeypatch):
     """Any attempt to sample fails the test: the check must come first."""
-    import bayes_sloth.inference as inference
+    import bayes_sloth.core.inference as inference
 
     def refuse(*a, **k):
         raise AssertionError("sampling started before the output path was checked")
 
     monkeypatch.setattr(inference, "run_nuts", refuse)
-    monkeypatch.setattr("bayes_sloth.estimator.run_nuts", refuse)
+    monkeypatch.setattr("bayes_sloth.core.estimator.run_nuts", refuse)
 
 
 def test_fit_out_same_as_input_fails_before_sampling(tmp_path, no_sampling, capsys):

@@ -31,10 +31,11 @@ from bayes_sloth import cli
 from .conftest import REPO_ROOT, TINY_FIT, make_tiny_frame
 
 PACKAGE = REPO_ROOT / "bayes_sloth"
-CORE = {"config", "data", "metadata", "model", "inference", "prediction", "diagnostics", "rotation", "io", "errors",
-        "estimator", "export", "progress", "conditional", "programs"}
-WORKFLOWS = {"evaluation", "report", "simulation", "plots", "questions", "sweeps", "stacking"}
+#: The layers, bottom up, as folders: a module may import its own layer and those below it, never above.
+LAYERS = ("core", "workflows")
 INTERFACE = {"cli"}
+#: Old flat module paths kept for one release, each warning that it moved.
+DEPRECATED_SHIMS = ()
 
 
 def _run(code: str, env=None, timeout=300):
@@ -107,7 +108,7 @@ def test_sequential_chains_are_announced_once():
     out = _run("""
 import json, warnings
 import bayes_sloth as bs
-import bayes_sloth.inference as inference
+import bayes_sloth.core.inference as inference
 lb, _ = bs.simulate_leaderboard(n_families=4, n_benchmarks=3, n_skills=1, models_per_family=2, seed=0)
 
 class Stop(Exception):
@@ -131,31 +132,101 @@ print(json.dumps({"msgs": msgs}))
 
 
 # ------------------------------------------------------------------ layers in the import graph
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
 def _imports(path: Path) -> set[str]:
-    """Package modules a module imports (relative or absolute), at any depth in its code."""
+    """Fully qualified package modules a module imports (relative or absolute), at any depth in its code.
+
+    ``from .x import name`` counts as an import of ``x``, and of ``x.name`` when that is a module itself."""
+    here = _module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found |= {a.name for a in node.names}
-            elif node.module and node.module.startswith("bayes_sloth."):
-                found.add(node.module.split(".")[1])
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "bayes_sloth":
+                target = node.module
+            else:
+                continue
+            found.add(target)
+            found |= {f"{target}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("bayes_sloth.")}
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "bayes_sloth"}
     return found
 
 
-def test_core_never_imports_a_workflow_or_the_cli():
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert not modules - (CORE | WORKFLOWS | INTERFACE), "a module is in no layer: place it in CORE/WORKFLOWS/INTERFACE"
-    assert CORE <= modules
-    for name in sorted(CORE & modules):
-        bad = _imports(PACKAGE / f"{name}.py") & (WORKFLOWS | INTERFACE)
-        assert not bad, f"core module {name} imports {sorted(bad)}"
-    for name in sorted(WORKFLOWS & modules):
-        assert "cli" not in _imports(PACKAGE / f"{name}.py"), f"workflow {name} imports the command line"
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {m for m in _imports(p) if m in files and m != name} for name, p in files.items()}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "root"
+
+
+def test_every_module_sits_in_a_layer_folder():
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert top <= INTERFACE | set(DEPRECATED_SHIMS), f"modules outside the layer folders: {sorted(top - INTERFACE)}"
+    for layer in LAYERS:
+        assert (PACKAGE / layer / "__init__.py").is_file()
+
+
+def test_layers_import_only_downwards():
+    order = {"core": 0, "workflows": 1, "cli": 2}
+    graph = _graph()
+    for module, deps in graph.items():
+        mine = _layer(module)
+        if mine not in order:
+            continue
+        for dep in deps:
+            theirs = _layer(dep)
+            if theirs in order:
+                assert order[theirs] <= order[mine], f"{module} ({mine}) imports {dep} ({theirs}): arrows point down"
+
+
+def test_no_import_cycles():
+    graph = {m: {d for d in deps if _layer(d) != "root"} for m, deps in _graph().items() if _layer(m) != "root"}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycle = path[path.index(d):] + [d] if d in path else [m, d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_layer_check_sees_a_violation(tmp_path):
+    core, wf = tmp_path / "bayes_sloth" / "core", tmp_path / "bayes_sloth" / "workflows"
+    for d in (core, wf):
+        d.mkdir(parents=True)
+    (core / "a.py").write_text("def f():\n    from ..workflows.b import g\n")
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path / "bayes_sloth"
+    try:
+        assert _graph()["bayes_sloth.core.a"] == set()  # b does not exist: not a package module
+        (wf / "b.py").write_text("from ..core import a\n")
+        assert _graph()["bayes_sloth.core.a"] == {"bayes_sloth.workflows.b"}
+        with pytest.raises(AssertionError, match="arrows point down"):
+            test_layers_import_only_downwards()
+        with pytest.raises(AssertionError, match="import cycle"):
+            test_no_import_cycles()
+    finally:
+        PACKAGE = saved
 
 
 def _configures_the_process(tree) -> list[str]:
@@ -173,14 +244,14 @@ def _configures_the_process(tree) -> list[str]:
 
 
 def test_only_the_cli_parses_arguments_or_configures_the_process():
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
         imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
         if path.stem != "cli":
             assert "argparse" not in imported, f"{path.name} parses arguments"
         if path.stem not in ("cli", "config"):
             assert not _configures_the_process(tree), f"{path.name} configures the process"
-    assert _configures_the_process(ast.parse((PACKAGE / "config.py").read_text()))  # the check sees them
+    assert _configures_the_process(ast.parse((PACKAGE / "core" / "config.py").read_text()))  # the check sees them
 
 
 # ------------------------------------------------------------------ ecosystem contracts
@@ -314,7 +385,7 @@ def test_report_from_a_saved_fit_samples_nothing(tiny_fit, tmp_path, monkeypatch
     def refuse(*a, **k):
         raise AssertionError("the report sampled")
 
-    monkeypatch.setattr("bayes_sloth.estimator.run_nuts", refuse)
+    monkeypatch.setattr("bayes_sloth.core.estimator.run_nuts", refuse)
     data = tmp_path / "board.csv"
     make_tiny_frame().to_csv(data, index=False)
     new = tmp_path / "new.csv"

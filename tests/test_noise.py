@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bayes_sloth.model import ModelSpec, TruncatedLogistic01, noise_dist
+from bayes_sloth.core.model import ModelSpec, TruncatedLogistic01, noise_dist
 
 CASES = [(0.05, 0.03), (0.5, 0.1), (0.97, 0.05), (0.0, 0.02), (1.0, 0.2)]
 
@@ -45,7 +45,7 @@ def test_fast_truncated_normal_is_numpyros_truncated_normal(loc, scale):
     """The likelihood's own TruncatedNormal01 is the same density as NumPyro's general form."""
     import numpyro.distributions as dist
 
-    from bayes_sloth.model import TruncatedNormal01
+    from bayes_sloth.core.model import TruncatedNormal01
 
     ys = jnp.asarray([0.0, 1e-4, 0.05, 0.3, 0.5, 0.97, 1.0])
     ours = TruncatedNormal01(loc, scale)

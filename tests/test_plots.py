@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 import bayes_sloth as bs
 from bayes_sloth import plots
-from bayes_sloth.rotation import align, rotate_posterior, varimax
+from bayes_sloth.core.rotation import align, rotate_posterior, varimax
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_calibration_from_pairs_and_from_dict():
     assert np.allclose(line.get_ydata(), [np.mean(np.abs(y - 0.5) <= q / 2) for q in (0.5, 0.8, 0.9, 0.95)])
     assert "nominal" in ax.get_xlabel() and "empirical" in ax.get_ylabel()
 
-    class Result:  # the shape of bayes_sloth.evaluation's EvaluationResult
+    class Result:  # the shape of bayes_sloth.workflows.evaluation's EvaluationResult
         summary = {"coverage": {"0.5": 0.4, "0.9": 0.8}}
 
     fig2 = plots.plot_calibration(Result(), label="run")

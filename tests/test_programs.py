@@ -1,4 +1,4 @@
-"""Compiled programs do not pile up in a long session (bayes_sloth.programs).
+"""Compiled programs do not pile up in a long session (bayes_sloth.core.programs).
 
 Every new leaderboard shape compiles the sampler again; plain ``jax.jit``
 kept each shape's program for the life of the process, about 6,700 memory
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bayes_sloth.programs import BoundedJit, bounded_jit
+from bayes_sloth.core.programs import BoundedJit, bounded_jit
 
 MAPS = Path(f"/proc/{os.getpid()}/maps")
 

@@ -1,4 +1,4 @@
-"""The forecasters' questions (bayes_sloth.questions): each answer equals the direct computation from the
+"""The forecasters' questions (bayes_sloth.workflows.questions): each answer equals the direct computation from the
 law's draws, and is monotone where it must be. Reuses the constructed fit of test_conditional."""
 
 from __future__ import annotations

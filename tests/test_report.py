@@ -12,8 +12,8 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.cli import main
-from bayes_sloth.report import forecast_report, related_families, split_target_family
-from bayes_sloth.simulation import write_synthetic
+from bayes_sloth.workflows.report import forecast_report, related_families, split_target_family
+from bayes_sloth.workflows.simulation import write_synthetic
 
 SMALL = ["--chains", "2", "--warmup", "100", "--draws", "100", "--skills", "2"]
 

@@ -7,7 +7,7 @@ with the model arguments built exactly as :meth:`SkillsLaw.fit` builds them,
 at 64 points per table:
 
 - 32 of the sampler's possible initial points (``init_to_uniform(radius=2)``,
-  as in :mod:`bayes_sloth.inference`: every unconstrained coordinate uniform
+  as in :mod:`bayes_sloth.core.inference`: every unconstrained coordinate uniform
   on (-2, 2)),
 - 32 random unconstrained points z ~ Normal(0, 3): sigma down to ~1e-4,
   loadings and tau up to ~1e4, slopes and intercepts +-10, far outside where
@@ -40,10 +40,10 @@ from numpyro.distributions import biject_to
 from numpyro.infer.util import potential_energy
 
 import bayes_sloth as bs
-from bayes_sloth.diagnostics import diagnose
-from bayes_sloth.simulation import LEAN_LAW
-from bayes_sloth.inference import leaderboard_arrays
-from bayes_sloth.model import ModelSpec, Standardizer, default_anchors, skills_law
+from bayes_sloth.core.diagnostics import diagnose
+from bayes_sloth.workflows.simulation import LEAN_LAW
+from bayes_sloth.core.inference import leaderboard_arrays
+from bayes_sloth.core.model import ModelSpec, Standardizer, default_anchors, skills_law
 
 from .conftest import TINY_BENCHMARKS, make_tiny_frame
 

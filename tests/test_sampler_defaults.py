@@ -7,9 +7,9 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.cli import build_parser
-from bayes_sloth.errors import InputError
-from bayes_sloth.estimator import AUTO_TARGET_ACCEPT, auto_target_accept
-from bayes_sloth.model import OFFSET_FRAME_MAX_BENCHMARKS
+from bayes_sloth.core.errors import InputError
+from bayes_sloth.core.estimator import AUTO_TARGET_ACCEPT, auto_target_accept
+from bayes_sloth.core.model import OFFSET_FRAME_MAX_BENCHMARKS
 
 
 def test_auto_resolves_by_the_number_of_benchmarks():
@@ -69,12 +69,12 @@ def test_every_entry_point_fits_the_same_default_law():
 
     from bayes_sloth import evaluation, sweeps
     from bayes_sloth.cli import law_from_args
-    from bayes_sloth.simulation import LAW_DEFAULTS
+    from bayes_sloth.workflows.simulation import LAW_DEFAULTS
 
     law = bs.SkillsLaw().get_params()
     assert (law["n_skills"], law["instruct_slope"], law["family_slopes"]) == (3, True, True)
     assert {k: law[k] for k in LAW_DEFAULTS} == LAW_DEFAULTS
-    for fn in (evaluation.evaluate, sweeps.evaluate_cells):
+    for fn in (evaluation.evaluate, evaluation.evaluate_cells):
         assert inspect.signature(fn).parameters["n_skills"].default == law["n_skills"], fn.__name__
     args = build_parser().parse_args(["fit"])
     cli = law_from_args(args).get_params()

@@ -117,8 +117,8 @@ def test_simulator_prior_is_the_models_prior():
     from numpyro.infer import Predictive
 
     import bayes_sloth as bs
-    from bayes_sloth.inference import model_arrays
-    from bayes_sloth.model import ModelSpec, skills_law
+    from bayes_sloth.core.inference import model_arrays
+    from bayes_sloth.core.model import ModelSpec, skills_law
 
     small = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)  # tests/test_simulation.py's
     draws = [bs.simulate_leaderboard(**small, seed=s, prior=True) for s in range(150)]

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.inference import model_arrays
-from bayes_sloth.model import LINK_KNOTS, ModelSpec, pair_dist
-from bayes_sloth.simulation import LEAN_LAW, write_synthetic
+from bayes_sloth.core.inference import model_arrays
+from bayes_sloth.core.model import LINK_KNOTS, ModelSpec, pair_dist
+from bayes_sloth.workflows.simulation import LEAN_LAW, write_synthetic
 
 SMALL = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)
 #: the parameters ``pair_dist`` takes (the law's mean and noise of a pair)

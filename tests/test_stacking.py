@@ -1,4 +1,4 @@
-"""Bayesian stacking of candidate laws (``bayes_sloth.stacking``).
+"""Bayesian stacking of candidate laws (``bayes_sloth.workflows.stacking``).
 
 - the weights' optimizer against answers known in closed form (one candidate
   dominating, identical candidates, a 2:1 split of units each explained by one
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.errors import InputError
-from bayes_sloth.stacking import (StackedLaw, allocate_draws, candidate_names, mixture_lpd, stacking_weights,
+from bayes_sloth.core.errors import InputError
+from bayes_sloth.workflows.stacking import (StackedLaw, allocate_draws, candidate_names, mixture_lpd, stacking_weights,
                                   unconverged_weight)
 
 # the lean law started uniformly: few programs to compile (CI time); what is tested is the stacking
@@ -142,7 +142,7 @@ def _stand_in_stack(weights):
 
 
 def test_mixture_draws_follow_the_weights_reproducibly_between_the_members():
-    from bayes_sloth.prediction import forecast_table
+    from bayes_sloth.core.prediction import forecast_table
 
     st = _stand_in_stack([0.25, 0.75])
     a = st.predict(None, seed=3).predictions

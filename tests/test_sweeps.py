@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-import bayes_sloth.sweeps as sweeps
-from bayes_sloth.evaluation import evaluate
+import bayes_sloth.workflows.sweeps as sweeps
+from bayes_sloth.workflows import evaluation
+from bayes_sloth.workflows.evaluation import evaluate
 
 # the lean law started uniformly: the fewest programs to compile in each process (CI time); the layouts
 # compared are the sampler's, whatever the law
@@ -122,9 +123,9 @@ def test_dask_local_cluster_equals_serial(serial):
 def test_evaluate_cells_gives_each_cell_its_own_evaluation(serial):
     done = []
     kw = {k: v for k, v in SETTINGS.items() if k not in ("protocol", "benchmark_set", "n_train", "n_skills")}
-    out = sweeps.evaluate_cells([(None, 1)], n_jobs=1, data=_board(), protocol="leave-family-out", n_skills=1,
+    out = evaluation.evaluate_cells([(None, 1)], n_jobs=1, data=_board(), protocol="leave-family-out", n_skills=1,
                                 on_cell=lambda c, r: done.append(c), **kw)
     assert list(out) == done == [(None, 1)]
     _same(serial, out[(None, 1)])
     with pytest.raises(bs.InputError, match="cell"):
-        sweeps.evaluate_cells([("leaderboard_v2",)], data=_board())
+        evaluation.evaluate_cells([("leaderboard_v2",)], data=_board())

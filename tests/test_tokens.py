@@ -1,8 +1,8 @@
 """Models without a token count: tokens from FLOPs, latent tokens in the fit, imputed tokens in forecasts.
 
 The fit and forecast tests use one small simulated leaderboard with known
-truth (``bayes_sloth.simulation``), with the token counts of some models
-blanked: they are fitted with latent tokens (``bayes_sloth.model``), and the
+truth (``bayes_sloth.workflows.simulation``), with the token counts of some models
+blanked: they are fitted with latent tokens (``bayes_sloth.core.model``), and the
 forecast of a model whose tokens are unknown must be wider than the same
 model's with its tokens known.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.data import Leaderboard
+from bayes_sloth.core.data import Leaderboard
 
 from .conftest import TINY_BENCHMARKS
 

@@ -112,7 +112,7 @@ def test_logistic_noise_fit_recovers_noise_scale():
 def test_instruct_slope_is_recovered():
     """Instruction tuning that adds more to larger models (delta_S = 0.8 per sd of log S on top of a shift of
     0.3): the fitted slope's 90 % interval holds the truth and excludes zero."""
-    from bayes_sloth.model import describe
+    from bayes_sloth.core.model import describe
 
     truth = {"instruct_slope": [0.8], "instruct_shift": [0.3]}
     lb, tr = bs.simulate_leaderboard(n_families=24, n_benchmarks=5, n_skills=1, models_per_family=(3, 6), seed=3,
@@ -185,7 +185,7 @@ def test_learned_link_is_a_monotone_map_onto_the_unit_interval():
     import jax
     import jax.numpy as jnp
 
-    from bayes_sloth.model import LINK_KNOTS, link_fn
+    from bayes_sloth.core.model import LINK_KNOTS, link_fn
 
     eta = jnp.linspace(-12.0, 12.0, 401)
     w = jax.random.dirichlet(jax.random.PRNGKey(0), jnp.ones(len(LINK_KNOTS)), (5,))
@@ -207,7 +207,7 @@ def test_learned_link_gradient_is_the_formulas():
     import jax
     import jax.numpy as jnp
 
-    from bayes_sloth.model import LINK_KNOTS, link_fn
+    from bayes_sloth.core.model import LINK_KNOTS, link_fn
 
     def plain(eta, w):
         knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
@@ -233,7 +233,7 @@ def _plain_pooled(eta, weights):
     import jax
     import jax.numpy as jnp
 
-    from bayes_sloth.model import LINK_KNOTS
+    from bayes_sloth.core.model import LINK_KNOTS
 
     knots = jnp.asarray(LINK_KNOTS, dtype=eta.dtype)
     o = knots - jnp.sum(weights * knots, axis=-1, keepdims=True)  # (..., J, M)
@@ -250,7 +250,7 @@ def test_pooled_link_gradient_is_the_formulas():
     import jax
     import jax.numpy as jnp
 
-    from bayes_sloth.model import LINK_KNOTS, link_fn
+    from bayes_sloth.core.model import LINK_KNOTS, link_fn
 
     with jax.enable_x64(True):
         rng = np.random.default_rng(5)
@@ -279,8 +279,8 @@ def test_pooled_links_are_monotone_onto_and_the_shared_link_at_zero_spread():
     import jax
     import jax.numpy as jnp
 
-    from bayes_sloth.errors import InputError
-    from bayes_sloth.model import LINK_KNOTS, ModelSpec, _link_and_slope, link_fn, pooled_link_weights
+    from bayes_sloth.core.errors import InputError
+    from bayes_sloth.core.model import LINK_KNOTS, ModelSpec, _link_and_slope, link_fn, pooled_link_weights
 
     M, J = len(LINK_KNOTS), 5
     with jax.enable_x64(True):
@@ -313,7 +313,7 @@ def test_pooled_links_are_monotone_onto_and_the_shared_link_at_zero_spread():
 def _knot_skewness(w):
     """Skewness of each link's knot distribution sum_m w_m delta(c_m): > 0 rises fast then saturates slowly,
     < 0 the mirror image (a convex start, like MATH Lvl 5); free of the link's location and spread."""
-    from bayes_sloth.model import LINK_KNOTS
+    from bayes_sloth.core.model import LINK_KNOTS
 
     c = np.asarray(LINK_KNOTS)
     mean = (w * c).sum(-1, keepdims=True)
@@ -334,7 +334,7 @@ def test_pooled_links_tell_two_benchmark_links_apart():
     tau, R-hat ~ 2 here, while both see the shapes; the shapes, free of the
     spread, are what is tested. Under the pre-grid code: difference 2.97, sd
     0.79.)"""
-    from bayes_sloth.model import LINK_KNOTS, describe
+    from bayes_sloth.core.model import LINK_KNOTS, describe
 
     fast = np.array([8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.125])
     fast /= fast.sum()

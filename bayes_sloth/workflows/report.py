@@ -34,10 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .. import __version__
+from ..core.data import split_family
+from ..core.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+from ..core.errors import InputError
+from ..core.estimator import SkillsLaw, read_new_models
+from ..core.io import check_output_path, write_text
+from ..core.model import describe
+from . import plots
 
 
 @dataclass
@@ -54,7 +60,7 @@ class ForecastReport:
 def split_target_family(lb, family: str, n_train: int = 1):
     r"""Split a leaderboard for forecasting a family from its smallest models.
 
-    The rule is :func:`bayes_sloth.data.split_family` (the evaluation's too):
+    The rule is :func:`bayes_sloth.core.data.split_family` (the evaluation's too):
     the family's models with parameters and tokens, ordered by parameters;
     the ``n_train`` smallest stay in the training leaderboard with every
     other family, the rest become targets.
@@ -67,7 +73,6 @@ def split_target_family(lb, family: str, n_train: int = 1):
         The larger models: model, family, params, tokens, instruct and their
         observed scores (for comparison, never used in the fit).
     """
-    from .data import split_family
 
     _, targets = split_family(lb, family, n_train)
     train = lb.select(models=[m for m in lb.models if m not in set(targets)])
@@ -121,7 +126,6 @@ def _related_rows(fit_cov: pd.DataFrame, family: str, target_params) -> str:
 
 
 def _read_targets(target_models, benchmarks) -> pd.DataFrame:
-    from .estimator import read_new_models
 
     return read_new_models(target_models, benchmarks).to_frame().reset_index()
 
@@ -251,8 +255,6 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
                 data_source: str, target_family: str | None = None, train_of_family: list | None = None,
                 n_train: int | None = None, dropped: list | None = None, seed: int | None = None) -> str:
     """Build the report's HTML (a string) from a fitted law and its forecast table."""
-    from . import __version__, plots
-    from .diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 
     lb = law.leaderboard_
     d = law.diagnostics_
@@ -343,12 +345,11 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
                                 + (" (auto)" if law.target_accept == "auto" else "") + f", seed {law.seed}")),
         ("sampling time", f"{law.fit_seconds_:.1f} s"),
     ]))
-    from .model import describe
 
     parts.append(
         f"<pre>{html.escape(describe(spec))}</pre>"
-        '<p class="legend">The law as fitted, generated from its structure (<code>bayes_sloth.model.describe</code>; '
-        "the math with its reasons is in <code>bayes_sloth/model.py</code>).</p>"
+        '<p class="legend">The law as fitted, generated from its structure (<code>bayes_sloth.core.model.describe</code>; '
+        "the math with its reasons is in <code>bayes_sloth/core/model.py</code>).</p>"
         "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
         "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "
         "arXiv:2412.06540).</p>")
@@ -383,8 +384,6 @@ def forecast_report(
     and the figures come from the fitted law's draws. Stage messages go to
     ``log`` (None: silent). The file is written atomically.
     """
-    from .estimator import SkillsLaw
-    from .io import check_output_path, write_text
 
     say = log or (lambda m: None)
     if (target_family is None) == (target_models is None):

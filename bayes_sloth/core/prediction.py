@@ -16,7 +16,7 @@ For each posterior draw s and each new model i with covariates x_i:
 
 then ``mu`` = m_ij^(s) (the law's mean score) and ``score`` ~ the noise model
 around it (TruncatedNormal on [0, 1] by default), all through
-:func:`bayes_sloth.model.pair_dist` and :func:`~bayes_sloth.model.noise_dist`,
+:func:`bayes_sloth.core.model.pair_dist` and :func:`~bayes_sloth.core.model.noise_dist`,
 the law's own code.
 
 The random numbers of a never-seen family come from a stream keyed by the
@@ -181,7 +181,7 @@ def log_predictive_density(spec: ModelSpec, mu: xr.DataArray, sigma: xr.DataArra
     """Log posterior predictive density of observed scores: ``log (1/S) sum_s p(y | mu_s, sigma_s)``.
 
     ``p`` is the law's own noise distribution on [0, 1]
-    (:func:`bayes_sloth.model.noise_dist`, the truncated Normal or logistic
+    (:func:`bayes_sloth.core.model.noise_dist`, the truncated Normal or logistic
     of ``spec``), at the draws s = 1..S of the law's mean ``mu`` (e.g.
     ``predictions["mu"]`` of :meth:`SkillsLaw.predict`, dims (chain, draw,
     model, benchmark)) and of the noise scale ``sigma`` (the posterior's

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..core.io import write_csv, write_text
 
 #: Columns a forecast table must have to be exported.
 REQUIRED = ("model", "benchmark", "mean", "lower", "upper")
@@ -94,7 +95,6 @@ def write_forecasts(table: pd.DataFrame, path: str | os.PathLike, *, format: str
                     percent: bool = False) -> Path:
     """Write a forecast table to ``path`` atomically: CSV (tidy, as :meth:`SkillsLaw.forecast` returns it) or LaTeX
     (:func:`forecasts_to_latex`). ``format`` ("csv" or "latex") defaults to the suffix (``.csv``, ``.tex``)."""
-    from .io import write_csv, write_text
 
     path = Path(path)
     if format is None:

@@ -181,7 +181,7 @@ def read_idata(path: str | os.PathLike) -> az.InferenceData:
     """Read a netCDF InferenceData whole into memory; the file is closed before this returns.
 
     A missing file, or one that is not netCDF or is damaged, is a
-    :class:`~bayes_sloth.errors.FitFileError` (never a backend traceback).
+    :class:`~bayes_sloth.core.errors.FitFileError` (never a backend traceback).
     """
     path = Path(path)
     if not path.is_file():

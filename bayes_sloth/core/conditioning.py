@@ -39,7 +39,7 @@ sampling:
    the measured score) are drawn from the law at (phi, u).
 
 Every likelihood evaluation and every forecast goes through the law's own
-:func:`bayes_sloth.model.pair_dist` and :func:`~bayes_sloth.model.noise_dist`.
+:func:`bayes_sloth.core.model.pair_dist` and :func:`~bayes_sloth.core.model.noise_dist`.
 Random numbers come from streams keyed by the seed, the family's name (its
 latents) and the row's name (fresh offsets and noise of its rows), so a
 group's conditional forecast depends on the fit, its rows, its observed
@@ -303,7 +303,7 @@ def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask,
     ``y`` (n, J) scores and ``mask`` (n, J) the pairs to condition on,
     ``model_index`` (n,) index among the fitted models or -1 (a new row);
     ``family`` the fitted family's index, or -1 for a never-seen family whose
-    name's :func:`~bayes_sloth.prediction.stream_code` is ``family_code``.
+    name's :func:`~bayes_sloth.core.prediction.stream_code` is ``family_code``.
     ``draw_weights=False`` keeps the fitted posterior's draws as they are and
     updates only the group's latents (a "cut" conditioning, for comparison);
     ``proposal="prior"`` draws the latents from their prior (no Laplace step),

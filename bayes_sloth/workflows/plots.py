@@ -24,14 +24,16 @@ import re
 import warnings
 from typing import Mapping, Sequence
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .errors import InputError
+from ..core.diagnostics import CHECKED
+from ..core.errors import InputError
+from ..core.estimator import read_new_models
+from ..core.rotation import rotate_posterior
 
 #: FLOPs per parameter per training token in the usual C = 6 N D approximation.
 FLOPS_PER_PARAM_TOKEN = 6.0
@@ -108,7 +110,6 @@ def _new_rows(law, new) -> pd.DataFrame:
     """New models as a DataFrame with canonical columns (model, family, params, tokens, instruct, scores...)."""
     if new is None:
         return pd.DataFrame(columns=["model", "family", "params", "tokens", "instruct"])
-    from .estimator import read_new_models
 
     return read_new_models(new, law.benchmarks_).to_frame().reset_index()
 
@@ -285,12 +286,11 @@ def plot_loadings(law, *, rotated: bool = False, level: float = 0.9, ax=None) ->
     its central ``level`` interval; anchor constraints (lambda = 1 on the
     anchor, 0 on earlier anchors for later skills) are marked "fixed".
     With ``rotated=True`` the loadings are varimax-rotated draw by draw and
-    aligned across draws (:func:`bayes_sloth.rotation.rotate_posterior`);
+    aligned across draws (:func:`bayes_sloth.core.rotation.rotate_posterior`);
     then nothing is fixed and the skills are no longer tied to anchors.
     """
     _check_fitted(law)
     if rotated:
-        from .rotation import rotate_posterior
 
         lam = rotate_posterior(law)["loadings"]
         fixed = np.full(lam.shape[-2:], -1)
@@ -359,7 +359,6 @@ def plot_skills(
     _check_fitted(law)
     post = law.idata_.posterior
     if rotated:
-        from .rotation import rotate_posterior
 
         th = rotate_posterior(law)["skills"]
     else:
@@ -587,8 +586,6 @@ DIAGNOSTIC_VARS = ("tau", "slopes", "sigma", "intercept")
 def _worst_parameters(idata, n: int) -> xr.Dataset:
     """The n scalar parameters with the highest R-hat, as a Dataset of (chain, draw) variables."""
     import arviz as az
-
-    from .diagnostics import CHECKED
 
     post = idata.posterior
     names = [v for v in CHECKED if v in post]

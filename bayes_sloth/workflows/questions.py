@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import InputError
-from .estimator import outside_fitted_range
+from ..core.errors import InputError
+from ..core.estimator import outside_fitted_range
 
 #: FLOPs per (billion parameters x trillion tokens): C = 6 N T.
 FLOPS_PER_BT = 6e21
@@ -157,7 +157,7 @@ def head_to_head(law, new, a: str, b: str, *, benchmarks=None, level: float = 0.
     ``level`` interval of score(a) - score(b). ``shared_draws``: the share of
     draws at which both models use the same posterior draw (1 unless they
     were conditioned on scores in different families; see
-    :mod:`bayes_sloth.conditional`).
+    :mod:`bayes_sloth.core.conditioning`).
     """
     if a == b:
         raise InputError(f"head_to_head needs two different models, got {a!r} twice")

@@ -23,15 +23,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import __version__
+from . import io
+from .conditioning import CRITERIA, N_LATENT, condition_group, flat_posterior, information_gain, trust_problems
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
-from .inference import (SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays,
-                        observation_groups,
-                        posterior_dataset, run_nuts, run_svi, to_inference_data)
-from .model import (LINKS, LOADINGS, NOISES, ModelSpec, Standardizer, default_anchors, log_compute,
-                    standardization_array)
+from .inference import (
+    SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays, observation_groups,
+    posterior_dataset, run_nuts, run_svi, to_inference_data)
+from .model import (
+    LINKS, LOADINGS, ModelSpec, NOISES, OFFSET_FRAME_MAX_BENCHMARKS, Standardizer, assemble_loadings,
+    default_anchors, latent_log_tokens, log_compute, standardization_array, token_covariates)
 from .prediction import forecast_draws, forecast_table, stream_code
+from .progress import ChainBars
 
 #: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
 TOKEN_STREAM = 0x70C5
@@ -100,7 +105,7 @@ def auto_target_accept(n_benchmarks: int) -> float:
     """The target acceptance rate ``target_accept="auto"`` resolves to on a leaderboard of ``n_benchmarks``.
 
     0.99 on a leaderboard of at most
-    :data:`~bayes_sloth.model.OFFSET_FRAME_MAX_BENCHMARKS` benchmarks, 0.9 on
+    :data:`~bayes_sloth.core.model.OFFSET_FRAME_MAX_BENCHMARKS` benchmarks, 0.9 on
     larger ones. With few benchmarks each model's offset e_i and each
     family's efficiency alpha_f are held by few scores, and their posterior
     width follows the noise sigma_j and the spreads s and tau: funnels whose
@@ -112,13 +117,12 @@ def auto_target_accept(n_benchmarks: int) -> float:
     Sloth table 0.9 gives no divergences and a higher target would only
     slow it, so it stays.
     """
-    from .model import OFFSET_FRAME_MAX_BENCHMARKS
 
     return AUTO_TARGET_ACCEPT[0] if int(n_benchmarks) <= OFFSET_FRAME_MAX_BENCHMARKS else AUTO_TARGET_ACCEPT[1]
 
 
 class SkillsLaw:
-    """Hierarchical Bayesian skills scaling law (see :mod:`bayes_sloth.model`).
+    """Hierarchical Bayesian skills scaling law (see :mod:`bayes_sloth.core.model`).
 
     Parameters
     ----------
@@ -133,10 +137,10 @@ class SkillsLaw:
     link : {"monotone", "monotone-pooled", "sigmoid"}, default "monotone"
         Monotone link g from skill to score: a learned monotone link shared
         by all benchmarks (a Dirichlet-weighted mixture of logistic
-        functions, see :func:`bayes_sloth.model.link_fn`), one learned link
+        functions, see :func:`bayes_sloth.core.model.link_fn`), one learned link
         per benchmark whose weights are partially pooled toward a shared
         link, with a learned spread (``"monotone-pooled"``, see
-        :func:`bayes_sloth.model.pooled_link_weights`; posterior sites
+        :func:`bayes_sloth.core.model.pooled_link_weights`; posterior sites
         ``link_sd`` and ``benchmark_link_weights``), or the logistic
         sigmoid. On the paper's leave-family-out protocol the learned link
         lowered the error in five of six cells (``benchmarks/results/lofo_table.md``);
@@ -172,7 +176,7 @@ class SkillsLaw:
         2.5x fewer leapfrog steps (``benchmarks/results/lofo_table.md``, ``variants.md``).
     anchors : list of str, optional
         Anchor benchmark of each skill (unit loading, zero loadings on later
-        skills). Default: chosen by :func:`bayes_sloth.model.default_anchors`.
+        skills). Default: chosen by :func:`bayes_sloth.core.model.default_anchors`.
     chains, warmup : int
         NUTS chains and warm-up iterations per chain.
     draws : int or "auto"
@@ -375,7 +379,7 @@ class SkillsLaw:
         counts and names them. A model without a token count is kept: its
         log tokens are latent, with a prior learned from the models that
         have tokens (a regression on log parameters, fitted in the same
-        model, :mod:`bayes_sloth.model`); ``spec_.n_latent_tokens`` counts
+        model, :mod:`bayes_sloth.core.model`); ``spec_.n_latent_tokens`` counts
         them and the posterior's ``imputed_tokens`` holds their draws.
         """
         self.validate_params()
@@ -391,7 +395,7 @@ class SkillsLaw:
         if known.sum() < 3:
             raise InputError(f"only {int(known.sum())} of {len(lb)} models have a token count: the tokens of the "
                              "others are learned from those that have one, which needs at least 3")
-        # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.model)
+        # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.core.model)
         std = Standardizer.fit(lb.covariates["params"][known], lb.covariates["tokens"][known])
         spec = ModelSpec(
             n_skills=int(self.n_skills),
@@ -410,7 +414,6 @@ class SkillsLaw:
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         bars = None
         if self.progress is True and self.method == "nuts":
-            from .progress import ChainBars
 
             bars = ChainBars(int(self.chains), int(self.warmup) + (int(self.max_draws) if self.draws == "auto"
                                                                      else int(self.draws)))
@@ -495,7 +498,6 @@ class SkillsLaw:
         """The loading matrix Lambda (chain, draw, benchmark, skill): the free loadings of the posterior
         with the anchor constraints (1 on a skill's anchor, 0 on later skills' anchors) filled in."""
         self._check_fitted()
-        from .model import assemble_loadings
 
         free = self.idata_.posterior["loadings_free"]
         full = np.asarray(assemble_loadings(self.spec_, np.asarray(free.values)))
@@ -601,8 +603,6 @@ class SkillsLaw:
         """
         import jax
 
-        from .model import latent_log_tokens, standardization_array, token_covariates
-
         x = self.standardizer_.transform(cov["params"], cov["tokens"])
         rows = np.flatnonzero(~np.isfinite(cov["tokens"].to_numpy(dtype=float)))
         if not len(rows):
@@ -672,7 +672,7 @@ class SkillsLaw:
         condition : bool, default True
             Condition the forecasts of each family's new rows on the observed
             scores of those rows, without refitting (nested importance
-            sampling over the posterior draws, :mod:`bayes_sloth.conditional`):
+            sampling over the posterior draws, :mod:`bayes_sloth.core.conditioning`):
             the rows' own offsets, a never-seen family's efficiency and,
             through reweighted posterior draws, a seen family's efficiency
             are updated. Scores of rows that are fitted models are never
@@ -747,8 +747,7 @@ class SkillsLaw:
         """Replace the draws of every family group with observed scores by draws conditioned on them.
 
         ``draw_weights``, ``n_latent`` and ``proposal`` are switches for measurements
-        (``benchmarks/conditional.py``), see :func:`bayes_sloth.conditional.condition_group`."""
-        from .conditional import N_LATENT, condition_group, flat_posterior, trust_problems
+        (``benchmarks/conditional.py``), see :func:`bayes_sloth.core.conditioning.condition_group`."""
 
         seed = int(self.seed) if seed is None else seed
         cov = lb.covariates
@@ -903,7 +902,6 @@ class SkillsLaw:
         (nats), ``n_targets``, and with ``cost`` also ``cost`` and
         ``gain_per_cost``.
         """
-        from .conditional import CRITERIA, information_gain
 
         self._check_fitted()
         if criterion not in CRITERIA:
@@ -1006,8 +1004,7 @@ class SkillsLaw:
             return az.InferenceData(**groups)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the fit to a netCDF file (never pickle), atomically; see :func:`bayes_sloth.io.write_idata`."""
-        from . import io
+        """Save the fit to a netCDF file (never pickle), atomically; see :func:`bayes_sloth.core.io.write_idata`."""
 
         io.check_output_path(path, what="fit file")
         io.write_idata(self.to_file_idata(), path)
@@ -1020,7 +1017,6 @@ class SkillsLaw:
         is not a fit, or whose parts disagree, is a :class:`FitFileError`
         naming the field at fault.
         """
-        from . import io
 
         return cls._from_idata(io.read_idata(path), source=f"fit file {str(path)!r}")
 
@@ -1030,8 +1026,8 @@ class SkillsLaw:
 
         The metadata and every array are checked against each other first;
         then the deterministic sites and the observation groups are
-        recomputed from the sampled sites (:func:`~bayes_sloth.inference.complete_posterior`,
-        :func:`~bayes_sloth.inference.observation_groups`).
+        recomputed from the sampled sites (:func:`~bayes_sloth.core.inference.complete_posterior`,
+        :func:`~bayes_sloth.core.inference.observation_groups`).
         """
         meta = _read_meta(idata, source)
         try:
@@ -1063,8 +1059,6 @@ class SkillsLaw:
 def _versions() -> dict:
     import jax
     import numpyro
-
-    from . import __version__
 
     return {"bayes_sloth": __version__, "numpyro": numpyro.__version__, "jax": jax.__version__,
             "arviz": az.__version__}

@@ -12,7 +12,7 @@ with S in billions of parameters and T in trillions of training tokens.
 
 Models without a token count (``ModelSpec.n_latent_tokens > 0``; a row with
 FLOPs but no tokens was given T = C / (6 S) when the table was read, see
-:func:`bayes_sloth.data.load_leaderboard`) get latent log tokens, with a prior
+:func:`bayes_sloth.core.data.load_leaderboard`) get latent log tokens, with a prior
 learned from the models that have them, in the same model (a hierarchical
 regression of log tokens on log parameters, in the standardized units of x)::
 
@@ -344,7 +344,7 @@ def default_anchors(scores: pd.DataFrame, floors: pd.Series, n_skills: int, log_
     order = np.argsort(w)[::-1][:n_skills]
     L = v[:, order] * np.sqrt(np.maximum(w[order], 0.0))
     if n_skills > 1:
-        L = varimax(L)[0]  # the package's one varimax (bayes_sloth.rotation)
+        L = varimax(L)[0]  # the package's one varimax (bayes_sloth.core.rotation)
     L = L * np.sign(L.sum(axis=0) + 1e-12)  # factors oriented so most benchmarks load positively
     L = L[:, np.argsort(-(L**2).sum(axis=0))]
     # the first skill: the benchmark that loads most on the general (first principal) factor,

@@ -34,7 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import NUTS, init_to_uniform
 
-from .model import COVARIATES, LINK_KNOTS, ModelSpec, fitted_covariates, pair_dist, skills_law
+from .config import warn_sequential_chains
+from .diagnostics import CHECKED, RHAT_MAX, summary_table
+from .model import COVARIATES, LINK_KNOTS, ModelSpec, fitted_covariates, pair_dist, skills_law, standardization_array
 from .programs import bounded_jit, release
 
 _CHAIN_AXIS = "chains"
@@ -90,7 +92,7 @@ class SamplerConfig:
 
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 #: Sampler structures kept compiled at once. Each holds a warm-up and a drawing program per device
-#: (about 1,700 memory maps each, see :mod:`bayes_sloth.programs`); an evicted one is released at once.
+#: (about 1,700 memory maps each, see :mod:`bayes_sloth.core.programs`); an evicted one is released at once.
 _CACHE_SIZE = 2
 
 
@@ -432,7 +434,6 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     """
     method = cfg.resolved_chain_method()
     if method == "sequential" and cfg.chain_method is None and cfg.chains > 1 and (os.cpu_count() or 1) > 1:
-        from .config import warn_sequential_chains
 
         warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
@@ -562,7 +563,6 @@ def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
     """After each block of ``draws="auto"``: (stop?, report). Stops when every checked parameter has
     R-hat <= 1.01 and bulk and tail ESS >= ``cfg.target_ess`` with no divergence (converged), at a
     divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap)."""
-    from .diagnostics import CHECKED, RHAT_MAX, summary_table
 
     import xarray as xr
 
@@ -647,7 +647,7 @@ def model_arrays(x, family, instruct, floor, obs_model, obs_bench, y, obs_weight
     Rows of ``x`` with a non-finite token column (a model without a token
     count) get latent tokens: their index is ``latent_tokens``, their token
     columns hold 0 (a placeholder the model never reads), and
-    ``standardization`` (:func:`bayes_sloth.model.standardization_array`) is
+    ``standardization`` (:func:`bayes_sloth.core.model.standardization_array`) is
     then required. Without such rows the arguments are exactly those of a law
     without latent tokens.
     """
@@ -680,8 +680,6 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
     family indices (into ``families``), instruct flags, floors and the
     observed (model, benchmark) pairs in ``lb.long()`` order."""
     import pandas as pd
-
-    from .model import standardization_array
 
     long = lb.long()
     cov = lb.covariates

@@ -312,7 +312,7 @@ def load_leaderboard(
     an :class:`InputError` naming the column, row or value: a column header
     given twice, a blank name or family, parameters or tokens far above any
     public model (a raw count or the wrong unit: parameters are billions,
-    tokens trillions; limits in :mod:`bayes_sloth.metadata`), and, when
+    tokens trillions; limits in :mod:`bayes_sloth.core.metadata`), and, when
     scores are required, a benchmark the law cannot learn from (observed
     scores all equal, all exactly 0 or 1, or all at or below the chance floor).
 
@@ -323,7 +323,7 @@ def load_leaderboard(
         Score columns to keep, in this order.
     floors : dict, optional
         Chance floor per benchmark; overrides the package metadata
-        (:data:`bayes_sloth.metadata.CHANCE_FLOOR`). A benchmark known to
+        (:data:`bayes_sloth.core.metadata.CHANCE_FLOOR`). A benchmark known to
         neither gets floor 0 with a warning.
     flops_col : str, optional
         Column of training compute C in units of 1e21 FLOPs (the Sloth
@@ -334,7 +334,7 @@ def load_leaderboard(
         whose C / (6 N T) is off by more than a factor
         :data:`FLOPS_TOKENS_FACTOR` is named in a warning (a unit slip or a
         typo in one of them). A model with neither keeps a missing token
-        count: a fit gives it latent tokens (:mod:`bayes_sloth.model`).
+        count: a fit gives it latent tokens (:mod:`bayes_sloth.core.model`).
     score_scale : {"unit", "percent"}
         ``"unit"``: scores must lie in [0, 1]; a column that looks like a
         percent scale (values above 1, none above 100) is an error that says
@@ -561,7 +561,7 @@ def _tokens_from_flops(df: pd.DataFrame, col: str, params: np.ndarray, tokens: n
 
 #: For each covariate: what it counts, its unit, the largest public value and
 #: the limit above which a value is a unit slip (the facts and the headroom are
-#: in :mod:`bayes_sloth.metadata`), the smallest raw count a real model has, and
+#: in :mod:`bayes_sloth.core.metadata`), the smallest raw count a real model has, and
 #: the two usual slips with their divisors.
 _UNITS = {
     "params": ("parameters", "billion", "models", LARGEST_PARAMS_BILLIONS, MAX_PARAMS_BILLIONS, 1e6,
@@ -711,7 +711,7 @@ def sloth_data_path(data_dir: str | os.PathLike | None = None, *, refresh: bool 
     ``refresh=True`` instead downloads the pinned URL into pooch's cache (a
     file already cached with the right hash is reused) and returns that: the
     way to re-fetch the table from its source. The sha256 (in
-    :data:`bayes_sloth.metadata.SLOTH_DATA`) is checked in every case; a
+    :data:`bayes_sloth.core.metadata.SLOTH_DATA`) is checked in every case; a
     wrong one is a :class:`DataUnavailableError` that says what to do.
     """
     fname, sub, sha = SLOTH_DATA["filename"], SLOTH_DATA["subdir"], SLOTH_DATA["sha256"]
@@ -800,7 +800,7 @@ def protocol_path(path: str | os.PathLike | None = None) -> Path:
 
     ``path`` if given (it must exist), else the paper's protocol shipped with
     the package, sha256-checked against
-    :data:`bayes_sloth.metadata.SLOTH_REFERENCE`.
+    :data:`bayes_sloth.core.metadata.SLOTH_REFERENCE`.
     """
     if path is None:
         ref = SLOTH_REFERENCE["protocol"]

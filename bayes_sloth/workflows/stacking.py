@@ -50,7 +50,7 @@ own forecast code, :meth:`SkillsLaw.predict` with the family renamed as a
 never-seen one). With ``n_seen = n > 0`` the family's n smallest models are
 *seen*: the density of its other pairs is then the forecast conditioned on
 those n models' scores (nested importance sampling over the family's
-latents, :mod:`bayes_sloth.conditional`), the paper's protocol with n
+latents, :mod:`bayes_sloth.core.conditioning`), the paper's protocol with n
 training models per family. What is not removed is the family's share of
 the information about phi (one family among tens): the densities are
 slightly optimistic, by about the same for every candidate.
@@ -82,7 +82,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import FitFileError, InputError, warn
+from ..core import io
+from ..core.data import Leaderboard
+from ..core.errors import FitFileError, InputError, warn
+from ..core.estimator import MAX_SEED, SkillsLaw, read_new_models
+from ..core.prediction import forecast_table, log_predictive_density
 
 #: Pareto k above which an importance-sampling estimate is not reliable (Vehtari et al. 2024).
 K_TRUST = 0.7
@@ -215,7 +219,7 @@ def leave_family_out_lpd(law, n_seen: int = 0, *, seed: int | None = None) -> tu
     parameters then name) is forecast as a family never seen: its n_seen
     smallest models are conditioned on (their fitted scores), the other
     models' pairs are scored by ``log (1/S) sum_s p(y | mu_s, sigma_s)``
-    (:func:`bayes_sloth.prediction.log_predictive_density`) with the family's
+    (:func:`bayes_sloth.core.prediction.log_predictive_density`) with the family's
     latents drawn from the population (see the module docstring). Only pairs
     in the fit's likelihood are used, seen or scored: a cross-validation
     fold's masked pairs never enter.
@@ -225,8 +229,6 @@ def leave_family_out_lpd(law, n_seen: int = 0, *, seed: int | None = None) -> tu
     family (n_models, n_scored_pairs, and with ``n_seen > 0`` the
     conditioning's ``pareto_k``, NaN otherwise).
     """
-    from .data import Leaderboard
-    from .prediction import log_predictive_density
 
     if not isinstance(n_seen, (int, np.integer)) or isinstance(n_seen, bool) or n_seen < 0:
         raise InputError(f"n_seen must be a non-negative integer, got {n_seen!r}")
@@ -359,7 +361,6 @@ class StackedLaw:
         return f"StackedLaw({names}, n_seen={self.n_seen}, seed={self.seed})"
 
     def _candidates_ok(self) -> bool:
-        from .estimator import SkillsLaw
 
         try:
             return len(self.candidates) > 0 and all(isinstance(c, SkillsLaw) for c in self.candidates)
@@ -372,7 +373,6 @@ class StackedLaw:
 
     def validate_params(self) -> None:
         """Every argument, and each candidate's, checked before any work: a bad one is an InputError naming it."""
-        from .estimator import MAX_SEED, SkillsLaw
 
         if isinstance(self.candidates, (str, bytes)) or not hasattr(self.candidates, "__len__"):
             raise InputError(f"candidates must be a list of SkillsLaw, got {self.candidates!r}")
@@ -405,7 +405,6 @@ class StackedLaw:
         the pairs left in the likelihood). ``on_member(name, law)`` is called
         after each candidate's fit and leave-family-out forecast.
         """
-        from .estimator import SkillsLaw
 
         self.validate_params()
         names = self.candidate_labels()
@@ -507,7 +506,6 @@ class StackedLaw:
 
         self._check_fitted()
         seed = int(self.seed) if seed is None else seed
-        from .estimator import MAX_SEED
 
         if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
             raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
@@ -557,8 +555,6 @@ class StackedLaw:
     def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
                  new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
         """Tidy forecast table of the stacked predictive distribution (the columns of :meth:`SkillsLaw.forecast`)."""
-        from .estimator import read_new_models
-        from .prediction import forecast_table
 
         self._check_fitted()
         if not isinstance(level, (int, float, np.floating)) or isinstance(level, bool) or not 0 < level < 1:
@@ -579,11 +575,8 @@ class StackedLaw:
         """
         import xarray as xr
 
-        from .prediction import log_predictive_density
-
         self._check_fitted()
         cand = predictions["candidate"].values.reshape(-1)
-        rest = [d for d in predictions["mu"].dims if d not in ("chain", "draw")]
         D = cand.size
         parts = []
         for k, name in enumerate(self.names_):
@@ -604,7 +597,6 @@ class StackedLaw:
     def save(self, folder: str | os.PathLike) -> None:
         """Save the stack to a folder: one fit file per member (``member_<i>.nc``, :meth:`SkillsLaw.save`)
         and ``stack.json`` (weights, names, settings, the leave-family-out densities' summary)."""
-        from . import io
 
         self._check_fitted()
         folder = Path(folder)
@@ -626,7 +618,6 @@ class StackedLaw:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "StackedLaw":
         """Load a stack saved with :meth:`save`: its members' fits and its weights (predicts identically)."""
-        from .estimator import SkillsLaw
 
         folder = Path(folder)
         path = folder / STACK_FILE

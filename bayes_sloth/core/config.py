@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import warn
+from .errors import InputError, warn
 
 #: Environment variable naming the compile-cache folder (``0``/``off`` turns it off).
 CACHE_ENV = "BAYES_SLOTH_XLA_CACHE"
@@ -95,7 +95,6 @@ def configure(cpu_devices: int | str | None = "auto", compile_cache: str | os.Pa
         elif isinstance(cpu_devices, (int,)) and not isinstance(cpu_devices, bool) and cpu_devices >= 1:
             n = int(cpu_devices)
         else:
-            from .errors import InputError
 
             raise InputError(f"cpu_devices must be a positive integer, 'auto' or None, got {cpu_devices!r}")
         user_flag = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")

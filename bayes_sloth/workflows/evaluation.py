@@ -1,7 +1,7 @@
 r"""Leave-family-out evaluation: the Sloth paper's protocol, and calibration.
 
 Protocol (``protocol="sloth"``, Maia Polo et al. 2024, arXiv:2412.06540;
-the copy shipped with the package, :func:`bayes_sloth.data.load_protocol`), for a benchmark set S and a
+the copy shipped with the package, :func:`bayes_sloth.core.data.load_protocol`), for a benchmark set S and a
 number n of training models per test family:
 
 1. *Complete rows*: models with parameters, tokens, FLOPs and every score in S.
@@ -25,7 +25,7 @@ parameters and tokens but some scores missing, FLOPs missing, or from
 families with fewer than n + 1 complete rows), their missing scores masked in
 the likelihood; ``"all+latent-tokens"`` also trains on the models without a
 token count, their tokens latent (learned from the other models' tokens,
-:mod:`bayes_sloth.model`). That is not the default: on the paper's v1 / n1
+:mod:`bayes_sloth.core.model`). That is not the default: on the paper's v1 / n1
 cell it raised MAE from 0.0403 to 0.0434 (``benchmarks/results/lofo_tokens.md``;
 tokens imputed from parameters alone are too crude a guess for those 13
 models). In every case the held-out families contribute exactly the
@@ -54,7 +54,7 @@ Metrics per forecast pair, from the posterior predictive draws of the score
 - log predictive density (``lpd``, the log score; higher is better), from
   the posterior draws s = 1..S of the law's mean ``mu_s`` and noise scale
   ``sigma_s`` of the pair, through the law's own noise distribution on
-  [0, 1] (:func:`bayes_sloth.prediction.log_predictive_density`)::
+  [0, 1] (:func:`bayes_sloth.core.prediction.log_predictive_density`)::
 
       lpd = log (1/S) sum_s p(y | mu_s, sigma_s)
 
@@ -67,7 +67,7 @@ MAE is averaged per group then over groups (as the paper); coverage, width,
 interval score, CRPS and ELPD are pooled over the forecast pairs.
 
 The folds are independent: ``evaluate(..., n_jobs=...)`` runs them in
-parallel workers (:mod:`bayes_sloth.sweeps`, through joblib: a process pool
+parallel workers (:mod:`bayes_sloth.workflows.sweeps`, through joblib: a process pool
 or a Dask cluster), with the same numbers bit for bit as the serial loop
 (:func:`fold_chain_method`).
 """
@@ -80,15 +80,20 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data import Leaderboard, load_leaderboard, load_protocol, sloth_data_path, split_family
-from .errors import InputError
-from .metadata import BENCHMARK_SETS, SLOTH_COLUMNS
+from ..core.data import Leaderboard, load_leaderboard, load_protocol, sloth_data_path, split_family
+from ..core.errors import InputError
+from ..core.estimator import SkillsLaw
+from ..core.inference import default_chain_method
+from ..core.metadata import BENCHMARK_SETS, SLOTH_COLUMNS
+from ..core.model import default_anchors, log_compute
+from ..core.prediction import log_predictive_density
+from .stacking import StackedLaw
+from .sweeps import run
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 PROTOCOLS = ("sloth", "leave-family-out")
@@ -307,7 +312,7 @@ def build_design(
         rows = paper_rows
     elif training_rows == "all":
         rows = has_cov & sc.notna().any(axis=1)
-    else:  # a model without a token count is trained on too (latent tokens, bayes_sloth.model)
+    else:  # a model without a token count is trained on too (latent tokens, bayes_sloth.core.model)
         rows = cov["params"].notna() & sc.notna().any(axis=1)
     cell = lb.select(models=list(cov.index[rows.to_numpy()]))
 
@@ -373,7 +378,6 @@ def _json_default(o):
 
 def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[str]:
     """Default anchors computed on the fold's training scores only."""
-    from .model import default_anchors, log_compute
 
     long = lb.long()
     tr = long[weight]
@@ -383,7 +387,7 @@ def _fold_anchors(lb: Leaderboard, weight: np.ndarray, n_skills: int) -> list[st
 
 
 def fold_chain_method() -> str:
-    """The chain layout of fold fits: the process's default (:func:`bayes_sloth.inference.default_chain_method`).
+    """The chain layout of fold fits: the process's default (:func:`bayes_sloth.core.inference.default_chain_method`).
 
     A fold's numbers do not depend on it: chains spread over a process's CPU
     devices ("parallel") run the very program a lone chain runs
@@ -392,7 +396,6 @@ def fold_chain_method() -> str:
     for bit (``tests/test_reproducibility.py``, ``tests/test_sweeps.py``).
     On an accelerator the chains of a fold are vectorized in one program.
     """
-    from .inference import default_chain_method
 
     return default_chain_method(2)
 
@@ -407,7 +410,7 @@ class FoldTask:
     anchors: list[str] | None
     law_kwargs: dict
     keep_fit: bool = False
-    #: An unfitted :class:`bayes_sloth.stacking.StackedLaw` to fit in place of one SkillsLaw (None: a SkillsLaw).
+    #: An unfitted :class:`bayes_sloth.workflows.stacking.StackedLaw` to fit in place of one SkillsLaw (None: a SkillsLaw).
     stack: object = None
 
 
@@ -432,8 +435,6 @@ def run_fold(task: FoldTask) -> FoldResult:
     The fit uses :func:`fold_chain_method` unless ``chain_method`` is in the
     task's settings, and no progress display unless ``progress`` is.
     """
-    from .estimator import SkillsLaw
-    from .prediction import log_predictive_density
 
     lb, fold = task.leaderboard, task.fold
     if task.stack is not None:
@@ -497,7 +498,6 @@ def _fold_stack(task: FoldTask):
     """A fold's copy of the task's stack: each candidate without anchors gets the fold's (training scores
     only), the fold's chain layout and no progress display; the leave-family-out densities see the fold's
     n_train smallest models of each family, as the cell's forecasts do (set by :func:`fold_tasks`)."""
-    from .estimator import SkillsLaw
 
     members = []
     for c in task.stack.candidates:
@@ -517,11 +517,10 @@ def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, 
                law_kwargs=None, law=None) -> tuple[Design, list[FoldTask], dict]:
     """The design of one cell, a :class:`FoldTask` per fold (``groups``: only those), and the law's settings.
 
-    ``law``: an unfitted :class:`bayes_sloth.stacking.StackedLaw` evaluated in place of a SkillsLaw
+    ``law``: an unfitted :class:`bayes_sloth.workflows.stacking.StackedLaw` evaluated in place of a SkillsLaw
     (``law_kwargs`` must then be empty: the candidates carry their settings); its ``n_seen`` is set to
     ``n_train``, so that its weights are chosen on the situation the cell forecasts.
     """
-    from .estimator import SkillsLaw
 
     design = build_design(data, protocol, benchmark_set, n_train, training_rows, benchmarks=benchmarks,
                           protocol_file=protocol_file, data_dir=data_dir, columns=columns)
@@ -534,7 +533,6 @@ def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, 
         folds = [f for f in folds if f.group in set(groups)]
     law_kwargs = dict(law_kwargs or {})
     if law is not None:
-        from .stacking import StackedLaw
 
         if not isinstance(law, StackedLaw):
             raise InputError(f"law must be a StackedLaw (bayes_sloth.stack(...)) or None, got {law!r}")
@@ -614,7 +612,7 @@ def evaluate(
         e.g. for a quick look; the paper's averages need every group.
     n_jobs : int or None, default 1
         1: the folds one after another in this process. Otherwise the folds
-        run in parallel workers through joblib (:func:`bayes_sloth.sweeps.run`:
+        run in parallel workers through joblib (:func:`bayes_sloth.workflows.sweeps.run`:
         a process pool, or a Dask cluster under
         ``joblib.parallel_config(backend="dask")``), each worker with
         ``cores // workers`` JAX devices; -1: every core. The numbers are the
@@ -633,7 +631,6 @@ def evaluate(
     -------
     EvaluationResult with ``summary`` and ``pairs``.
     """
-    from .sweeps import run
 
     t0 = time.perf_counter()
     design, tasks, settings = fold_tasks(
@@ -656,3 +653,72 @@ def _finite(x):
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+# ---------------------------------------------------------------- several cells in one pool
+def evaluate_cells(
+    cells: Sequence[tuple],
+    n_jobs: int | None = 1,
+    *,
+    data=None,
+    protocol: str = "sloth",
+    n_skills: int = 3,
+    training_rows: str | None = None,
+    data_dir=None,
+    on_fold: Callable[[str], None] | None = None,
+    on_cell: Callable[[tuple, Any], None] | None = None,
+    devices: int | None = None,
+    law=None,
+    **law_kwargs,
+) -> dict:
+    """Leave-family-out evaluation of several cells, all their folds in one pool.
+
+    ``cells`` are ``(benchmark_set, n_train)`` pairs (or ``(benchmark_set,
+    n_train, n_skills)``, to sweep K too); every fold of every cell is one
+    task, so a short cell does not leave workers idle. Each cell's result
+    equals ``evaluate(...)`` of that cell alone (same folds, same seeds, the
+    same numbers), except ``summary["seconds"]``, which is the sum of its
+    folds' seconds in the workers. ``law``: a StackedLaw evaluated in place of
+    a SkillsLaw (see :func:`bayes_sloth.workflows.evaluation.evaluate`). ``on_cell(cell, result)`` is called in
+    this process as soon as a cell's folds are all done (in the order of
+    ``cells``), e.g. to save it. Returns ``{cell: EvaluationResult}``.
+    """
+    rows = DEFAULT_TRAINING_ROWS if training_rows is None else training_rows
+    prepared, tasks, owner = [], [], []
+    for cell in cells:
+        if len(cell) not in (2, 3):
+            raise InputError(f"a cell is (benchmark_set, n_train) or (benchmark_set, n_train, n_skills), got {cell!r}")
+        s, n = cell[0], cell[1]
+        k = cell[2] if len(cell) == 3 else n_skills
+        design, ts, settings = fold_tasks(data, protocol, s, n, k, rows, data_dir=data_dir, law_kwargs=law_kwargs,
+                                          law=law)
+        prepared.append((tuple(cell), design, settings, k if law is None else "stack", len(ts)))
+        owner += [len(prepared) - 1] * len(ts)
+        tasks += ts
+    results: dict = {}
+    done: list = [[] for _ in prepared]
+    next_cell = [0]
+    t0 = time.perf_counter()
+
+    def arrived(i, res):
+        c = owner[i]
+        done[c].append(res)
+        if on_fold is not None:
+            cell = prepared[c][0]
+            on_fold(f"{cell[0]} n_train={cell[1]} [{len(done[c])}/{prepared[c][4]}] {res.message()}")
+        while next_cell[0] < len(prepared) and len(done[next_cell[0]]) == prepared[next_cell[0]][4]:
+            cell, design, settings, k, _ = prepared[next_cell[0]]
+            fr = done[next_cell[0]]
+            r = assemble_result(design, fr, n_skills=k, settings=settings,
+                                seconds=sum(f.seconds for f in fr))
+            r.summary["sweep_elapsed"] = round(time.perf_counter() - t0, 2)
+            results[cell] = r
+            if on_cell is not None:
+                on_cell(cell, r)
+            next_cell[0] += 1
+
+    for c, p in enumerate(prepared):  # a cell without folds is done at once
+        if p[4] == 0:
+            raise InputError(f"cell {p[0]!r} has no test group")
+    run(run_fold, tasks, n_jobs, devices=devices, on_result=arrived)
+    return results

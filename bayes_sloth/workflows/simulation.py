@@ -1,11 +1,11 @@
 """Simulated leaderboards with known true parameters, drawn through the model itself.
 
-The scores are drawn by the NumPyro model :func:`bayes_sloth.model.skills_law`
+The scores are drawn by the NumPyro model :func:`bayes_sloth.core.model.skills_law`
 (with :mod:`numpyro.handlers`): the simulator builds a design (models,
 families, covariates, chance floors), chooses the true parameters, and lets
 the model compute the skills, the law's mean of every (model, benchmark) pair
 and draw a score for it. The law is written once, in
-:mod:`bayes_sloth.model`; whatever the model can fit, this module can
+:mod:`bayes_sloth.core.model`; whatever the model can fit, this module can
 simulate (learned link, per-model offsets, instruct shift, family slopes,
 logistic noise, real loadings), and a change to the model changes the
 simulations with it.
@@ -38,11 +38,12 @@ import numpy as np
 import pandas as pd
 from numpyro import handlers
 
-from .data import Leaderboard
-from .errors import InputError
-from .inference import model_arrays, real_dtype
-from .model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
-from .programs import bounded_jit
+from ..core.data import Leaderboard
+from ..core.errors import InputError
+from ..core.inference import model_arrays, real_dtype
+from ..core.io import atomic_write
+from ..core.model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
+from ..core.programs import bounded_jit
 
 #: Options of the law, with the package's defaults (those of ``SkillsLaw``).
 LAW_DEFAULTS = dict(link="monotone", loadings="positive", noise="normal", instruct_shift=True,
@@ -399,9 +400,8 @@ def write_synthetic(folder: str | Path, seed: int = 0, **kwargs) -> Path:
     to 7 significant digits, plus ``floors_by_benchmark``) to ``folder``.
 
     Each file is written to a temporary name and renamed into place
-    (:func:`bayes_sloth.io.atomic_write`). Returns the CSV's path.
+    (:func:`bayes_sloth.core.io.atomic_write`). Returns the CSV's path.
     """
-    from .io import atomic_write
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def _json_text(d: dict) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-if __name__ == "__main__":  # python -m bayes_sloth.simulation data
+if __name__ == "__main__":  # python -m bayes_sloth.workflows.simulation data
     import sys
 
     print(write_synthetic(sys.argv[1] if len(sys.argv) > 1 else "data"))

@@ -5,7 +5,7 @@ independent, so a sweep is a list of tasks handed to `joblib
 <https://joblib.readthedocs.io>`_: its process pool (loky) on one machine,
 or a Dask (or Ray) cluster through joblib's backends, with nothing of a
 scheduler written here. :func:`run` is the one entry point; the package's
-own sweeps (``evaluate(..., n_jobs=...)``, :func:`evaluate_cells`, the
+own sweeps (``evaluate(..., n_jobs=...)``, ``evaluate_cells``, the
 benchmark scripts' ``--jobs``) go through it.
 
 - ``n_jobs=1`` runs the tasks one after another in this process: nothing is
@@ -22,21 +22,21 @@ benchmark scripts' ``--jobs``) go through it.
   a task refuses to run otherwise.
 - Results come back in the order of the tasks, whatever order they finish in.
 
-Results do not depend on how the work is spread: :func:`bayes_sloth.evaluation.evaluate`
+Results do not depend on how the work is spread: :func:`bayes_sloth.workflows.evaluation.evaluate`
 pins the chain layout of its fold fits to one that is the same in every
 process (see its docstring), so a fold gives the same numbers bit for bit
 serially and in any worker.
 
 On this machine (a process pool, ``loky``)::
 
-    res = bayes_sloth.evaluation.evaluate(benchmark_set="leaderboard_v2", n_jobs=4)
+    res = bayes_sloth.workflows.evaluation.evaluate(benchmark_set="leaderboard_v2", n_jobs=4)
 
 On a cluster (Dask; joblib's ``"dask"`` backend sends each task to a worker)::
 
     from distributed import Client
     import joblib
     import bayes_sloth as bs
-    from bayes_sloth.sweeps import evaluate_cells
+    from bayes_sloth.workflows.evaluation import evaluate_cells
 
     client = Client("tcp://scheduler:8786")          # the cluster's scheduler
     with joblib.parallel_config(backend="dask"):
@@ -63,12 +63,12 @@ worker process is the simple layout.
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
-from .errors import InputError
+from ..core.config import configure
+from ..core.errors import InputError
 
 
 def available_cores() -> int:
@@ -97,7 +97,6 @@ def configure_worker(cpu_devices: int, compile_cache=True) -> dict:
     """
     key = "configured"
     if key not in _WORKER_STATE:
-        from .config import configure
 
         _WORKER_STATE[key] = dict(configure(cpu_devices=int(cpu_devices), compile_cache=compile_cache),
                                   pid=os.getpid())
@@ -237,72 +236,13 @@ def _serial(func, items, on_result):
     return out
 
 
-# ---------------------------------------------------------------- evaluation sweeps
-def evaluate_cells(
-    cells: Sequence[tuple],
-    n_jobs: int | None = 1,
-    *,
-    data=None,
-    protocol: str = "sloth",
-    n_skills: int = 3,
-    training_rows: str | None = None,
-    data_dir=None,
-    on_fold: Callable[[str], None] | None = None,
-    on_cell: Callable[[tuple, Any], None] | None = None,
-    devices: int | None = None,
-    law=None,
-    **law_kwargs,
-) -> dict:
-    """Leave-family-out evaluation of several cells, all their folds in one pool.
+def __getattr__(name: str):
+    # deprecated forwarding (not a dependency: evaluation builds on this module, never the reverse)
+    if name == "evaluate_cells":
+        import importlib
+        import warnings
 
-    ``cells`` are ``(benchmark_set, n_train)`` pairs (or ``(benchmark_set,
-    n_train, n_skills)``, to sweep K too); every fold of every cell is one
-    task, so a short cell does not leave workers idle. Each cell's result
-    equals ``evaluate(...)`` of that cell alone (same folds, same seeds, the
-    same numbers), except ``summary["seconds"]``, which is the sum of its
-    folds' seconds in the workers. ``law``: a StackedLaw evaluated in place of
-    a SkillsLaw (see :func:`bayes_sloth.evaluation.evaluate`). ``on_cell(cell, result)`` is called in
-    this process as soon as a cell's folds are all done (in the order of
-    ``cells``), e.g. to save it. Returns ``{cell: EvaluationResult}``.
-    """
-    from .evaluation import DEFAULT_TRAINING_ROWS, assemble_result, fold_tasks, run_fold
-
-    rows = DEFAULT_TRAINING_ROWS if training_rows is None else training_rows
-    prepared, tasks, owner = [], [], []
-    for cell in cells:
-        if len(cell) not in (2, 3):
-            raise InputError(f"a cell is (benchmark_set, n_train) or (benchmark_set, n_train, n_skills), got {cell!r}")
-        s, n = cell[0], cell[1]
-        k = cell[2] if len(cell) == 3 else n_skills
-        design, ts, settings = fold_tasks(data, protocol, s, n, k, rows, data_dir=data_dir, law_kwargs=law_kwargs,
-                                          law=law)
-        prepared.append((tuple(cell), design, settings, k if law is None else "stack", len(ts)))
-        owner += [len(prepared) - 1] * len(ts)
-        tasks += ts
-    results: dict = {}
-    done: list = [[] for _ in prepared]
-    next_cell = [0]
-    t0 = time.perf_counter()
-
-    def arrived(i, res):
-        c = owner[i]
-        done[c].append(res)
-        if on_fold is not None:
-            cell = prepared[c][0]
-            on_fold(f"{cell[0]} n_train={cell[1]} [{len(done[c])}/{prepared[c][4]}] {res.message()}")
-        while next_cell[0] < len(prepared) and len(done[next_cell[0]]) == prepared[next_cell[0]][4]:
-            cell, design, settings, k, _ = prepared[next_cell[0]]
-            fr = done[next_cell[0]]
-            r = assemble_result(design, fr, n_skills=k, settings=settings,
-                                seconds=sum(f.seconds for f in fr))
-            r.summary["sweep_elapsed"] = round(time.perf_counter() - t0, 2)
-            results[cell] = r
-            if on_cell is not None:
-                on_cell(cell, r)
-            next_cell[0] += 1
-
-    for c, p in enumerate(prepared):  # a cell without folds is done at once
-        if p[4] == 0:
-            raise InputError(f"cell {p[0]!r} has no test group")
-    run(run_fold, tasks, n_jobs, devices=devices, on_result=arrived)
-    return results
+        warnings.warn("bayes_sloth.sweeps.evaluate_cells moved to bayes_sloth.evaluation.evaluate_cells",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("bayes_sloth.workflows.evaluation").evaluate_cells
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
