@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import fields
 
 from . import __version__
 from .core.config import configure
@@ -25,6 +26,7 @@ from .core.errors import BayesSlothError, InputError
 from .core.estimator import SkillsLaw
 from .core.io import check_output_path, escape_formula, write_csv
 from .core.metadata import BENCHMARK_SETS, SLOTH_DATA
+from .core.options import EVALUATION_SAMPLER, LawOptions, SamplerOptions
 from .workflows.evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS, evaluate
 from .workflows.export import FORMATS, write_forecasts
 from .workflows.report import forecast_report
@@ -92,37 +94,26 @@ def _column_options(g) -> None:
         g.add_argument(f"--{key}-col", help=f"column with the {what}")
 
 
-def add_model_options(p: argparse.ArgumentParser, chains: int = 4, warmup: int = 1000, draws: int = 1000) -> None:
+def add_model_options(p: argparse.ArgumentParser, sampler: SamplerOptions = SamplerOptions()) -> None:
+    """One flag per option of the law and of the sampler, with the records' help and defaults
+    (:mod:`bayes_sloth.core.options`); ``sampler``: this command's sampler defaults."""
     g = p.add_argument_group("model and sampler")
-    g.add_argument("--skills", type=int, default=3, help="number of latent skills K (default 3)")
-    g.add_argument("--link", default="monotone", choices=["monotone", "monotone-pooled", "sigmoid"],
-                   help="link from skills to scores: a learned monotone link (default), one per benchmark "
-                        "partially pooled toward a shared one (monotone-pooled), or the sigmoid")
-    g.add_argument("--noise", default="normal", choices=["normal", "logistic"], help="misfit distribution on [0, 1]: truncated normal or (heavier-tailed) truncated logistic")
-    g.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True,
-                   help="shift the skills of instruction-tuned models (default on)")
-    g.add_argument("--instruct-slope", action=argparse.BooleanOptionalAction, default=True,
-                   help="let the instruct shift grow with log parameters, its own slope for tuned models "
-                        "(default on)")
-    g.add_argument("--family-slopes", action=argparse.BooleanOptionalAction, default=True,
-                   help="give each family its own partially pooled slope in log parameters (default on; "
-                        "--no-family-slopes: lower MAE, but families seen through two models are under-covered)")
-    g.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True,
-                   help="give each model its own partially pooled offset on the link scale, common to all "
-                        "benchmarks (default on; --no-model-effects: the leaner law, about 2.5x faster, whose "
-                        "intervals for families seen through one or two models are too narrow)")
-    g.add_argument("--chains", type=int, default=chains, help=f"NUTS chains (default {chains})")
-    g.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations per chain (default {warmup})")
-    g.add_argument("--draws", type=_draws, default=draws,
-                   help=f"kept draws per chain, or 'auto': draw until R-hat <= 1.01 and ESS >= --target-ess "
-                        f"(default {draws})")
-    g.add_argument("--target-ess", type=int, default=400, help="bulk and tail ESS that --draws auto aims at (default 400)")
-    g.add_argument("--max-draws", type=int, default=4000, help="cap of draws per chain with --draws auto (default 4000)")
-    g.add_argument("--target-accept", type=_target_accept, default="auto",
-                   help="NUTS target acceptance rate, or 'auto' (default): 0.99 on leaderboards of at most 5 "
-                        "benchmarks, 0.9 otherwise; raise towards 0.99 against divergences")
-    g.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
-    g.add_argument("--seed", type=int, default=0)
+    for record, defaults in ((LawOptions, LawOptions()), (SamplerOptions, sampler)):
+        for f in fields(record):
+            flag = f.metadata.get("flag", f.name.replace("_", "-"))
+            if flag is None:
+                continue
+            default = getattr(defaults, f.name)
+            check = f.metadata.get("check")
+            kw = {"dest": f.name, "default": default}
+            if check == "bool":
+                kw["action"] = argparse.BooleanOptionalAction
+            elif isinstance(check, tuple):
+                kw["choices"] = [c for c in check if c is not None]
+            else:
+                kw["type"] = _FLAG_TYPES.get(check, str)
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            g.add_argument(f"--{flag}", help=f"{f.metadata['doc']} (default {shown})".replace("%", "%%"), **kw)
     g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
 
 
@@ -142,6 +133,15 @@ _draws = _or_auto(int, "a positive integer")
 _target_accept = _or_auto(float, "a number between 0 and 1")
 
 
+def _names(text: str) -> tuple:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+#: The argparse type of an option's flag, by the option's check.
+_FLAG_TYPES = {"positive_int": int, "tree_depth": int, "seed": int, "draws": _draws, "probability": _target_accept,
+               "anchors": _names}
+
+
 class ProgressLines:
     """The terminal's progress: a line per chain on stderr every 10 % of its iterations."""
 
@@ -157,15 +157,9 @@ class ProgressLines:
 
 def law_from_args(args):
     """The estimator the options describe, its arguments checked at once (a bad seed fails here, in a line)."""
-
-    law = SkillsLaw(
-        n_skills=args.skills, link=args.link, noise=args.noise, chains=args.chains, warmup=args.warmup,
-        draws=args.draws, seed=args.seed, progress=ProgressLines() if args.progress else False,
-        instruct_shift=bool(args.instruct_shift), target_ess=args.target_ess, max_draws=args.max_draws,
-        target_accept=args.target_accept, max_tree_depth=args.max_tree_depth,
-        instruct_slope=bool(args.instruct_slope),
-        family_slopes=bool(args.family_slopes), model_effects=bool(args.model_effects),
-    )
+    options = {name: getattr(args, name) for name in SkillsLaw._PARAMS if hasattr(args, name)}
+    options["progress"] = ProgressLines() if args.progress else False
+    law = SkillsLaw(**options)
     law.validate_params()
     return law
 
@@ -254,7 +248,7 @@ def cmd_evaluate(args) -> int:
     benchmarks = _benchmarks(args) if args.protocol == "leave-family-out" else None
     res = evaluate(
         args.data, protocol=args.protocol, benchmark_set=args.benchmark_set if benchmarks is None else None,
-        n_train=args.n_train, n_skills=args.skills, training_rows=args.training_rows, benchmarks=benchmarks,
+        n_train=args.n_train, n_skills=args.n_skills, training_rows=args.training_rows, benchmarks=benchmarks,
         protocol_file=args.protocol_file, data_dir=args.data_dir, columns=_columns(args), on_fold=say,
         n_jobs=args.jobs, **kwargs,
     )
@@ -328,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="leave-family-out evaluation: MAE, coverage, CRPS (the Sloth paper's protocol)")
     add_data_options(p)
-    add_model_options(p, chains=2, warmup=500, draws=500)
+    add_model_options(p, EVALUATION_SAMPLER)
     g = p.add_argument_group("evaluation")
     g.add_argument("--protocol", choices=PROTOCOLS, default="sloth",
                    help="sloth: the paper's test groups and rows; leave-family-out: every family with "

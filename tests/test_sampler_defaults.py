@@ -8,7 +8,8 @@ import pytest
 import bayes_sloth as bs
 from bayes_sloth.cli import build_parser
 from bayes_sloth.core.errors import InputError
-from bayes_sloth.core.estimator import AUTO_TARGET_ACCEPT, auto_target_accept
+from bayes_sloth.core.estimator import auto_target_accept
+from bayes_sloth.core.options import AUTO_TARGET_ACCEPT
 from bayes_sloth.core.model import OFFSET_FRAME_MAX_BENCHMARKS
 
 
@@ -59,28 +60,6 @@ def test_a_fit_on_four_benchmarks_samples_at_the_small_board_target(tmp_path):
     assert acc > 0.95, acc
     loaded = bs.SkillsLaw.load(path)
     assert loaded.target_accept == "auto" and loaded.target_accept_ == 0.99
-
-
-def test_every_entry_point_fits_the_same_default_law():
-    """SkillsLaw, evaluate, evaluate_cells and the command line agree on the default law (K = 3, both slopes:
-    benchmarks/results/NOTES.md, session 13), so `bayes-sloth fit` and `evaluate(...)` score what `SkillsLaw()`
-    fits."""
-    import inspect
-
-    from bayes_sloth import evaluation, sweeps
-    from bayes_sloth.cli import law_from_args
-    from bayes_sloth.workflows.simulation import LAW_DEFAULTS
-
-    law = bs.SkillsLaw().get_params()
-    assert (law["n_skills"], law["instruct_slope"], law["family_slopes"]) == (3, True, True)
-    assert {k: law[k] for k in LAW_DEFAULTS} == LAW_DEFAULTS
-    for fn in (evaluation.evaluate, evaluation.evaluate_cells):
-        assert inspect.signature(fn).parameters["n_skills"].default == law["n_skills"], fn.__name__
-    args = build_parser().parse_args(["fit"])
-    cli = law_from_args(args).get_params()
-    assert {k: cli[k] for k in ["n_skills", *LAW_DEFAULTS]} == {k: law[k] for k in ["n_skills", *LAW_DEFAULTS]}
-    off = law_from_args(build_parser().parse_args(["fit", "--no-family-slopes", "--no-instruct-slope"])).get_params()
-    assert not off["family_slopes"] and not off["instruct_slope"]
 
 
 def test_the_default_k_on_a_small_board_says_what_to_pass():

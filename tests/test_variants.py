@@ -280,7 +280,7 @@ def test_pooled_links_are_monotone_onto_and_the_shared_link_at_zero_spread():
     import jax.numpy as jnp
 
     from bayes_sloth.core.errors import InputError
-    from bayes_sloth.core.model import LINK_KNOTS, ModelSpec, _link_and_slope, link_fn, pooled_link_weights
+    from bayes_sloth.core.links import LINK_KNOTS, get_link, link_fn, pooled_link_weights
 
     M, J = len(LINK_KNOTS), 5
     with jax.enable_x64(True):
@@ -302,7 +302,7 @@ def test_pooled_links_are_monotone_onto_and_the_shared_link_at_zero_spread():
             np.testing.assert_allclose(link_fn(grid, "monotone-pooled", w0),
                                        np.asarray(link_fn(grid, "monotone", jnp.asarray(shared))), rtol=1e-12,
                                        atol=1e-15)
-        g, slope = _link_and_slope(ModelSpec(1, J, 2, (0,), link="monotone-pooled"), grid, w)
+        g, slope = get_link("monotone-pooled").value_and_slope(grid, w)
         np.testing.assert_allclose(g, link_fn(grid, "monotone-pooled", w), rtol=1e-12)
         d = jax.grad(lambda e: jnp.sum(link_fn(e, "monotone-pooled", w)))(grid)
         np.testing.assert_allclose(slope, d, rtol=1e-9, atol=1e-15)

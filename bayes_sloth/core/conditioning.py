@@ -75,9 +75,10 @@ import pandas as pd
 
 from .errors import InputError
 from .inference import real_dtype
-from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
-from .prediction import _SITES  # the posterior sites a forecast reads: the same here
+from .model import ModelSpec, noise_dist, pair_dist
+from .prediction import flat_posterior  # noqa: F401  (the posterior sites a forecast reads: the same here)
 from .programs import bounded_jit
+from .sites import member_size, pooled
 
 #: Inner importance draws per posterior draw (see benchmarks/results/conditional.md for the choice).
 N_LATENT = 64
@@ -96,23 +97,15 @@ INNER_TRUST = 0.05
 _LATENT_STREAM, _ROW_STREAM, _RESAMPLE_STREAM = 0x1C0D, 0x2C0D, 0x3C0D
 
 
-def flat_posterior(spec: ModelSpec, posterior) -> dict:
-    """The posterior's sites as arrays with one leading draw dimension (chain x draw), loadings assembled."""
-    C, S = posterior.sizes["chain"], posterior.sizes["draw"]
-    flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
-            for name in _SITES if name in posterior}
-    flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
-    return flat
-
-
 @dataclass(frozen=True)
 class GroupLayout:
     """Static structure of one conditioned group: what its latent vector u holds.
 
-    ``n_rows`` rows; ``unseen``: a never-seen family (u starts with its
-    efficiency z, K values, then its slope with ``family_slopes``);
-    ``latent_rows``: positions of the rows whose offset is a latent (new rows
-    with observed scores, with model effects), one value each, after those.
+    ``n_rows`` rows; ``unseen``: a never-seen family (u starts with the
+    coordinates of each of its pooled effects, in the model's order: its
+    efficiency, K values, then its slope with ``family_slopes``);
+    ``latent_rows``: positions of the rows whose pooled model effects (the
+    offset) are latent (new rows with observed scores), after those.
     """
 
     n_rows: int
@@ -120,32 +113,30 @@ class GroupLayout:
     latent_rows: tuple[int, ...]
 
     def size(self, spec: ModelSpec) -> int:
-        fam = spec.n_skills * (1 + int(spec.family_slopes)) if self.unseen else 0
-        return fam + (len(self.latent_rows) if spec.model_effects else 0)
+        fam = sum(member_size(spec, s) for s in pooled(spec, "family")) if self.unseen else 0
+        return fam + len(self.latent_rows) * sum(member_size(spec, s) for s in pooled(spec, "model"))
 
 
 def _group_params(spec: ModelSpec, layout: GroupLayout, p: dict, z, fam, midx, fresh):
-    """One posterior draw's parameters for the group's rows (family index 0 for all), latents u = z filled in."""
-    K = spec.n_skills
-    q = {k: p[k] for k in ("slopes", "loadings", "intercept", "sigma", "instruct_shift", "instruct_slope",
-                           "link_weights", "benchmark_link_weights") if k in p}
+    """One posterior draw's parameters for the group's rows (family index 0 for all), latents u = z filled in:
+    a never-seen family's pooled effects are ``scale * z`` (the population draw of
+    :func:`~bayes_sloth.core.sites.new_members`, here with z latent), a latent row's offset likewise."""
+    q = dict(p)
     o = 0
-    if layout.unseen:
-        q["alpha"] = (p["tau"] * z[o:o + K])[None, :]
-        o += K
-        if spec.family_slopes:
-            q["family_slope"] = (p["family_slope_sd"] * z[o:o + K])[None, :]
-            o += K
-    else:
-        q["alpha"] = p["alpha"][fam][None, :]
-        if spec.family_slopes:
-            q["family_slope"] = p["family_slope"][fam][None, :]
-    if spec.model_effects:
-        e = jnp.where(midx >= 0, jnp.take(p["model_effect"], jnp.maximum(midx, 0)), p["model_sd"] * fresh)
+    for s in pooled(spec, "family"):
+        if layout.unseen:
+            size = member_size(spec, s)
+            q[s.name] = (p[s.scale] * z[o:o + size].reshape(jnp.shape(p[s.scale])))[None]
+            o += size
+        else:
+            q[s.name] = p[s.name][fam][None]
+    for s in pooled(spec, "model"):
+        e = jnp.where(midx >= 0, jnp.take(p[s.name], jnp.maximum(midx, 0)), p[s.scale] * fresh)
         if layout.latent_rows:
             rows = np.asarray(layout.latent_rows)
-            e = e.at[rows].set(p["model_sd"] * z[o:o + len(rows)])
-        q["model_effect"] = e
+            e = e.at[rows].set(p[s.scale] * z[o:o + len(rows)])
+            o += len(rows)
+        q[s.name] = e
     return q
 
 

@@ -29,15 +29,24 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from .options import SamplerOptions
+
 RHAT_MAX = 1.01
 ESS_MIN = 400
 BFMI_MIN = 0.3
 
-#: Parameters whose convergence matters: every loading, skill and hyperparameter.
-CHECKED = ("slopes", "tau", "alpha", "instruct_shift", "instruct_slope", "family_slope_sd", "family_slope", "model_sd",
-           "model_effect", "link_weights", "link_sd", "benchmark_link_weights", "loadings_free", "intercept", "sigma", "skills")
-#: With models without a token count, the token regression and their latent tokens are checked too.
-CHECKED = CHECKED + ("token_coef", "token_sd", "imputed_tokens")
+#: Attribute of a fit's posterior listing the sites whose convergence matters (every site but the raw
+#: coordinates of non-centred effects; written from the model's site table, :mod:`bayes_sloth.core.sites`).
+CHECKED_ATTR = "checked_sites"
+
+
+def checked_names(posterior) -> list[str]:
+    """The sites of ``posterior`` whose R-hat and ESS decide convergence: those its ``checked_sites``
+    attribute lists, or every variable of a posterior without it (one not made by this package)."""
+    names = posterior.attrs.get(CHECKED_ATTR)
+    if names is None:
+        return list(posterior.data_vars)
+    return [n for n in np.atleast_1d(names).tolist() if n in posterior]
 
 
 @dataclass
@@ -183,14 +192,15 @@ def summary_table(posterior, var_names) -> pd.DataFrame:
     return pd.DataFrame({"ess_bulk": bulk, "ess_tail": tail, "r_hat": rhat}, index=labels)
 
 
-def diagnose(idata: az.InferenceData, max_tree_depth: int = 10, var_names=CHECKED,
+def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_tree_depth, var_names=None,
              target_accept: float | None = None) -> Diagnostics:
     """Summarize convergence of a fit and say what to do about any problem.
 
-    ``target_accept``: the NUTS target the fit used, if known; advice to raise it is given only below 0.99.
+    ``var_names``: the sites to check (default :func:`checked_names`). ``target_accept``: the NUTS target the
+    fit used, if known; advice to raise it is given only below 0.99.
     """
     post = idata.posterior
-    names = [v for v in var_names if v in post]
+    names = [v for v in (checked_names(post) if var_names is None else var_names) if v in post]
     table = summary_table(post, names)
     rhat = table["r_hat"].to_numpy(dtype=float)
     ess_b = table["ess_bulk"].to_numpy(dtype=float)

@@ -25,7 +25,7 @@ import xarray as xr
 
 from .. import __version__
 from . import io
-from .conditioning import CRITERIA, N_LATENT, condition_group, flat_posterior, information_gain, trust_problems
+from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
 from .data import Leaderboard, load_leaderboard
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
@@ -33,9 +33,11 @@ from .inference import (
     SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays, observation_groups,
     posterior_dataset, run_nuts, run_svi, to_inference_data)
 from .model import (
-    LINKS, LOADINGS, ModelSpec, NOISES, OFFSET_FRAME_MAX_BENCHMARKS, Standardizer, assemble_loadings,
-    default_anchors, latent_log_tokens, log_compute, standardization_array, token_covariates)
-from .prediction import forecast_draws, forecast_table, stream_code
+    ModelSpec, OFFSET_FRAME_MAX_BENCHMARKS, Standardizer, assemble_loadings, default_anchors, latent_log_tokens,
+    log_compute, standardization_array, token_covariates)
+from .options import AUTO_TARGET_ACCEPT, MAX_SEED, LawOptions, SamplerOptions, law_and_sampler, parameters_doc
+from .options import signature as options_signature
+from .prediction import flat_posterior, forecast_draws, forecast_table, stream_code
 from .progress import ChainBars
 
 #: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
@@ -44,10 +46,7 @@ TOKEN_STREAM = 0x70C5
 FIT_FORMAT = "2.0"
 #: Attribute of the posterior group that holds a fit's metadata, as JSON.
 META_ATTR = "bayes_sloth"
-#: Largest seed: the sampler also uses seed + 1 and seed + 2, all inside JAX's 32-bit keys.
-MAX_SEED = 2**31 - 3
 NEW_FAMILIES = ("allow", "warn", "error")
-CHAIN_METHODS = (None, "parallel", "vectorized", "sequential")
 
 
 def _as_leaderboard(data, benchmarks=None, columns=None, require_scores=True) -> Leaderboard:
@@ -75,11 +74,9 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-#: Default number of latent skills (``benchmarks/results/lofo_skills.md``).
-DEFAULT_N_SKILLS = 3
+#: Default number of latent skills (declared in :class:`~bayes_sloth.core.options.LawOptions`).
+DEFAULT_N_SKILLS = LawOptions.n_skills
 
-#: NUTS target acceptance of ``target_accept="auto"``: (small leaderboards, others)
-AUTO_TARGET_ACCEPT = (0.99, 0.9)
 
 
 #: What a forecast row is checked against the fitted models' range of: the two covariates, and their product
@@ -122,156 +119,32 @@ def auto_target_accept(n_benchmarks: int) -> float:
 
 
 class SkillsLaw:
-    """Hierarchical Bayesian skills scaling law (see :mod:`bayes_sloth.core.model`).
+    """Hierarchical Bayesian skills scaling law, fitted with NUTS (see :mod:`bayes_sloth.core.model` for the math).
+
+    Configured in the constructor (every option of :class:`~bayes_sloth.core.options.LawOptions` and
+    :class:`~bayes_sloth.core.options.SamplerOptions`, with their defaults); :meth:`fit` returns the fitted
+    law, whose learned state ends in ``_`` (``idata_``: the InferenceData, ``diagnostics_``, ``spec_``,
+    ``anchors_``, ``loadings_``); :meth:`predict` and :meth:`forecast` take new rows. Why each default is
+    what it is, with its measurement: ``docs/decisions.md``.
 
     Parameters
     ----------
-    n_skills : int, default 3
-        Number of latent skills K (1 <= K < number of benchmarks; a law of
-        K skills needs at least 2K + 2 models). On the paper's six
-        leave-family-out cells K = 4 forecast better than K = 3
-        (``benchmarks/results/lofo_skills.md``), but on the whole Sloth table
-        its 4 chains settle in different modes (R-hat 1.5-1.7 at 4 x 1000 x
-        1000, ``benchmarks/results/NOTES.md``, session 13): K = 3 is the
-        largest K whose posterior is identified there.
-    link : {"monotone", "monotone-pooled", "sigmoid"}, default "monotone"
-        Monotone link g from skill to score: a learned monotone link shared
-        by all benchmarks (a Dirichlet-weighted mixture of logistic
-        functions, see :func:`bayes_sloth.core.model.link_fn`), one learned link
-        per benchmark whose weights are partially pooled toward a shared
-        link, with a learned spread (``"monotone-pooled"``, see
-        :func:`bayes_sloth.core.model.pooled_link_weights`; posterior sites
-        ``link_sd`` and ``benchmark_link_weights``), or the logistic
-        sigmoid. On the paper's leave-family-out protocol the learned link
-        lowered the error in five of six cells (``benchmarks/results/lofo_table.md``);
-        the per-benchmark links are measured in ``benchmarks/results/lofo_links.md``.
-    loadings : {"positive", "real"}
-        Sign constraint on the free loadings.
-    noise : {"normal", "logistic"}
-        Misfit around the law, truncated to [0, 1]: a Normal, or a logistic
-        (heavier tails; cheaper to evaluate).
-    instruct_shift : bool, default True
-        Add a shift delta * instruct to the skills (instruction tuning moves
-        some benchmarks, IFEval most, at every size).
-    instruct_slope : bool, default True
-        Let what instruction tuning adds to the skills grow with size:
-        delta_S * instruct * log S on top of the shift (IFEval stays low for
-        base models of every size and climbs with size for tuned ones).
-    family_slopes : bool, default True
-        Give each family its own, partially pooled, slope in log parameters,
-        so that a family seen through one or two small models forecasts its
-        larger ones with the uncertainty of how families differ in scaling.
-        With both slopes (K = 3) the paper's six leave-family-out cells have
-        pooled 90 % coverage 0.894 (0.870 without the slopes; cells 0.829-0.935
-        against 0.793-0.923) and log score 1.759 per pair against 1.685, at
-        the same CRPS (0.0284 against 0.0283) and an MAE 0.0015 higher on
-        average (``benchmarks/results/NOTES.md``, session 13).
-    model_effects : bool, default True
-        Give each model its own, partially pooled, offset on the link scale
-        (common to all benchmarks), so that a family seen through one or two
-        models is not taken to be exactly like them. A fitted model passed to
-        :meth:`predict` keeps its offset. With it and the instruct shift the
-        paper's leave-family-out forecasts have 90 % intervals covering 86-87 %
-        of held-out scores (78 % without); ``model_effects=False`` takes about
-        2.5x fewer leapfrog steps (``benchmarks/results/lofo_table.md``, ``variants.md``).
-    anchors : list of str, optional
-        Anchor benchmark of each skill (unit loading, zero loadings on later
-        skills). Default: chosen by :func:`bayes_sloth.core.model.default_anchors`.
-    chains, warmup : int
-        NUTS chains and warm-up iterations per chain.
-    draws : int or "auto"
-        Kept draws per chain, or "auto": after warm-up, draw in blocks of 100
-        until every parameter has R-hat <= 1.01 and bulk and tail ESS >=
-        ``target_ess`` with no divergence, or until ``max_draws`` per chain;
-        ``sampling_`` says which (and ``diagnostics_`` judges the result as
-        always).
-    target_ess, max_draws : int
-        The effective sample size ``draws="auto"`` aims at, and its cap of
-        draws per chain.
-    target_accept : float or "auto", default "auto"
-        NUTS target acceptance rate, strictly between 0 and 1, or "auto":
-        0.99 on a leaderboard of at most 5 benchmarks, where the per-model
-        offsets and family efficiencies are held by few scores and 0.9
-        diverged on SBC replications, and 0.9 otherwise
-        (:func:`auto_target_accept`). ``get_params`` returns what was given;
-        the value a fit used is ``target_accept_``.
-    max_tree_depth : int
-        NUTS maximum tree depth.
-    chain_method : {"parallel", "vectorized", "sequential"}, optional
-        Default: parallel on CPU devices, vectorized on an accelerator.
-    init : {"svi", "uniform"}
-        Chain starting points: overdispersed draws from a short variational
-        fit (default), or uniform in (-2, 2) on the unconstrained scale.
-    method : {"nuts", "svi"}
-        ``"svi"``: a fast mean-field variational approximation instead of
-        NUTS, for leaderboards of thousands of models; warns that it has no
-        convergence diagnostics and understates uncertainty. Measured against
-        NUTS on a 200 x 12 synthetic leaderboard: global parameters' 90 %
-        intervals 0.1-0.2 times as wide (7-15 % of NUTS draws inside), never-seen
-        families' forecast intervals 0.86 times as wide (84.5 % of NUTS's
-        predictive draws inside; ``benchmarks/results/variational.md``).
-    seed : int
-        Seed of the sampler; the same seed on the same machine gives identical draws.
-    progress : bool or callable
-        True (default): a progress bar per chain (tqdm, in a notebook or a
-        terminal: phase, iterations, ETA); False: nothing; a callable
-        ``(chain, iteration, total, phase)``: called about every 5 % of each
-        chain's warm-up and draws. The sampler's compiled programs are the
-        same with and without it (as are the draws), and stay in the
-        on-disk compile cache either way.
+{parameters}
     """
 
-    def __init__(
-        self,
-        n_skills: int = DEFAULT_N_SKILLS,
-        *,
-        link: str = "monotone",
-        loadings: str = "positive",
-        noise: str = "normal",
-        instruct_shift: bool = True,
-        instruct_slope: bool = True,
-        family_slopes: bool = True,
-        model_effects: bool = True,
-        anchors: Sequence[str] | None = None,
-        chains: int = 4,
-        warmup: int = 1000,
-        draws: int | str = 1000,
-        target_ess: int = 400,
-        max_draws: int = 4000,
-        target_accept: float | str = "auto",
-        max_tree_depth: int = 10,
-        chain_method: str | None = None,
-        init: str = "svi",
-        method: str = "nuts",
-        seed: int = 0,
-        progress=True,
-    ):
+    def __init__(self, n_skills: int = LawOptions.n_skills, **options):
+        unknown = [k for k in options if k not in self._PARAMS]
+        if unknown:  # as Python says it for any function, with the nearest option
+            close = difflib.get_close_matches(unknown[0], self._PARAMS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"SkillsLaw() got an unexpected keyword argument {unknown[0]!r}{hint}")
         self.n_skills = n_skills
-        self.link = link
-        self.loadings = loadings
-        self.noise = noise
-        self.instruct_shift = instruct_shift
-        self.instruct_slope = instruct_slope
-        self.family_slopes = family_slopes
-        self.model_effects = model_effects
-        self.anchors = anchors
-        self.chains = chains
-        self.warmup = warmup
-        self.draws = draws
-        self.target_ess = target_ess
-        self.max_draws = max_draws
-        self.target_accept = target_accept
-        self.max_tree_depth = max_tree_depth
-        self.chain_method = chain_method
-        self.init = init
-        self.method = method
-        self.seed = seed
-        self.progress = progress
+        for name, default in _DEFAULTS.items():
+            if name != "n_skills":
+                setattr(self, name, options.get(name, default))
 
-    _PARAMS = ("n_skills", "link", "loadings", "noise", "instruct_shift", "instruct_slope", "family_slopes",
-               "model_effects",
-               "anchors", "chains", "warmup", "draws", "target_ess", "max_draws", "target_accept", "max_tree_depth",
-               "chain_method", "init", "method", "seed", "progress")
+    #: The constructor's arguments: every law option, then every sampler option (declared once, in options).
+    _PARAMS = LawOptions.names() + SamplerOptions.names()
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor's arguments as given (scikit-learn's estimator contract; nothing nested)."""
@@ -297,44 +170,21 @@ class SkillsLaw:
     # ------------------------------------------------------------------ fit
     def validate_params(self) -> None:
         """Every constructor argument checked before any work: a bad one is an InputError naming it."""
-        if not _is_int(self.n_skills) or self.n_skills < 1:
-            raise InputError(f"n_skills must be a positive integer, got {self.n_skills!r}")
-        for name, allowed in (("link", LINKS), ("loadings", LOADINGS), ("noise", NOISES),
-                              ("init", ("svi", "uniform")), ("method", ("nuts", "svi")),
-                              ("chain_method", CHAIN_METHODS)):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("instruct_shift", "instruct_slope", "family_slopes", "model_effects"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not (isinstance(self.progress, (bool, np.bool_)) or callable(self.progress)):
-            raise InputError(f"progress must be True, False or a callable (chain, iteration, total, phase), "
-                             f"got {self.progress!r}")
-        for name in ("chains", "warmup", "target_ess", "max_draws"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
-        if self.draws != "auto" and (not _is_int(self.draws) or self.draws < 1):
-            raise InputError(f"draws must be a positive integer or 'auto', got {self.draws!r}")
-        if self.draws == "auto" and self.max_draws < 100:
-            raise InputError(f"max_draws must be at least 100 (one block of draws) with draws='auto', got {self.max_draws}")
-        ta = self.target_accept
-        if not (isinstance(ta, str) and ta == "auto") and (
-                isinstance(ta, (bool, np.bool_)) or not isinstance(ta, (int, float, np.floating)) or not 0 < ta < 1):
-            raise InputError(f"target_accept must be 'auto' or a number strictly between 0 and 1, got {ta!r}")
-        if not _is_int(self.max_tree_depth) or not 1 <= self.max_tree_depth <= 15:
-            raise InputError(f"max_tree_depth must be an integer from 1 to 15, got {self.max_tree_depth!r}")
-        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
-        if self.anchors is not None and (isinstance(self.anchors, str)
-                                         or not all(isinstance(a, str) for a in self.anchors)):
-            raise InputError(f"anchors must be a list of benchmark names, one per skill, got {self.anchors!r}")
+        self.options()
+
+    def options(self) -> tuple[LawOptions, SamplerOptions]:
+        """The constructor's arguments as the two checked records (a bad value is an InputError naming it)."""
+        law, sampler = law_and_sampler(self.get_params())
+        if sampler.draws == "auto" and sampler.max_draws < 100:
+            raise InputError(f"max_draws must be at least 100 (one block of draws) with draws='auto', "
+                             f"got {sampler.max_draws}")
+        return law, sampler
 
     def _validate(self, lb: Leaderboard):
         J = len(lb.benchmarks)
         if J < 2:
             raise InputError(f"need at least 2 benchmarks to fit skills, got {J}: {lb.benchmarks}")
-        default = " (the default)" if self.n_skills == DEFAULT_N_SKILLS else ""
+        default = " (the default)" if self.n_skills == LawOptions.n_skills else ""
         if not 1 <= self.n_skills < J:
             raise InputError(
                 f"n_skills={self.n_skills}{default} is invalid with {J} benchmarks: need 1 <= n_skills <= {J - 1}; "
@@ -382,7 +232,7 @@ class SkillsLaw:
         model, :mod:`bayes_sloth.core.model`); ``spec_.n_latent_tokens`` counts
         them and the posterior's ``imputed_tokens`` holds their draws.
         """
-        self.validate_params()
+        law, sampler = self.options()
         lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
         self._validate(lb)
         if obs_weight is not None:
@@ -397,20 +247,8 @@ class SkillsLaw:
                              "others are learned from those that have one, which needs at least 3")
         # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.core.model)
         std = Standardizer.fit(lb.covariates["params"][known], lb.covariates["tokens"][known])
-        spec = ModelSpec(
-            n_skills=int(self.n_skills),
-            n_benchmarks=len(lb.benchmarks),
-            n_families=len(families),
-            anchors=self._anchor_index(lb),
-            link=self.link,
-            loadings=self.loadings,
-            noise=self.noise,
-            instruct_shift=bool(self.instruct_shift),
-            instruct_slope=bool(self.instruct_slope),
-            family_slopes=bool(self.family_slopes),
-            model_effects=bool(self.model_effects),
-            n_latent_tokens=int((~known).sum()),
-        )
+        spec = ModelSpec(int(law.n_skills), len(lb.benchmarks), len(families), self._anchor_index(lb),
+                         n_latent_tokens=int((~known).sum()), options=law)
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         bars = None
         if self.progress is True and self.method == "nuts":
@@ -1054,6 +892,12 @@ class SkillsLaw:
             full = az.InferenceData(**groups)
         law._adopt(full, meta, lb)
         return law
+
+
+#: Every constructor argument's default (declared in :mod:`bayes_sloth.core.options`).
+_DEFAULTS = {**LawOptions.defaults(), **SamplerOptions.defaults()}
+SkillsLaw.__init__.__signature__ = options_signature()
+SkillsLaw.__doc__ = SkillsLaw.__doc__.replace("{parameters}", parameters_doc())
 
 
 def _versions() -> dict:

@@ -32,12 +32,16 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
+import xarray as xr
 from numpyro.infer import NUTS, init_to_uniform
 
 from .config import warn_sequential_chains
-from .diagnostics import CHECKED, RHAT_MAX, summary_table
+from .diagnostics import CHECKED_ATTR, RHAT_MAX, summary_table
+from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .model import COVARIATES, LINK_KNOTS, ModelSpec, fitted_covariates, pair_dist, skills_law, standardization_array
 from .programs import bounded_jit, release
+from .sites import checked, posterior_dims
 
 _CHAIN_AXIS = "chains"
 
@@ -69,17 +73,17 @@ class SamplerConfig:
     ``(chain, iteration, total, phase)`` called about every 5 % of a chain's warm-up and of its draws
     (between the pieces the chain runs in; never from inside a compiled program)."""
 
-    chains: int = 4
-    warmup: int = 1000
-    draws: int | str = 1000
-    target_accept: float = 0.9
-    max_tree_depth: int = 10
-    chain_method: str | None = None
+    chains: int = SamplerOptions.chains
+    warmup: int = SamplerOptions.warmup
+    draws: int | str = SamplerOptions.draws
+    target_accept: float = AUTO_TARGET_ACCEPT[1]  # a number: 'auto' is resolved before
+    max_tree_depth: int = SamplerOptions.max_tree_depth
+    chain_method: str | None = SamplerOptions.chain_method
     progress: object = None
-    init: str = "svi"
+    init: str = SamplerOptions.init
     svi_steps: int = 2000
-    target_ess: int = 400
-    max_draws: int = 4000
+    target_ess: int = SamplerOptions.target_ess
+    max_draws: int = SamplerOptions.max_draws
     block: int = 100
 
     def resolved_chain_method(self) -> str:
@@ -564,14 +568,13 @@ def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
     R-hat <= 1.01 and bulk and tail ESS >= ``cfg.target_ess`` with no divergence (converged), at a
     divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap)."""
 
-    import xarray as xr
-
     n = sum(b[0][next(iter(b[0]))].shape[1] for b in blocks)
     divergences = int(sum(b[1]["diverging"].sum() for b in blocks))
     sampled = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
     sites = complete_posterior(spec, sampled, data)
-    post = xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_{i}" for i in range(v.ndim - 2)), v)
-                       for k, v in sites.items() if k in CHECKED})
+    dims = posterior_dims(spec)
+    post = xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_{d}" for d in dims[k]), sites[k])
+                       for k in checked(spec) if k in sites})
     table = summary_table(post, list(post.data_vars))
     rhat = float(np.nanmax(table["r_hat"])) if len(table) else float("nan")
     ess = float(np.nanmin(table[["ess_bulk", "ess_tail"]].to_numpy())) if len(table) else float("nan")
@@ -679,8 +682,6 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
     """The model's array arguments for a leaderboard: standardized covariates,
     family indices (into ``families``), instruct flags, floors and the
     observed (model, benchmark) pairs in ``lb.long()`` order."""
-    import pandas as pd
-
     long = lb.long()
     cov = lb.covariates
     return model_arrays(
@@ -696,36 +697,6 @@ def leaderboard_arrays(lb, standardizer, families, obs_weight=None) -> dict:
     )
 
 
-#: Dims of each posterior site after (chain, draw).
-SITE_DIMS = {
-    "slopes": ["covariate", "skill"],
-    "tau": ["skill"],
-    "family_z": ["family", "skill"],
-    "alpha": ["family", "skill"],
-    "instruct_shift": ["skill"],
-    "instruct_slope": ["skill"],
-    "family_slope_sd": ["skill"],
-    "family_slope_z": ["family", "skill"],
-    "family_slope": ["family", "skill"],
-    "model_sd": [],
-    "model_z": ["model"],
-    "model_effect": ["model"],
-    "link_weights": ["link_knot"],
-    "link_sd": [],
-    "link_z": ["benchmark", "link_knot"],
-    "benchmark_link_weights": ["benchmark", "link_knot"],
-    "loadings_free": ["loading_free"],
-    "loadings": ["benchmark", "skill"],
-    "intercept": ["benchmark"],
-    "sigma": ["benchmark"],
-    "skills": ["model", "skill"],
-    "token_coef": ["token_term"],
-    "token_sd": [],
-    "token_z": ["latent_model"],
-    "imputed_tokens": ["latent_model"],
-}
-
-
 def group_attrs() -> dict:
     """Provenance attributes of every group, as ArviZ's converters write them."""
     import datetime
@@ -738,10 +709,10 @@ def group_attrs() -> dict:
 
 
 def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchmarks, latent_models=()):
-    """Labelled posterior (chain, draw, ...) of every site but the full loading matrix; the ``skill``
-    coordinate names each skill's anchor; ``latent_model`` names the models with latent tokens."""
-    import xarray as xr
-
+    """Labelled posterior (chain, draw, ...) of every site the posterior holds, dims from the model's plates
+    (:func:`~bayes_sloth.core.sites.posterior_dims`); the ``skill`` coordinate names each skill's anchor,
+    ``latent_model`` the models with latent tokens. The attribute ``checked_sites`` lists the sites whose
+    R-hat and ESS decide convergence (:func:`~bayes_sloth.core.diagnostics.diagnose` reads it)."""
     C, S = next(iter(sites.values())).shape[:2]
     coords = {
         "chain": np.arange(C), "draw": np.arange(S),
@@ -750,17 +721,18 @@ def posterior_dataset(spec: ModelSpec, sites: dict, *, models, families, benchma
         "covariate": list(COVARIATES), "loading_free": np.arange(len(spec.free_loading_index)),
         "link_knot": LINK_KNOTS, "latent_model": list(latent_models), "token_term": ["intercept", "log_params"],
     }
-    # the full loading matrix is left out: its anchor entries are constants (1 and 0), on which R-hat and ESS
+    # the full loading matrix is not in it: its anchor entries are constants (1 and 0), on which R-hat and ESS
     # are undefined (az.summary warns); the free ones are ``loadings_free``, the matrix is SkillsLaw.loadings_
-    ds = xr.Dataset({name: (["chain", "draw"] + SITE_DIMS[name], np.asarray(v)) for name, v in sites.items()
-                     if name != "loadings"})
-    return ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
+    dims = posterior_dims(spec)
+    ds = xr.Dataset({name: (["chain", "draw", *dims[name]], np.asarray(v)) for name, v in sites.items()
+                     if name in dims})
+    ds = ds.assign_coords({k: coords[k] for k in ds.dims if k in coords})
+    ds.attrs[CHECKED_ATTR] = [n for n in checked(spec) if n in ds]
+    return ds
 
 
 def sample_stats_dataset(extra: dict):
     """NUTS statistics over (chain, draw) with ArviZ's names, and each chain's warm-up cost."""
-    import xarray as xr
-
     n_steps = np.asarray(extra["num_steps"])
     C, S = n_steps.shape
     return xr.Dataset(
@@ -781,8 +753,6 @@ def sample_stats_dataset(extra: dict):
 
 def constant_dataset(data: dict, *, models, benchmarks):
     """The model's array arguments, labelled: enough to rebuild ``data`` (with the scores) on load."""
-    import xarray as xr
-
     return xr.Dataset(
         {
             "x": (["model", "covariate"], np.asarray(data["x"])),
@@ -808,8 +778,6 @@ def observation_groups(spec: ModelSpec, sites: dict, data: dict, seed: int, *, m
     the ``obs`` coordinate keeps each pair's index among all pairs. The
     replicated scores use the key ``PRNGKey(seed + 1)``.
     """
-    import xarray as xr
-
     C, S = next(iter(sites.values())).shape[:2]
     flat = {k: jnp.asarray(v.reshape((C * S,) + v.shape[2:])) for k, v in sites.items()}
     keep = np.flatnonzero(np.asarray(data["obs_weight"]))

@@ -41,10 +41,34 @@ from .errors import InputError
 from .inference import real_dtype
 from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
 from .programs import bounded_jit
+from .sites import law_parameters, pooled
 
-#: Posterior sites a forecast reads.
-_SITES = ("alpha", "slopes", "intercept", "sigma", "tau", "instruct_shift", "instruct_slope", "family_slope",
-          "family_slope_sd", "model_effect", "model_sd", "link_weights", "benchmark_link_weights")
+#: Random streams of a forecast (``jax.random.split(key, 4)``): the noise of the scores, and each pooled
+#: effect's new members by the effect's name (an effect not listed takes a stream keyed by its name).
+_Y_STREAM = 1
+_EFFECT_STREAMS = {"alpha": 0, "family_slope": 2, "model_effect": 3}
+
+
+def flat_posterior(spec: ModelSpec, posterior: xr.Dataset) -> dict:
+    """The sites a forecast reads (:func:`~bayes_sloth.core.sites.law_parameters`) with one leading draw axis
+    (chain x draw), and the loading matrix assembled from its free entries."""
+    C, S = posterior.sizes["chain"], posterior.sizes["draw"]
+    flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
+            for name in law_parameters(spec) if name in posterior}
+    flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
+    return flat
+
+
+def effect_stream(keys, name: str):
+    """The key of the stream a pooled effect's new members are drawn from."""
+    if name in _EFFECT_STREAMS:
+        return keys[_EFFECT_STREAMS[name]]
+    return jax.random.fold_in(keys[0], stream_code(name))
+
+
+def member_shape(flat: dict, site) -> tuple:
+    """Shape of one member's effect (e.g. (K,) for a family efficiency, () for a model offset)."""
+    return tuple(flat[site.scale].shape[1:])
 
 
 def stream_code(name: str) -> int:
@@ -79,9 +103,7 @@ def forecast_draws(
     C, S = posterior.sizes["chain"], posterior.sizes["draw"]
     K, J = spec.n_skills, spec.n_benchmarks
     N = np.shape(x)[-2]
-    flat = {name: jnp.asarray(posterior[name].values.reshape((C * S,) + posterior[name].shape[2:]))
-            for name in _SITES if name in posterior}
-    flat["loadings"] = assemble_loadings(spec, jnp.asarray(posterior["loadings_free"].values.reshape(C * S, -1)))
+    flat = flat_posterior(spec, posterior)
     F = flat["alpha"].shape[1]
     codes = pd.Index(pd.unique(np.asarray(new_family_codes)[np.asarray(family_index) < 0]))
     fam = np.where(family_index >= 0, family_index, F + np.maximum(codes.get_indexer(new_family_codes), 0))
@@ -104,22 +126,24 @@ def _normals(key, codes, shape, dtype):
 @bounded_jit(static_argnums=0)
 def _forecast(spec, flat, x, fam, instruct, floor, key, family_codes, row_codes, midx):
     """Compiled core of :func:`forecast_draws` (one program per structure and shapes)."""
-    key_alpha, key_y, key_slope, key_model = jax.random.split(key, 4)
+    keys = jax.random.split(key, 4)
+    key_y = keys[_Y_STREAM]
     D = flat["alpha"].shape[0]
-    K, J = spec.n_skills, spec.n_benchmarks
+    J = spec.n_benchmarks
     dtype = flat["alpha"].dtype
-    # alpha for the fitted families, then one population draw per new family, keyed by its name
-    z_new = jnp.moveaxis(_normals(key_alpha, family_codes, (D, K), dtype), 0, 1)  # (D, n_new, K)
-    alpha_all = jnp.concatenate([flat["alpha"], flat["tau"][:, None, :] * z_new], axis=1)
-    params = dict(flat, alpha=alpha_all)
-    if spec.family_slopes:
-        u_new = jnp.moveaxis(_normals(key_slope, family_codes, (D, K), dtype), 0, 1)
-        params["family_slope"] = jnp.concatenate(
-            [flat["family_slope"], flat["family_slope_sd"][:, None, :] * u_new], axis=1)
-    if spec.model_effects:
-        fresh = flat["model_sd"][:, None] * _normals(key_model, row_codes, (D,), dtype).T  # (D, N)
-        fitted = jnp.take(flat["model_effect"], jnp.maximum(midx, 0), axis=1)
-        params["model_effect"] = jnp.where((midx >= 0)[None, :], fitted, fresh)
+    params = dict(flat)
+    # each family effect: the fitted families' draws, then one population draw per new family, keyed by its name
+    for s in pooled(spec, "family"):
+        z_new = jnp.moveaxis(_normals(effect_stream(keys, s.name), family_codes, (D,) + member_shape(flat, s),
+                                      dtype), 0, 1)
+        params[s.name] = jnp.concatenate([flat[s.name], jnp.expand_dims(flat[s.scale], 1) * z_new], axis=1)
+    # each model effect: a fitted model keeps its draws, a new one draws from the population, keyed by its row
+    for s in pooled(spec, "model"):
+        fresh = jnp.expand_dims(flat[s.scale], 1) * jnp.moveaxis(
+            _normals(effect_stream(keys, s.name), row_codes, (D,) + member_shape(flat, s), dtype), 0, 1)
+        fitted = jnp.take(flat[s.name], jnp.maximum(midx, 0), axis=1)
+        keep = (midx >= 0).reshape((1, -1) + (1,) * (fitted.ndim - 2))
+        params[s.name] = jnp.where(keep, fitted, fresh)
     N = x.shape[-2]
     om, ob = jnp.divmod(jnp.arange(N * J), J)
     _, mu, theta = pair_dist(spec, params, x, fam, instruct, floor, om, ob)

@@ -90,6 +90,7 @@ from ..core.errors import InputError
 from ..core.estimator import SkillsLaw
 from ..core.inference import default_chain_method
 from ..core.metadata import BENCHMARK_SETS, SLOTH_COLUMNS
+from ..core.options import EVALUATION_SAMPLER, LawOptions
 from ..core.model import default_anchors, log_compute
 from ..core.prediction import log_predictive_density
 from .stacking import StackedLaw
@@ -512,6 +513,11 @@ def _fold_stack(task: FoldTask):
     return type(st)(members, names=st.candidate_labels(), n_seen=st.n_seen, seed=st.seed, n_draws=st.n_draws)
 
 
+def evaluation_sampler_defaults() -> dict:
+    """Where a fold's sampler differs from a fit's by default (:data:`~bayes_sloth.core.options.EVALUATION_SAMPLER`)."""
+    return EVALUATION_SAMPLER.differences()
+
+
 def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, *, benchmarks=None,
                protocol_file=None, data_dir=None, columns=None, groups=None, keep_fits=False,
                law_kwargs=None, law=None) -> tuple[Design, list[FoldTask], dict]:
@@ -531,6 +537,8 @@ def fold_tasks(data, protocol, benchmark_set, n_train, n_skills, training_rows, 
         if unknown:
             raise InputError(f"test group {unknown[0]!r} is not in this cell; groups are: {known}")
         folds = [f for f in folds if f.group in set(groups)]
+    if law is None:  # each fold's sampler: the evaluation's defaults (EVALUATION_SAMPLER), then the caller's
+        law_kwargs = {**evaluation_sampler_defaults(), **(law_kwargs or {})}
     law_kwargs = dict(law_kwargs or {})
     if law is not None:
 
@@ -582,7 +590,7 @@ def evaluate(
     protocol: str = "sloth",
     benchmark_set: str | None = "leaderboard_v1",
     n_train: int = 1,
-    n_skills: int = 3,
+    n_skills: int = LawOptions.n_skills,
     training_rows: str = DEFAULT_TRAINING_ROWS,
     *,
     benchmarks: Sequence[str] | None = None,
@@ -625,7 +633,8 @@ def evaluate(
         forecast models never enter); ``n_skills`` and ``law_kwargs`` are
         then unused (the candidates carry their settings).
     **law_kwargs : passed to :class:`bayes_sloth.SkillsLaw` (chains, warmup,
-        draws, noise, instruct_shift, link, seed, ...)
+        draws, noise, instruct_shift, link, seed, ...); the sampler's defaults are
+        :data:`~bayes_sloth.core.options.EVALUATION_SAMPLER` (2 chains x 500 warm-up x 500 draws per fold)
 
     Returns
     -------
@@ -662,7 +671,7 @@ def evaluate_cells(
     *,
     data=None,
     protocol: str = "sloth",
-    n_skills: int = 3,
+    n_skills: int = LawOptions.n_skills,
     training_rows: str | None = None,
     data_dir=None,
     on_fold: Callable[[str], None] | None = None,

@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from ..core.diagnostics import CHECKED
+from ..core.diagnostics import checked_names
 from ..core.errors import InputError
 from ..core.estimator import read_new_models
 from ..core.rotation import rotate_posterior
@@ -588,7 +588,7 @@ def _worst_parameters(idata, n: int) -> xr.Dataset:
     import arviz as az
 
     post = idata.posterior
-    names = [v for v in CHECKED if v in post]
+    names = checked_names(post)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rh = az.rhat(post[names])

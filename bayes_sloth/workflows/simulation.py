@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
+from types import SimpleNamespace
 from pathlib import Path
 
 import jax
@@ -42,20 +43,15 @@ from ..core.data import Leaderboard
 from ..core.errors import InputError
 from ..core.inference import model_arrays, real_dtype
 from ..core.io import atomic_write
-from ..core.model import LINK_KNOTS, ModelSpec, Standardizer, skills_law
+from ..core import options
+from ..core.model import ModelSpec, Standardizer, skills_law
+from ..core.sites import sampled
 from ..core.programs import bounded_jit
 
-#: Options of the law, with the package's defaults (those of ``SkillsLaw``).
-LAW_DEFAULTS = dict(link="monotone", loadings="positive", noise="normal", instruct_shift=True,
-                    instruct_slope=True, family_slopes=True, model_effects=True)
-#: The law :func:`simulate_leaderboard` draws from by default: the default law without the family and
-#: instruct slopes (at zero). The fitted default contains it, and the tests' synthetic leaderboards (and the
-#: shipped ``data/synthetic_leaderboard.csv``) stay the ones their tolerances were set on; a test of the slopes
-#: turns them on.
-SIMULATED_LAW = dict(LAW_DEFAULTS, instruct_slope=False, family_slopes=False)
-#: The lean law (sigmoid link, no offsets, no instruct shift or slopes), for callers that want it by name.
-LEAN_LAW = dict(link="sigmoid", model_effects=False, instruct_shift=False, instruct_slope=False,
-                family_slopes=False)
+#: The law the simulator draws from by default, and the lean law, as keyword arguments (the presets are
+#: declared in :mod:`bayes_sloth.core.options`).
+SIMULATED_LAW = options.SIMULATION_LAW.differences()
+LEAN_LAW = options.LEAN_LAW.differences()
 
 #: Realistic truth: default size of the optional effects when they are on and no size is given.
 DEFAULT_MODEL_EFFECT_SD = 0.3
@@ -65,8 +61,6 @@ DEFAULT_SIGMA = (0.01, 0.04)
 INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD = 0.3, 0.15
 #: Realistic truth with ``instruct_slope``: what tuning adds grows by Normal(mean, sd) per unit of standardized log S.
 INSTRUCT_SLOPE_MEAN, INSTRUCT_SLOPE_SD = 0.2, 0.1
-#: Realistic truth of the per-benchmark links (``link="monotone-pooled"``): spread of their log weights.
-REALISTIC_LINK_SD = 0.5
 #: Share of families whose models are all instruction-tuned.
 INSTRUCT_SHARE = 0.25
 
@@ -74,7 +68,7 @@ INSTRUCT_SHARE = 0.25
 def simulate_leaderboard(
     n_families: int = 40,
     n_benchmarks: int = 12,
-    n_skills: int = 2,
+    n_skills: int = options.SIMULATION_LAW.n_skills,
     *,
     models_per_family: int | tuple[int, int] = (1, 8),
     missing: float = 0.15,
@@ -82,16 +76,10 @@ def simulate_leaderboard(
     floors=None,
     family_slope_sd: float | None = None,
     model_effect_sd: float | None = None,
-    link: str = SIMULATED_LAW["link"],
-    model_effects: bool = SIMULATED_LAW["model_effects"],
-    instruct_shift: bool = SIMULATED_LAW["instruct_shift"],
-    instruct_slope: bool = SIMULATED_LAW["instruct_slope"],
-    family_slopes: bool = SIMULATED_LAW["family_slopes"],
-    noise: str = SIMULATED_LAW["noise"],
-    loadings: str = SIMULATED_LAW["loadings"],
     prior: bool = False,
     truth: dict | None = None,
     seed: int = 0,
+    **law,
 ) -> tuple[Leaderboard, dict]:
     """Simulate a leaderboard through the skills law, with known parameters.
 
@@ -103,12 +91,12 @@ def simulate_leaderboard(
     chance floors ``floors`` (default: drawn from {0, 0.1, 0.25, 0.5});
     covariates standardized over all models, as a fit of the whole table does.
     The law is ``ModelSpec(n_skills, n_benchmarks, n_families,
-    anchors=(0..K-1), link, loadings, noise, instruct_shift, instruct_slope,
-    family_slopes, model_effects)``: the keyword options are :class:`~bayes_sloth.SkillsLaw`'s
-    and default to its defaults (learned monotone link, per-model offsets,
-    instruct shift), except the family and instruct slopes, off unless asked
-    for (:data:`SIMULATED_LAW`); ``**LEAN_LAW`` gives the sigmoid law without
-    any of them.
+    anchors=(0..K-1), **law)``: ``law`` takes any option of the law
+    (:class:`~bayes_sloth.core.options.LawOptions`: ``link``, ``loadings``,
+    ``noise``, ``instruct_shift``, ...), and the defaults are
+    :data:`~bayes_sloth.core.options.SIMULATION_LAW`: the fitted default law
+    without the family and instruct slopes, which are off unless asked for;
+    ``**LEAN_LAW`` gives the sigmoid law without any optional effect.
 
     Truth. By default a realistic one, drawn with NumPy from ``seed`` and
     passed to the model by conditioning on every parameter site:
@@ -128,7 +116,7 @@ def simulate_leaderboard(
     ``family_slope_sd`` (K,)  ``family_slope_sd``, default 0.3
     ``family_slope_z``        Normal(0, 1) (the prior's law)
     ``link_weights`` (M,)     Dirichlet(1, ..., 1) (the prior's law)
-    ``link_sd`` ()            ``REALISTIC_LINK_SD`` (``link="monotone-pooled"``)
+    ``link_sd`` ()            ``links.REALISTIC_LINK_SD`` (monotone-pooled)
     ``link_z`` (J, M)         Normal(0, 1) (the prior's law)
     ========================  ====================================================
 
@@ -171,14 +159,14 @@ def simulate_leaderboard(
         raise InputError(f"seed must be an integer >= 0 (simulations are reproducible from it), got {seed!r}")
     if not (isinstance(missing, (int, float, np.floating)) and 0.0 <= float(missing) < 1.0):
         raise InputError(f"missing must be a share in [0, 1), got {missing!r}")
-    law = dict(link=link, loadings=loadings, noise=noise, instruct_shift=instruct_shift,
-               instruct_slope=instruct_slope, family_slopes=family_slopes, model_effects=model_effects)
-    for name in ("instruct_shift", "instruct_slope", "family_slopes", "model_effects", "prior"):
-        value = prior if name == "prior" else law[name]
-        if not isinstance(value, (bool, np.bool_)):
-            raise InputError(f"{name} must be True or False, got {value!r}")
-    law = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else v) for k, v in law.items()}
-    spec = ModelSpec(n_skills=K, n_benchmarks=J, n_families=F, anchors=tuple(range(K)), **law)  # names a bad option
+    options.LawOptions.unknown(law)
+    if "anchors" in law:
+        raise InputError("anchors are the first n_skills benchmarks of a simulated leaderboard; no anchors= here")
+    if not isinstance(prior, (bool, np.bool_)):
+        raise InputError(f"prior must be True or False, got {prior!r}")
+    law = options.SIMULATION_LAW.changed(n_skills=K, **law)  # checks every option, naming a bad one
+    spec = ModelSpec(K, J, F, tuple(range(K)), options=law)
+    law = {k: v for k, v in law.to_dict().items() if k not in ("n_skills", "anchors")}
     if prior:
         given = [n for n, v in (("sigma", sigma), ("family_slope_sd", family_slope_sd),
                                 ("model_effect_sd", model_effect_sd)) if v is not None]
@@ -314,34 +302,39 @@ def _parameter_sites(spec: ModelSpec, args: dict) -> dict:
     return {k: (tuple(v.shape), supports[k]) for k, v in shapes.items()}
 
 
+#: Realistic truth of each parameter site, in the order drawn (a site of the law not listed here, or not in
+#: this law, is drawn by the model from its prior; the link's own sites come from the link, last).
+_REALISTIC = {
+    "slopes": lambda rng, c: _growing(rng.normal(0.0, 1.0, size=(3, c.K))),
+    "tau": lambda rng, c: rng.uniform(0.3, 0.8, size=c.K),
+    "family_z": lambda rng, c: rng.normal(size=(c.F, c.K)),
+    "loadings_free": lambda rng, c: rng.uniform(0.3, 1.5, size=c.n_free),
+    "intercept": lambda rng, c: rng.normal(0.0, 1.0, size=c.J),
+    "sigma": lambda rng, c: rng.uniform(c.sigma[0], c.sigma[1], size=c.J),
+    "family_slope_sd": lambda rng, c: np.full(c.K, c.family_slope_sd),
+    "family_slope_z": lambda rng, c: rng.normal(size=(c.F, c.K)),
+    "model_sd": lambda rng, c: np.asarray(c.model_effect_sd),
+    "model_z": lambda rng, c: rng.normal(size=c.N),
+    "instruct_shift": lambda rng, c: rng.normal(INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD, size=c.K),
+    "instruct_slope": lambda rng, c: rng.normal(INSTRUCT_SLOPE_MEAN, INSTRUCT_SLOPE_SD, size=c.K),
+}
+
+
+def _growing(slopes: np.ndarray) -> np.ndarray:
+    """Skills grow with size: the log-size row of the slopes made positive, at least 0.5."""
+    slopes[0] = np.abs(slopes[0]) + 0.5
+    return slopes
+
+
 def _realistic_truth(rng, spec: ModelSpec, n_models: int, sigma, family_slope_sd: float,
                      model_effect_sd: float) -> dict:
-    K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
-    slopes = rng.normal(0.0, 1.0, size=(3, K))
-    slopes[0] = np.abs(slopes[0]) + 0.5  # skills grow with size
-    t = {
-        "slopes": slopes,
-        "tau": rng.uniform(0.3, 0.8, size=K),
-        "family_z": rng.normal(size=(F, K)),
-        "loadings_free": rng.uniform(0.3, 1.5, size=len(spec.free_loading_index)),
-        "intercept": rng.normal(0.0, 1.0, size=J),
-        "sigma": rng.uniform(sigma[0], sigma[1], size=J),
-    }
-    if spec.family_slopes:
-        t["family_slope_sd"] = np.full(K, family_slope_sd)
-        t["family_slope_z"] = rng.normal(size=(F, K))
-    if spec.model_effects:
-        t["model_sd"] = np.asarray(model_effect_sd)
-        t["model_z"] = rng.normal(size=n_models)
-    if spec.instruct_shift:
-        t["instruct_shift"] = rng.normal(INSTRUCT_SHIFT_MEAN, INSTRUCT_SHIFT_SD, size=K)
-    if spec.instruct_slope:
-        t["instruct_slope"] = rng.normal(INSTRUCT_SLOPE_MEAN, INSTRUCT_SLOPE_SD, size=K)
-    if spec.link in ("monotone", "monotone-pooled"):
-        t["link_weights"] = rng.dirichlet(np.ones(len(LINK_KNOTS)))
-    if spec.link == "monotone-pooled":
-        t["link_sd"] = np.asarray(REALISTIC_LINK_SD)
-        t["link_z"] = rng.normal(size=(J, len(LINK_KNOTS)))
+    """A realistic value of every parameter site of ``spec``'s law that :data:`_REALISTIC` (or the link) knows."""
+    ctx = SimpleNamespace(K=spec.n_skills, J=spec.n_benchmarks, F=spec.n_families, N=n_models,
+                          n_free=len(spec.free_loading_index), sigma=sigma, family_slope_sd=family_slope_sd,
+                          model_effect_sd=model_effect_sd)
+    present = set(sampled(spec))
+    t = {name: draw(rng, ctx) for name, draw in _REALISTIC.items() if name in present}
+    t.update(spec.link_.realistic(rng, spec.n_benchmarks))
     return t
 
 
