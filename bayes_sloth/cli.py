@@ -21,15 +21,13 @@ from dataclasses import fields
 
 from . import __version__
 from .core.config import configure
-from .core.data import load_leaderboard, load_sloth, sloth_data_path
 from .core.errors import BayesSlothError, InputError
-from .core.estimator import SkillsLaw
-from .core.io import check_output_path, escape_formula, write_csv
 from .core.metadata import BENCHMARK_SETS, SLOTH_DATA
 from .core.options import EVALUATION_SAMPLER, LawOptions, SamplerOptions
-from .workflows.evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS, evaluate
-from .workflows.export import FORMATS, write_forecasts
-from .workflows.report import forecast_report
+
+# The package's modules that load JAX, ArviZ and matplotlib are imported by the commands that use them, not
+# here: `--help` and `--version` answer at once, and main() points matplotlib's config folder somewhere
+# writable before anything loads it (a home folder that cannot be written costs one warning, not three).
 
 
 def _say(msg: str) -> None:
@@ -65,6 +63,8 @@ def _benchmarks(args):
 
 def load_data(args):
     """The leaderboard named by --data (CSV) or else the Sloth table (shipped with the package)."""
+    from .core.data import load_leaderboard, load_sloth
+
 
     scale = "percent" if getattr(args, "percent", False) else "unit"
     if args.data:
@@ -73,6 +73,8 @@ def load_data(args):
 
 
 def _data_source(args) -> str:
+    from .core.data import sloth_data_path
+
     if args.data:
         return str(args.data)
 
@@ -157,6 +159,8 @@ class ProgressLines:
 
 def law_from_args(args):
     """The estimator the options describe, its arguments checked at once (a bad seed fails here, in a line)."""
+    from .core.estimator import SkillsLaw
+
     options = {name: getattr(args, name) for name in SkillsLaw._PARAMS if hasattr(args, name)}
     options["progress"] = ProgressLines() if args.progress else False
     law = SkillsLaw(**options)
@@ -169,6 +173,8 @@ def _finite(x):
 
 
 def _check_out(path, *inputs, what="output"):
+    from .core.io import check_output_path
+
 
     return None if path is None else check_output_path(path, inputs=inputs, what=what)
 
@@ -216,6 +222,10 @@ PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark
 
 
 def cmd_predict(args) -> int:
+    from .core.estimator import SkillsLaw
+    from .core.io import escape_formula
+    from .workflows.export import FORMATS, write_forecasts
+
 
     _check_out(args.out, args.fit, args.data, what="forecast table")
     fmt = FORMATS.get(os.path.splitext(args.out)[1].lower()) if args.out else None
@@ -240,6 +250,9 @@ def cmd_predict(args) -> int:
 
 # ------------------------------------------------------------------ evaluate
 def cmd_evaluate(args) -> int:
+    from .core.io import write_csv
+    from .workflows.evaluation import evaluate
+
 
     law = law_from_args(args)
     _check_out(args.pairs_out, args.data, args.protocol_file, what="pairs table")
@@ -270,6 +283,8 @@ def cmd_evaluate(args) -> int:
 
 # ------------------------------------------------------------------ report
 def cmd_report(args) -> int:
+    from .core.estimator import SkillsLaw
+    from .workflows.report import forecast_report
 
     log = None if args.quiet else _say
     law = law_from_args(args)
@@ -291,6 +306,8 @@ def cmd_report(args) -> int:
 
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from .workflows.evaluation import DEFAULT_TRAINING_ROWS, PROTOCOLS, TRAINING_ROWS
+
 
     parser = argparse.ArgumentParser(prog="bayes-sloth", description="Bayesian skills scaling laws for LLM benchmarks.")
     parser.add_argument("--version", action="version", version=f"bayes_sloth {__version__}")
