@@ -37,6 +37,7 @@ _EXPORTS = {
     "DataUnavailableError": "errors",
     "FitFileError": "errors",
     "InputError": "errors",
+    "OutputError": "errors",
     "SkillsLaw": "estimator",
     "forecasts_to_latex": "export",
     "wide_forecasts": "export",
