@@ -467,3 +467,105 @@ def test_checksums_cover_every_array_written(tiny_fit):
     meta = json.loads(idata.posterior.attrs["bayes_sloth"])
     assert meta["fit_format"] == "2.1"
     assert set(meta["checksums"]) == {f"{g}.{v}" for g in idata.groups() for v in idata[g].data_vars}
+
+
+# ------------------------------------------------------------------ one compile cache, many processes
+_CACHE_PAYLOADS = """
+import hashlib, json, sys, time
+import bayes_sloth as bs
+bs.configure(cpu_devices=None, compile_cache=sys.argv[2])
+cache = bs.config.compile_cache()
+def payload(k):  # 4 MB, deterministic per key
+    return hashlib.sha256(k.encode()).digest() * (4 * 2**20 // 32)
+keys = [f"k{i}" for i in range(40)]
+if sys.argv[1] == "write":
+    for k in keys:
+        cache.put(k, payload(k))
+    print(json.dumps({"wrote": len(keys)}))
+else:
+    whole = torn = 0
+    missing_at_start = sum(cache.get(k) is None for k in keys)
+    t = time.time()
+    while time.time() - t < 60:
+        seen = [cache.get(k) for k in keys]
+        whole += sum(v == payload(k) for k, v in zip(keys, seen) if v is not None)
+        torn += sum(v != payload(k) for k, v in zip(keys, seen) if v is not None)
+        if all(v is not None for v in seen):
+            break
+    print(json.dumps({"whole": whole, "torn": torn, "missing_at_start": missing_at_start}))
+"""
+
+
+def test_a_reader_never_sees_half_an_entry_of_the_compile_cache(tmp_path):
+    """Two processes on one compile-cache folder, one writing 4 MB entries while the other reads them: every
+    entry read is whole. (JAX's own file cache writes in place: the same two processes on it read 18 torn
+    entries in 3,013; XLA runs whatever decompresses, and a damaged executable kills the process.)"""
+    folder = tmp_path / "xla"
+    reader = subprocess.Popen([sys.executable, "-c", _CACHE_PAYLOADS, "read", str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    writer = subprocess.run([sys.executable, "-c", _CACHE_PAYLOADS, "write", str(folder)], capture_output=True,
+                            text=True, timeout=120)
+    out, err = reader.communicate(timeout=120)
+    assert writer.returncode == 0 and reader.returncode == 0, writer.stderr + err
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["missing_at_start"] > 0, got  # the reader ran while entries were still being written
+    assert got["whole"] >= 40 and got["torn"] == 0, got
+    assert not list(folder.rglob("*.part")), "a temporary entry was left behind"
+
+
+_JIT_PROGRAMS = """
+import json, sys, warnings
+warnings.simplefilter("always")
+import jax.monitoring
+events = []
+jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+import bayes_sloth as bs
+bs.configure(cpu_devices=None, compile_cache=sys.argv[1])
+import jax, jax.numpy as jnp
+out = []
+with warnings.catch_warnings(record=True) as caught:
+    for n in range(8):  # eight programs, each with loops enough to take a moment to compile
+        f = jax.jit(lambda x, n=n: jax.lax.fori_loop(0, 5 + n, lambda i, y: jnp.tanh(y @ y.T * 0.01) + 1.0, x).sum())
+        out.append(float(f(jnp.ones((16 + n, 16 + n)))))
+print(json.dumps({"values": out, "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "cache_warnings": [str(w.message)[:200] for w in caught if "cache" in str(w.message)]}))
+"""
+
+
+def test_two_processes_compiling_into_one_cache_at_once(tmp_path):
+    """The notebook-kernel death: processes sharing the compile cache (the same home) compile the same programs
+    at the same time, then a third reads them back, then a fourth reads entries damaged on disk. Every process
+    ends cleanly with the same numbers; a damaged entry is compiled again, never run."""
+    folder = tmp_path / "xla"
+    run = lambda: subprocess.Popen([sys.executable, "-c", _JIT_PROGRAMS, str(folder)],  # noqa: E731
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = [run(), run()]
+    results = []
+    for proc in first:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (proc.returncode, err[-2000:])  # -11 / -4: SIGSEGV / SIGILL
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    for r in results:
+        assert r["cache_warnings"] == [], r
+    # one machine, one program: the sums agree to float32 rounding (8 loops of 16-23 terms: 1e-5 relative)
+    np.testing.assert_allclose(results[0]["values"], results[1]["values"], rtol=1e-5)
+    third = run()
+    out, err = third.communicate(timeout=300)
+    assert third.returncode == 0, err[-2000:]
+    again = json.loads(out.strip().splitlines()[-1])
+    assert again["hits"] >= 8, again  # read back from the cache the two wrote
+    np.testing.assert_allclose(again["values"], results[0]["values"], rtol=1e-5)
+    entries = list(folder.rglob("*.entry"))
+    assert len(entries) >= 8
+    for entry in entries:  # damage every executable in the middle (a torn or mixed write would do the same)
+        raw = bytearray(entry.read_bytes())
+        for i in range(len(raw) // 2, len(raw) // 2 + 64):
+            raw[i] ^= 0xFF
+        entry.write_bytes(bytes(raw))
+    fourth = run()
+    out, err = fourth.communicate(timeout=300)
+    assert fourth.returncode == 0, (fourth.returncode, err[-2000:])
+    damaged = json.loads(out.strip().splitlines()[-1])
+    assert damaged["hits"] == 0 and damaged["cache_warnings"] == [], damaged
+    np.testing.assert_allclose(damaged["values"], results[0]["values"], rtol=1e-5)
