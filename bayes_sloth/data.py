@@ -1047,12 +1047,12 @@ def split_family(lb: Leaderboard, family: str, n_train: int, among: Sequence[str
     ``(train_models, held_out_models)``; an unknown family (with a "did you
     mean"), a bad ``n_train``, or too few models is an :class:`InputError`.
     """
-    import difflib
-
     cov = lb.covariates
     fams = set(cov["family"])
     if family not in fams:
-        close = difflib.get_close_matches(str(family), sorted(fams), n=3)
+        close = same_but_spelling(family, sorted(fams)) or [
+            {f.casefold(): f for f in fams}[c] for c in difflib.get_close_matches(
+                str(family).casefold(), sorted(f.casefold() for f in fams), n=3)]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise InputError(f"family {family!r} is not in the leaderboard{hint}")
     if not isinstance(n_train, (int, np.integer)) or isinstance(n_train, bool) or n_train < 0:

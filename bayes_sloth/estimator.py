@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .data import Leaderboard, label_key, load_leaderboard, nfc, same_but_spelling
+from .data import Leaderboard, did_you_mean, label_key, load_leaderboard, nfc, same_but_spelling
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
 from .inference import (SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays,
@@ -417,7 +417,8 @@ class SkillsLaw:
             raise InputError(f"anchors names {len(self.anchors)} benchmarks, need one per skill ({self.n_skills})")
         unknown = [a for a in self.anchors if a not in lb.benchmarks]
         if unknown:
-            raise InputError(f"anchor benchmark {unknown[0]!r} is not among the fitted benchmarks {lb.benchmarks}")
+            raise InputError(f"anchor benchmark {unknown[0]!r} is not among the fitted benchmarks"
+                             f"{did_you_mean(unknown[0], lb.benchmarks)}: {lb.benchmarks}")
         return tuple(lb.benchmarks.index(a) for a in self.anchors)
 
     def fit(self, data, benchmarks: Sequence[str] | None = None, *, columns: dict | None = None,
@@ -1009,10 +1010,8 @@ class SkillsLaw:
             given = list(given)
             for b in given:
                 if b not in self.benchmarks_:
-                    close = difflib.get_close_matches(str(b), self.benchmarks_, n=1, cutoff=0.6)
-                    raise InputError(f"{what} names {b!r}, not a fitted benchmark"
-                                     + (f" (did you mean {close[0]!r}?)" if close else "")
-                                     + f"; fitted: {', '.join(self.benchmarks_)}")
+                    raise InputError(f"{what} names {b!r}, not a fitted benchmark{did_you_mean(b, self.benchmarks_)}"
+                                     f"; fitted: {', '.join(self.benchmarks_)}")
             if not given:
                 raise InputError(f"{what} is empty: name at least one fitted benchmark, or pass None")
             names[what] = given
@@ -1021,7 +1020,8 @@ class SkillsLaw:
                 raise InputError(f"cost must be a mapping benchmark -> cost, got {type(cost).__name__}")
             for b, c in cost.items():
                 if b not in self.benchmarks_:
-                    raise InputError(f"cost names {b!r}, not a fitted benchmark; fitted: {', '.join(self.benchmarks_)}")
+                    raise InputError(f"cost names {b!r}, not a fitted benchmark{did_you_mean(b, self.benchmarks_)}; "
+                                     f"fitted: {', '.join(self.benchmarks_)}")
                 if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, float, np.integer, np.floating)) \
                         or not np.isfinite(c) or c <= 0:
                     raise InputError(f"cost of {b!r} must be a positive finite number, got {c!r}")
@@ -1300,6 +1300,11 @@ def _check_fit_parts(idata, meta: dict, source: str):
     for dim, names in (("family", families), ("benchmark", benchmarks), ("model", models)):
         if dim in post.dims and list(map(str, post[dim].values)) != names:
             raise bad(f"posterior.{dim}", "does not match the constant data and metadata")
+    if "sample_stats" in idata.groups():
+        for name, v in idata.sample_stats.data_vars.items():
+            for dim in ("chain", "draw"):
+                if dim in v.dims and v.sizes[dim] != post.sizes[dim]:
+                    raise bad(f"sample_stats.{name}", f"has {v.sizes[dim]} {dim}(s), the posterior {post.sizes[dim]}")
     _check_checksums(idata, meta, source)
     cov = pd.DataFrame({"family": cd["model_family"].values.astype(str),
                         "params": cd["params"].values.astype(float), "tokens": cd["tokens"].values.astype(float),
