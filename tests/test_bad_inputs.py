@@ -395,8 +395,7 @@ def _out_symlink_loop(c):
 def _full_disk(c, limit: int = 64):
     """Writes through atomic_path fail as on a full disk: the process may not write past ``limit`` bytes while
     the temporary file is written (Python ignores SIGXFSZ, so the write fails with an OSError)."""
-    import resource
-
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX")
     from bayes_sloth import io
 
     real = io.atomic_path

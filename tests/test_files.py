@@ -111,8 +111,7 @@ def test_save_killed_with_sigkill_leaves_the_old_fit(tiny_fit, old_fit):
 def _disk_full_while_writing(limit: int = 4096):
     """The disk fills up while a file is written: past ``limit`` bytes the process may not write (RLIMIT_FSIZE;
     Python ignores SIGXFSZ, so the write fails with EFBIG, as it would with ENOSPC on a full disk)."""
-    import resource
-
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX")
     before = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
     try:
@@ -158,6 +157,7 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 @pytest.mark.parametrize("command", ["fit", "predict", "report"])
 def test_a_full_disk_is_one_error_line_in_a_real_process(tiny_fit, tmp_path, command):
     """On a full disk `fit --out`, `predict --out` and `report --out` exit 2 with one error line that says the
