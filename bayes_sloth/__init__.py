@@ -37,6 +37,7 @@ _EXPORTS = {
     "DataUnavailableError": "core.errors",
     "FitFileError": "core.errors",
     "InputError": "core.errors",
+    "OutputError": "core.errors",
     "SkillsLaw": "core.estimator",
     "forecasts_to_latex": "workflows.export",
     "wide_forecasts": "workflows.export",

@@ -266,7 +266,8 @@ def cmd_evaluate(args) -> int:
         n_jobs=args.jobs, **kwargs,
     )
     if args.pairs_out:
-        write_csv(res.pairs, args.pairs_out, index=False, text_columns=["group", "family", "model", "benchmark"])
+        write_csv(res.pairs, args.pairs_out, index=False, text_columns=["group", "family", "model", "benchmark"],
+                  what="pairs table")
     if args.json:
         print(res.to_json())
     else:

@@ -20,10 +20,13 @@ warning that counts whatever is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -286,6 +289,207 @@ def _fit_missing(c):
     return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
 
 
+def _edit_meta(edit, drop_checksums=False):
+    """A fit file whose bayes_sloth metadata is edited; ``drop_checksums``: as an earlier version (format 2.0)
+    wrote it, without the per-array checksums, so that only the checks that need none can catch the edit."""
+    def build(c):
+        def change(f):
+            meta = json.loads(f["posterior"].attrs["bayes_sloth"])
+            edit(meta)
+            if drop_checksums:
+                meta.pop("checksums", None)
+                meta["fit_format"] = "2.0"
+            f["posterior"].attrs["bayes_sloth"] = json.dumps(meta)
+        bad = _edit_fit(c, change)
+        new = c.csv(c.new_models(), "new.csv")
+        return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+    return build
+
+
+def _edit_array(group, name, change, drop_checksums=False):
+    """A fit file with one stored array changed in place (``change(values) -> values``)."""
+    def build(c):
+        def edit(f):
+            ds = f[group][name]
+            ds[...] = change(ds[...])
+            if drop_checksums:
+                meta = json.loads(f["posterior"].attrs["bayes_sloth"])
+                meta.pop("checksums", None)
+                meta["fit_format"] = "2.0"
+                f["posterior"].attrs["bayes_sloth"] = json.dumps(meta)
+        bad = _edit_fit(c, edit)
+        new = c.csv(c.new_models(), "new.csv")
+        return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+    return build
+
+
+def _first_nan(v):
+    v = v.copy()
+    v.flat[0] = np.nan
+    return v
+
+
+def _params_of_first_model_times_1000(v):
+    v = v.copy()
+    v[0] = v[0] * 1000
+    return v
+
+
+def _shift_mean(meta):
+    meta["standardizer"]["mean"][0] += 0.11
+
+
+def _two_skills(meta):
+    meta["spec"]["n_skills"] = 2
+    meta["spec"]["anchors"] = [meta["spec"]["anchors"][0], (meta["spec"]["anchors"][0] + 1) % 4]
+
+
+def _fit_corrupt_root_attribute(c):
+    """A root attribute h5netcdf reads while opening, with a value it cannot take (its open fails half-way)."""
+    import h5py
+
+    def edit(f):
+        values = np.empty(1, dtype=object)
+        values[0] = np.arange(3.0)
+        f.attrs.create("_nc3_strict", data=values, dtype=h5py.vlen_dtype(np.dtype("float64")))
+    bad = _edit_fit(c, edit)
+    new = c.csv(c.new_models(), "new.csv")
+    return (lambda: bs.SkillsLaw.load(bad)), c.predict_argv(new, bad)
+
+
+# -------- output paths that do not name a file
+def _out_device(c):
+    p = c.csv(c.frame())
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = os.devnull
+    return (lambda: bs.SkillsLaw.load(c.fit_path).save(os.devnull)), argv
+
+
+def _out_trailing_separator(c):
+    p = c.csv(c.frame())
+    folder = str(c.tmp / "fits") + os.sep  # does not exist: Path() would drop the separator and write a file 'fits'
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = folder
+    return (lambda: bs.SkillsLaw.load(c.fit_path).save(folder)), argv
+
+
+def _predict_out_trailing_separator(c):
+    new = c.csv(c.new_models(), "new.csv")
+    folder = str(c.tmp / "tables") + os.sep
+    from bayes_sloth.workflows.export import write_forecasts
+
+    return (lambda: write_forecasts(bs.SkillsLaw.load(c.fit_path).forecast(new), folder, format="csv"),
+            ["predict", str(c.fit_path), "--data", str(new), "--out", folder])
+
+
+def _out_symlink_loop(c):
+    p = c.csv(c.frame())
+    loop = c.tmp / "loop.nc"
+    os.symlink(loop, loop)
+    argv = c.fit_argv(p)
+    argv[argv.index("--out") + 1] = str(loop)
+    return (lambda: bs.SkillsLaw.load(c.fit_path).save(loop)), argv
+
+
+# -------- a full disk while writing: the file system refuses the bytes (RLIMIT_FSIZE: EFBIG, as ENOSPC would)
+def _full_disk(c, limit: int = 64):
+    """Writes through atomic_path fail as on a full disk: the process may not write past ``limit`` bytes while
+    the temporary file is written (Python ignores SIGXFSZ, so the write fails with an OSError)."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX")
+    from bayes_sloth import io
+
+    real = io.atomic_path
+
+    @contextlib.contextmanager
+    def full(path, what="file"):
+        with real(path, what) as tmp:
+            before = resource.getrlimit(resource.RLIMIT_FSIZE)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
+            try:
+                yield tmp
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+    c.monkeypatch.setattr(io, "atomic_path", full)
+
+
+def _fit_out_disk_full(c):
+    """``fit --out`` on a full disk: the fit itself is the session's tiny fit (no sampling here)."""
+    p = c.csv(c.frame())
+    fitted = bs.SkillsLaw.load(c.fit_path)
+
+    def fake_fit(self, *args, **kwargs):
+        self.__dict__.update(fitted.__dict__)
+        return self
+
+    c.monkeypatch.setattr(bs.SkillsLaw, "fit", fake_fit)
+    _full_disk(c)
+    return (lambda: fitted.save(c.out_nc)), c.fit_argv(p)
+
+
+def _predict_out_disk_full(c):
+    new = c.csv(c.new_models(), "new.csv")
+    from bayes_sloth.workflows.export import write_forecasts
+
+    _full_disk(c)
+    c.out_csv.parent.mkdir(exist_ok=True)  # the CLI makes it (check_output_path); write_forecasts writes into it
+    return (lambda: write_forecasts(bs.SkillsLaw.load(c.fit_path).forecast(new, new_families="allow"), c.out_csv),
+            c.predict_argv(new))
+
+
+def _report_out_disk_full(c):
+    new = c.csv(c.new_models(), "new.csv")
+    out = c.tmp / "report.html"
+    from bayes_sloth.workflows.report import forecast_report
+
+    _full_disk(c)
+    law = bs.SkillsLaw.load(c.fit_path)
+    board = c.csv(c.frame(), "board.csv")
+    return (lambda: forecast_report(law.leaderboard_, target_models=new, law=law, out=out),
+            ["report", "--fit", str(c.fit_path), "--data", str(board), "--target-models", str(new), "--out", str(out),
+             "--quiet"])
+
+
+# -------- names spelled another way (case, spacing, Unicode normal form)
+def _predict_frame(frame_of):
+    def build(c):
+        p = c.csv(frame_of(c), "new.csv")
+        return c.predict_api(p), c.predict_argv(p)
+    return build
+
+
+def _fitted_model(c):
+    """A model of the tiny fit, with its family, params and tokens (a row predict recognises as fitted)."""
+    row = c.frame().iloc[[1]][["model", "family", "params", "tokens"]].reset_index(drop=True)
+    return row
+
+
+def _fit_frame(edit):
+    def build(c):
+        p = c.csv(edit(c.frame()))
+        return c.fit_api(p), c.fit_argv(p)
+    return build
+
+
+def _model_twice_in_two_cases(df):
+    df = df.copy()
+    df.loc[3, "model"] = df.loc[1, "model"].upper()
+    return df
+
+
+def _family_in_two_cases(df):
+    df = df.copy()
+    df.loc[df["family"] == "family_01", "family"] = ["family_01", "Family_01"] + ["family_01"] * (
+        int((df["family"] == "family_01").sum()) - 2)
+    return df
+
+
+def _benchmark_case(c):
+    p = c.csv(c.frame())
+    return (lambda: bs.SkillsLaw(n_skills=1).fit(p, benchmarks=["mmlu", "ARC", "GSM8K"]),
+            c.fit_argv(p, "--benchmarks", "mmlu,ARC,GSM8K"))
+
+
 # -------- the real table: local folder, packaged copy
 # (downloading, refresh=True, has no command-line flag: its failures are tested in test_data.py)
 def _packaged_damaged(c):
@@ -448,6 +652,8 @@ CASES = [
     Case("too-few-models", _too_few_models, I, ("only 4 models", "at least 5")),
     Case("chains-zero", _bad_sampler("chains", "--chains", 0), I, ("chains", "positive integer", "0")),
     Case("draws-negative", _bad_sampler("draws", "--draws", -10), I, ("draws", "positive integer", "-10")),
+    Case("draws-beyond-memory", _bad_sampler("draws", "--draws", 10**9), I,
+         ("draws=1000000000", "GB of draws", "memory", "at most")),
     # --- files
     Case("empty-file", _file(b"", "empty.csv"), I, ("empty.csv", "is empty")),
     Case("header-only-file", _file("model,family,params,tokens,MMLU\n", "header.csv"), I, ("header.csv", "no rows")),
@@ -469,6 +675,17 @@ CASES = [
     Case("out-is-the-input", _out_is_the_input, I, ("board.csv", "is the input file", "destroy")),
     Case("predict-out-is-the-fit", _predict_out_is_the_fit, I, ("is the input file", "destroy")),
     Case("out-folder-cannot-be-made", _out_folder_cannot_be_made, I, ("/proc/no_such_folder", "cannot")),
+    Case("out-is-a-device", _out_device, I, (repr(os.devnull), "a device", "regular file")),
+    Case("out-ends-with-a-separator", _out_trailing_separator, I, ("fits" + os.sep, "names a folder", "file name")),
+    Case("predict-out-ends-with-a-separator", _predict_out_trailing_separator, I,
+         ("tables" + os.sep, "names a folder")),
+    Case("out-is-a-symlink-loop", _out_symlink_loop, I, ("loop.nc", "symbolic link", "loop")),
+    # --- a full disk while writing: nothing written, the previous file kept (tests/test_files.py: kept whole)
+    Case("fit-out-disk-full", _fit_out_disk_full, F, ("could not write fit file", "File too large", "nothing was written")),
+    Case("predict-out-disk-full", _predict_out_disk_full, bs.OutputError,
+         ("could not write", "pred.csv", "File too large", "nothing was written")),
+    Case("report-out-disk-full", _report_out_disk_full, bs.OutputError,
+         ("could not write report", "report.html", "File too large", "nothing was written")),
     # --- the protocol file of the evaluation
     Case("protocol-file-missing", _protocol_file(None), I, ("protocol.json",)),
     Case("protocol-file-not-json", _protocol_file("{not json"), I, ("protocol.json", "JSON")),
@@ -476,13 +693,62 @@ CASES = [
          ("protocol.json", "test_groups")),
     # --- families not in the fit, when the user asked to refuse them
     Case("predict-new-family-refused", _new_family_refused, I, ("'brand-new'", "not in the fit", "new_families")),
+    # --- names spelled another way: never silently another name (refused, with the fitted spelling)
+    Case("predict-benchmark-in-another-case", _predict_frame(lambda c: c.new_models().assign(mmlu=[0.6, None])), I,
+         ("'MMLU'", "'mmlu'", "differ only in case or spacing", "rename the column")),
+    Case("predict-benchmark-with-spaces", _predict_frame(lambda c: c.new_models().assign(**{" MMLU": [0.6, None]})),
+         I, ("'MMLU'", "' MMLU'", "differ only in case or spacing")),
+    Case("predict-family-in-another-case", _predict_frame(
+        lambda c: c.new_models().assign(family=["FAMILY_00", "brand-new"])), I,
+        ("'FAMILY_00'", "'family_00'", "not in the fit", "differ only in case or spacing")),
+    Case("predict-family-with-inner-space", _predict_frame(
+        lambda c: c.new_models().assign(family=["family _00", "brand-new"])), I,
+        ("'family _00'", "'family_00'", "differ only in case or spacing")),
+    Case("predict-model-in-another-case", _predict_frame(
+        lambda c: _fitted_model(c).assign(model=lambda d: d["model"].str.upper())), I,
+        ("is not a fitted model", "of the same family", "differ only in case or spacing", "own offset")),
+    Case("fit-model-twice-in-two-cases", _fit_frame(_model_twice_in_two_cases), I,
+         ("'model'", "differ only in case or spacing", "rows 1, 3", "the same model twice")),
+    Case("fit-family-in-two-cases", _fit_frame(_family_in_two_cases), I,
+         ("'family_01' and 'Family_01'", "differ only in case or spacing", "two families")),
+    Case("fit-columns-in-two-cases", _fit_frame(lambda df: df.assign(mmlu=df["MMLU"])), I,
+         ("'MMLU' and 'mmlu'", "differ only in case or spacing", "--benchmarks")),
+    Case("fit-benchmark-asked-in-another-case", _benchmark_case, I,
+         ("'mmlu'", "'MMLU' is", "differ only in case or spacing")),
+    Case("fit-model-column-in-another-case", _fit_frame(lambda df: df.rename(columns={"model": "Model"})), I,
+         ("no model column 'model'", "'Model'", "--model-col")),
+    # --- a column that aggregates the others (leaderboard exports)
+    Case("fit-average-column", _fit_frame(lambda df: df.assign(**{"Average ⬆️": df[TINY_BENCHMARKS].mean(axis=1)})), I,
+         ("'Average ⬆️'", "aggregate of the other scores", "count every score twice", "--benchmarks")),
+    Case("fit-avg-column", _fit_frame(lambda df: df.assign(avg=df[TINY_BENCHMARKS].mean(axis=1))), I,
+         ("'avg'", "aggregate")),
     # --- fit files
-    Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 2.0", "refit")),
+    Case("fit-other-version", _fit_other_version, F, ("format 99.0", "99.1.0", "format 2.1", "refit")),
     Case("fit-no-metadata", _fit_no_meta, F, ("edited.nc", "not a bayes_sloth fit")),
     Case("fit-missing-group", _fit_missing_group, F, ("edited.nc", "constant_data", "refit")),
     Case("fit-truncated", _fit_truncated, F, ("truncated.nc", "corrupted")),
     Case("fit-is-a-csv", _fit_is_csv, F, ("not_a_fit.nc", "not a netCDF fit")),
     Case("fit-missing", _fit_missing, F, ("gone.nc", "does not exist")),
+    # --- fit files checked against themselves: every array against its checksum (format 2.1), the data against
+    # data_sha256, constant_data.x against params and tokens, no non-finite draw, draws of the law's shapes
+    Case("fit-params-edited", _edit_array("constant_data", "params", _params_of_first_model_times_1000), F,
+         ("edited.nc", "'constant_data.params'", "checksum", "refit")),
+    Case("fit-params-edited-in-a-2.0-file", _edit_array("constant_data", "params", _params_of_first_model_times_1000,
+                                                        drop_checksums=True), F,
+         ("edited.nc", "'constant_data'", "data_sha256", "refit")),
+    Case("fit-standardizer-shifted", _edit_meta(_shift_mean), F,
+         ("edited.nc", "'constant_data.x'", "standardize", "refit")),
+    Case("fit-standardizer-shifted-in-a-2.0-file", _edit_meta(_shift_mean, drop_checksums=True), F,
+         ("edited.nc", "'constant_data.x'", "standardize")),
+    Case("fit-one-nan-draw", _edit_array("posterior", "sigma", _first_nan), F,
+         ("edited.nc", "'posterior.sigma'", "1 non-finite value")),
+    Case("fit-one-nan-draw-in-a-2.0-file", _edit_array("posterior", "sigma", _first_nan, drop_checksums=True), F,
+         ("'posterior.sigma'", "1 non-finite value")),
+    Case("fit-sigma-scaled", _edit_array("posterior", "sigma", lambda v: v * 1e6), F,
+         ("edited.nc", "'posterior.sigma'", "checksum", "refit")),
+    Case("fit-skills-disagree-with-draws", _edit_meta(_two_skills), F,
+         ("edited.nc", "'posterior.", "2 skill(s)", "refit")),
+    Case("fit-corrupt-root-attribute", _fit_corrupt_root_attribute, F, ("edited.nc", "corrupted")),
     # --- the real table
     Case("packaged-table-damaged", _packaged_damaged, D, ("shipped with the package", "sha256", "reinstall",
                                                           "refresh=True", DATA_DIR_ENV)),
@@ -652,3 +918,50 @@ def test_simulator_names_a_bad_models_per_family(value, fragment):
 def test_simulator_takes_a_single_models_per_family():
     lb, _ = bs.simulate_leaderboard(n_families=3, n_benchmarks=3, n_skills=1, models_per_family=2, missing=0.0)
     assert lb.covariates.groupby("family").size().tolist() == [2, 2, 2]
+
+
+# ------------------------------------------------- names: one name, one thing
+def test_a_family_in_another_unicode_form_is_the_same_family(tiny_fit):
+    """A name typed with a decomposed accent (NFD) is the fitted family written with a composed one (NFC): the
+    same family, the same draws, no "did you mean" that looks identical to the user."""
+    law = tiny_fit[0]
+    frame = make_tiny_frame()
+    frame["family"] = frame["family"].where(frame["family"] != "family_00", "famille_\u00e9t\u00e9")
+    row = pd.DataFrame({"model": ["x-7b"], "family": ["famille_\u00e9t\u00e9"], "params": [7.0], "tokens": [2.0]})
+    decomposed = row.assign(family=[unicodedata.normalize("NFD", "famille_\u00e9t\u00e9")])
+    assert decomposed["family"][0] != row["family"][0]
+    lb = bs.load_leaderboard(frame.assign(family=frame["family"].map(lambda f: unicodedata.normalize("NFD", f))))
+    assert "famille_\u00e9t\u00e9" in lb.families  # read in NFC
+    got = bs.read_new_models(decomposed, law.benchmarks_)
+    assert got.covariates["family"].iloc[0] == "famille_\u00e9t\u00e9"
+
+
+def test_a_fitted_family_typed_in_another_form_forecasts_as_that_family(tiny_fit):
+    import warnings
+
+    law = tiny_fit[0]
+    fam = law.families_[0]
+    nfd_name = unicodedata.normalize("NFD", "caf\u00e9")
+    assert law._families_of(pd.Series([fam]), "error").tolist() == [0]
+    # a fitted name that was itself in NFD (an older fit): an NFC row still finds it
+    law_nfd = bs.SkillsLaw.load(tiny_fit[1])
+    law_nfd.families_ = [nfd_name] + law.families_[1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert law_nfd._families_of(pd.Series(["caf\u00e9"]), "error").tolist() == [0]
+
+
+def test_a_column_close_to_a_fitted_benchmark_is_named_in_a_warning(tiny_fit):
+    new = pd.DataFrame({"model": ["x-7b"], "family": ["family_00"], "params": [7.0], "tokens": [2.0],
+                        "MMLU_": [0.6], "date": ["2024-01-01"]})
+    with pytest.warns(UserWarning, match=r"not used as scores: 'MMLU_' \(did you mean 'MMLU'\?\)") as rec:
+        lb = bs.read_new_models(new, tiny_fit[0].benchmarks_)
+    assert lb.scores.shape[1] == 0 and not any("date" in str(w.message) for w in rec)
+
+
+def test_an_aggregate_column_named_on_purpose_is_a_benchmark(tiny_frame):
+    df = tiny_frame.assign(Average=tiny_frame[TINY_BENCHMARKS].mean(axis=1))
+    lb = bs.load_leaderboard(df, benchmarks=[*TINY_BENCHMARKS, "Average"], floors={"Average": 0.0})
+    assert "Average" in lb.benchmarks
+    with pytest.raises(bs.InputError, match="'Average'.*aggregate"):
+        bs.load_leaderboard(df)

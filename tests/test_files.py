@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
 import os
 import shutil
@@ -71,18 +71,22 @@ def test_atomic_write_keeps_the_old_file_when_the_block_fails(tmp_path):
 
 
 _KILLED_SAVE = """
-import sys, time
-import arviz as az
+import contextlib, sys, time
 import bayes_sloth as bs
+from bayes_sloth import io
 
-def slow_write(self, filename, **kw):  # a long write: half the bytes, then the process hangs
-    with open(filename, "wb") as fh:
+real = io.atomic_write
+
+@contextlib.contextmanager
+def slow_write(path, mode="w", **kw):  # a long write: half the bytes, then the process hangs
+    with real(path, mode, **kw) as fh:
         fh.write(b"\\x89HDF" + b"x" * 100000)
         fh.flush()
-    print("writing", flush=True)
-    time.sleep(600)
+        print("writing", flush=True)
+        time.sleep(600)
+        yield fh
 
-az.InferenceData.to_netcdf = slow_write
+io.atomic_write = slow_write
 bs.SkillsLaw.load(sys.argv[1]).save(sys.argv[2])
 """
 
@@ -102,21 +106,85 @@ def test_save_killed_with_sigkill_leaves_the_old_fit(tiny_fit, old_fit):
     _intact(path, data, forecast)
 
 
+@contextlib.contextmanager
+def _disk_full_while_writing(limit: int = 4096):
+    """The disk fills up while a file is written: past ``limit`` bytes the process may not write (RLIMIT_FSIZE;
+    Python ignores SIGXFSZ, so the write fails with EFBIG, as it would with ENOSPC on a full disk)."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX")
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+
 def test_save_on_a_full_disk_leaves_the_old_fit(tiny_fit, old_fit, monkeypatch):
     path, data, forecast = old_fit
-    import arviz as az
+    real = io.atomic_path
 
-    def full_disk(self, filename, **kw):
-        with open(filename, "wb") as fh:
-            fh.write(b"\x89HDF" + b"x" * 1000)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    @contextlib.contextmanager
+    def full(target, what="file"):
+        with real(target, what) as tmp, _disk_full_while_writing():
+            yield tmp
 
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", full_disk)
-    with pytest.raises(bs.FitFileError, match="No space left on device.*previous file there is unchanged"):
+    monkeypatch.setattr(io, "atomic_path", full)
+    with pytest.raises(bs.FitFileError, match="File too large.*previous file there is unchanged"):
         tiny_fit[0].save(path)
     monkeypatch.undo()
     _intact(path, data, forecast)
     assert sorted(p.name for p in path.parent.iterdir()) == ["fit.nc"]
+
+
+_FULL_DISK = """
+import contextlib, resource, sys
+import bayes_sloth as bs
+from bayes_sloth import cli, io
+
+real = io.atomic_path
+
+@contextlib.contextmanager
+def full(path, what="file"):  # the disk fills up while the file is written: EFBIG past 256 bytes, as ENOSPC would
+    with real(path, what) as tmp:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256, resource.RLIM_INFINITY))
+        yield tmp
+
+io.atomic_path = full
+fitted = bs.SkillsLaw.load(sys.argv[1])
+bs.SkillsLaw.fit = lambda self, *a, **k: (self.__dict__.update(fitted.__dict__), self)[1]  # `fit`: no sampling
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("command", ["fit", "predict", "report"])
+def test_a_full_disk_is_one_error_line_in_a_real_process(tiny_fit, tmp_path, command):
+    """On a full disk `fit --out`, `predict --out` and `report --out` exit 2 with one error line that says the
+    previous file is unchanged, leave it as it was and nothing else behind, and the process ends cleanly (libhdf5
+    crashed at exit, status 139, closing a fit file it had failed to write; h5py's RuntimeError was an
+    'unexpected' error)."""
+    data = tmp_path / "board.csv"
+    make_tiny_frame().to_csv(data, index=False)
+    new = tmp_path / "new.csv"
+    _new_rows().iloc[[0]].to_csv(new, index=False)
+    out = tmp_path / {"fit": "fit.nc", "predict": "pred.csv", "report": "report.html"}[command]
+    shutil.copy(tiny_fit[1], out) if command == "fit" else out.write_text("the previous file\n" * 1000)
+    before = out.read_bytes()
+    argv = {"fit": ["fit", "--data", str(data), "--skills", "1", "--out", str(out)],
+            "predict": ["predict", str(tiny_fit[1]), "--data", str(new), "--out", str(out)],
+            "report": ["report", "--fit", str(tiny_fit[1]), "--data", str(data), "--target-models", str(new),
+                       "--out", str(out), "--quiet"]}[command]
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tiny_fit[1]), *argv], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert len(errors) == 1 and "File too large" in errors[0] and "previous file there is unchanged" in errors[0], \
+        r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert all(ln.startswith(("warning:", "error:")) for ln in r.stderr.splitlines() if ln.strip()), r.stderr
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["board.csv", "new.csv", out.name]), \
+        "a temporary or lock file was left behind"
 
 
 def test_a_second_writer_of_the_same_path_gets_a_clear_error(tiny_fit, old_fit):
@@ -289,3 +357,214 @@ def test_importing_writes_no_file(tmp_path):
         assert r.returncode == 0, r.stderr
         made = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
         assert [m for m in made if m.split("/")[0] not in allowed] == [], (code, made)
+
+
+# ------------------------------------------------------------------ paths that are not plain files
+def test_out_through_a_symbolic_link_writes_its_target(tiny_fit, tmp_path, capsys):
+    """`--out link.csv` writes the table the link points to (as `open` would) and keeps the link a link; the
+    message's "wrote" is then true (a rename over the link replaced it and left the target's old table)."""
+    target = tmp_path / "tables" / "forecasts.csv"
+    target.parent.mkdir()
+    target.write_text("old table\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    new = tmp_path / "new.csv"
+    _new_rows().to_csv(new, index=False)
+    assert cli.main(["predict", str(tiny_fit[1]), "--data", str(new), "--new-families", "allow",
+                     "--out", str(link)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    table = pd.read_csv(target)
+    assert set(table["model"]) == {"seen-7b", "unseen-1b"}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["forecasts.csv"]
+    fit_link = tmp_path / "fit-link.nc"
+    fit_link.symlink_to(tmp_path / "tables" / "fit.nc")  # a link to a file not made yet
+    tiny_fit[0].save(fit_link)
+    assert fit_link.is_symlink() and (tmp_path / "tables" / "fit.nc").is_file()
+    assert bs.SkillsLaw.load(fit_link).benchmarks_ == tiny_fit[0].benchmarks_
+
+
+def _through_a_fifo(content: bytes, tmp_path: Path, name: str) -> Path:
+    """A named pipe that a thread fills with ``content`` once: it can be read once, like ``<(...)``."""
+    import threading
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as fh:
+            fh.write(content)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_data_and_fits_read_from_a_pipe(tiny_fit, tmp_path):
+    """A table or a fit file that can be read only once (a pipe, `--data <(...)`) is read whole, once."""
+    frame = make_tiny_frame()
+    lb = bs.load_leaderboard(_through_a_fifo(frame.to_csv(index=False).encode(), tmp_path, "board.csv"))
+    assert lb.models == list(frame["model"]) and lb.n_observed == int(frame[["MMLU", "ARC", "GSM8K",
+                                                                             "Winogrande"]].notna().sum().sum())
+    law = bs.SkillsLaw.load(_through_a_fifo(Path(tiny_fit[1]).read_bytes(), tmp_path, "fit.nc"))
+    assert law.families_ == tiny_fit[0].families_
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="process substitution is bash's")
+def test_cli_reads_data_from_process_substitution(tiny_fit, tmp_path):
+    new = tmp_path / "new.csv"
+    _new_rows().to_csv(new, index=False)
+    cmd = (f"{sys.executable} -m bayes_sloth.cli predict {tiny_fit[1]} --data <(cat {new}) --new-families allow "
+           f"--out {tmp_path / 'pred.csv'}")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert set(pd.read_csv(tmp_path / "pred.csv")["model"]) == {"seen-7b", "unseen-1b"}
+
+
+_CORRUPT_ROOT = """
+import shutil, sys
+import h5py, numpy as np
+from bayes_sloth import cli
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:  # a root attribute h5netcdf reads while opening, with a value it cannot take
+    values = np.empty(1, dtype=object)
+    values[0] = np.arange(3.0)
+    f.attrs.create("_nc3_strict", data=values, dtype=h5py.vlen_dtype(np.dtype("float64")))
+sys.exit(cli.main(["predict", sys.argv[2], "--data", sys.argv[3]]))
+"""
+
+
+def test_a_damaged_fit_file_is_one_line_until_the_process_ends(tiny_fit, tmp_path):
+    """h5netcdf printed an 8-line 'Exception ignored' traceback after the error line, when the file object it
+    had failed to open was freed (at exit, or whenever the error was)."""
+    new = tmp_path / "new.csv"
+    _new_rows().to_csv(new, index=False)
+    r = subprocess.run([sys.executable, "-c", _CORRUPT_ROOT, str(tiny_fit[1]), str(tmp_path / "bad.nc"), str(new)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read fit file") and "corrupted" in lines[0], \
+        r.stderr
+
+
+def test_a_fit_file_of_an_earlier_version_loads(tiny_fit, tmp_path):
+    """A genuine file of format 2.0 (no checksums; every array as this version writes it) passes the checks
+    that need no checksum (data_sha256, x against params and tokens, finite draws, site shapes) and predicts
+    exactly as the fit does."""
+    old = tmp_path / "old.nc"
+    shutil.copy(tiny_fit[1], old)
+    with h5py.File(old, "r+") as f:
+        meta = json.loads(f["posterior"].attrs["bayes_sloth"])
+        del meta["checksums"]
+        meta["fit_format"] = "2.0"
+        f["posterior"].attrs["bayes_sloth"] = json.dumps(meta)
+    assert np.array_equal(_forecast(bs.SkillsLaw.load(old)), _forecast(tiny_fit[0]))
+
+
+def test_checksums_cover_every_array_written(tiny_fit):
+    idata = io.read_idata(tiny_fit[1])
+    meta = json.loads(idata.posterior.attrs["bayes_sloth"])
+    assert meta["fit_format"] == "2.1"
+    assert set(meta["checksums"]) == {f"{g}.{v}" for g in idata.groups() for v in idata[g].data_vars}
+
+
+# ------------------------------------------------------------------ one compile cache, many processes
+_CACHE_PAYLOADS = """
+import hashlib, json, sys, time
+import bayes_sloth as bs
+bs.configure(cpu_devices=None, compile_cache=sys.argv[2])
+cache = bs.config.compile_cache()
+def payload(k):  # 4 MB, deterministic per key
+    return hashlib.sha256(k.encode()).digest() * (4 * 2**20 // 32)
+keys = [f"k{i}" for i in range(40)]
+if sys.argv[1] == "write":
+    for k in keys:
+        cache.put(k, payload(k))
+    print(json.dumps({"wrote": len(keys)}))
+else:
+    whole = torn = 0
+    missing_at_start = sum(cache.get(k) is None for k in keys)
+    t = time.time()
+    while time.time() - t < 60:
+        seen = [cache.get(k) for k in keys]
+        whole += sum(v == payload(k) for k, v in zip(keys, seen) if v is not None)
+        torn += sum(v != payload(k) for k, v in zip(keys, seen) if v is not None)
+        if all(v is not None for v in seen):
+            break
+    print(json.dumps({"whole": whole, "torn": torn, "missing_at_start": missing_at_start}))
+"""
+
+
+def test_a_reader_never_sees_half_an_entry_of_the_compile_cache(tmp_path):
+    """Two processes on one compile-cache folder, one writing 4 MB entries while the other reads them: every
+    entry read is whole. (JAX's own file cache writes in place: the same two processes on it read 18 torn
+    entries in 3,013; XLA runs whatever decompresses, and a damaged executable kills the process.)"""
+    folder = tmp_path / "xla"
+    reader = subprocess.Popen([sys.executable, "-c", _CACHE_PAYLOADS, "read", str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    writer = subprocess.run([sys.executable, "-c", _CACHE_PAYLOADS, "write", str(folder)], capture_output=True,
+                            text=True, timeout=120)
+    out, err = reader.communicate(timeout=120)
+    assert writer.returncode == 0 and reader.returncode == 0, writer.stderr + err
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["missing_at_start"] > 0, got  # the reader ran while entries were still being written
+    assert got["whole"] >= 40 and got["torn"] == 0, got
+    assert not list(folder.rglob("*.part")), "a temporary entry was left behind"
+
+
+_JIT_PROGRAMS = """
+import json, sys, warnings
+warnings.simplefilter("always")
+import jax.monitoring
+events = []
+jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+import bayes_sloth as bs
+bs.configure(cpu_devices=None, compile_cache=sys.argv[1])
+import jax, jax.numpy as jnp
+out = []
+with warnings.catch_warnings(record=True) as caught:
+    for n in range(8):  # eight programs, each with loops enough to take a moment to compile
+        f = jax.jit(lambda x, n=n: jax.lax.fori_loop(0, 5 + n, lambda i, y: jnp.tanh(y @ y.T * 0.01) + 1.0, x).sum())
+        out.append(float(f(jnp.ones((16 + n, 16 + n)))))
+print(json.dumps({"values": out, "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "cache_warnings": [str(w.message)[:200] for w in caught if "cache" in str(w.message)]}))
+"""
+
+
+def test_two_processes_compiling_into_one_cache_at_once(tmp_path):
+    """The notebook-kernel death: processes sharing the compile cache (the same home) compile the same programs
+    at the same time, then a third reads them back, then a fourth reads entries damaged on disk. Every process
+    ends cleanly with the same numbers; a damaged entry is compiled again, never run."""
+    folder = tmp_path / "xla"
+    run = lambda: subprocess.Popen([sys.executable, "-c", _JIT_PROGRAMS, str(folder)],  # noqa: E731
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = [run(), run()]
+    results = []
+    for proc in first:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (proc.returncode, err[-2000:])  # -11 / -4: SIGSEGV / SIGILL
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    for r in results:
+        assert r["cache_warnings"] == [], r
+    # one machine, one program: the sums agree to float32 rounding (8 loops of 16-23 terms: 1e-5 relative)
+    np.testing.assert_allclose(results[0]["values"], results[1]["values"], rtol=1e-5)
+    third = run()
+    out, err = third.communicate(timeout=300)
+    assert third.returncode == 0, err[-2000:]
+    again = json.loads(out.strip().splitlines()[-1])
+    assert again["hits"] >= 8, again  # read back from the cache the two wrote
+    np.testing.assert_allclose(again["values"], results[0]["values"], rtol=1e-5)
+    entries = list(folder.rglob("*.entry"))
+    assert len(entries) >= 8
+    for entry in entries:  # damage every executable in the middle (a torn or mixed write would do the same)
+        raw = bytearray(entry.read_bytes())
+        for i in range(len(raw) // 2, len(raw) // 2 + 64):
+            raw[i] ^= 0xFF
+        entry.write_bytes(bytes(raw))
+    fourth = run()
+    out, err = fourth.communicate(timeout=300)
+    assert fourth.returncode == 0, (fourth.returncode, err[-2000:])
+    damaged = json.loads(out.strip().splitlines()[-1])
+    assert damaged["hits"] == 0 and damaged["cache_warnings"] == [], damaged
+    np.testing.assert_allclose(damaged["values"], results[0]["values"], rtol=1e-5)

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import atexit
 import csv
+import difflib
 import hashlib
+import io
 import json
 import os
+import re
+import unicodedata
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -30,7 +34,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataUnavailableError, InputError
+from .errors import warn as _warn
 from .metadata import (
+    AGGREGATE_COLUMNS,
     CHANCE_FLOOR,
     DEFAULT_BENCHMARKS,
     LARGEST_PARAMS_BILLIONS,
@@ -59,6 +65,49 @@ def _fmt_rows(labels: Iterable, limit: int = 5) -> str:
     labels = [str(x) for x in labels]
     more = f" (and {len(labels) - limit} more)" if len(labels) > limit else ""
     return ", ".join(repr(x) for x in labels[:limit]) + more
+
+
+def nfc(label):
+    """A text label in Unicode normal form C (the form keyboards and most files use): the same name typed in
+    another normal form (a composed or a decomposed accent) is the same name. Anything else is returned as is."""
+    return unicodedata.normalize("NFC", label) if isinstance(label, str) else label
+
+
+def label_key(label) -> str:
+    """What two spellings of one name share: NFC, case folded, without whitespace ("MMLU-Pro", "mmlu-pro ",
+    "MMLU- Pro"). Names with one key and different spellings are refused or matched with a "did you mean",
+    never silently taken for two names."""
+    return unicodedata.normalize("NFC", "".join(nfc(str(label)).casefold().split()))
+
+
+def same_but_spelling(name, candidates) -> list:
+    """The candidates that differ from ``name`` only in case, whitespace or Unicode normal form."""
+    key = label_key(name)
+    return [c for c in candidates if c != name and label_key(c) == key]
+
+
+def spelling_clashes(labels) -> list[tuple]:
+    """Groups of distinct labels (in order of first appearance) that differ only in case, whitespace or normal
+    form."""
+    groups: dict[str, list] = {}
+    for lab in labels:
+        members = groups.setdefault(label_key(lab), [])
+        if lab not in members:
+            members.append(lab)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
+
+
+def did_you_mean(name, candidates, cutoff: float = 0.6) -> str:
+    """" (did you mean 'X'?)" for the closest candidate (case-insensitively), or ""."""
+    cands = [str(c) for c in candidates]
+    folded = {c.casefold(): c for c in cands}
+    close = difflib.get_close_matches(str(name).casefold(), list(folded), n=1, cutoff=cutoff)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""
+
+
+def is_aggregate_column(name) -> bool:
+    """A column that summarises the other scores (:data:`bayes_sloth.core.metadata.AGGREGATE_COLUMNS`)."""
+    return re.sub(r"[^0-9a-z]", "", label_key(name)) in AGGREGATE_COLUMNS
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,10 +163,26 @@ class Leaderboard:
         return pd.concat([self.covariates, self.scores], axis=1)
 
     def sha256(self) -> str:
-        """Hash of the table's content (covariates, scores, floors)."""
+        """Hash of the table's content (covariates, scores, floors).
+
+        Computed on one canonical layout (family as text, params and tokens as
+        floats, the instruct flag as a bool, scores and floors as floats, in
+        this order), so a table rebuilt from a fit file hashes as the table
+        that was fitted, whatever types the fitted one was built with.
+        """
+        cov = self.covariates
+        frame = pd.concat([pd.DataFrame({"family": cov["family"].astype(str).to_numpy(),
+                                         "params": cov["params"].to_numpy(dtype=float),
+                                         "tokens": cov["tokens"].to_numpy(dtype=float),
+                                         "instruct": cov["instruct"].to_numpy(dtype=bool)},
+                                        index=pd.Index(cov.index.astype(str), name="model")),
+                           pd.DataFrame(self.scores.to_numpy(dtype=float), index=pd.Index(cov.index.astype(str),
+                                        name="model"), columns=[str(b) for b in self.scores.columns])], axis=1)
+        floors = pd.Series(self.floors.to_numpy(dtype=float), name="floor",
+                           index=pd.Index([str(b) for b in self.floors.index], name="benchmark"))
         h = hashlib.sha256()
-        h.update(self.to_frame().to_csv(float_format="%.17g").encode())
-        h.update(self.floors.to_csv(float_format="%.17g").encode())
+        h.update(frame.to_csv(float_format="%.17g").encode())
+        h.update(floors.to_csv(float_format="%.17g").encode())
         return h.hexdigest()
 
     # ------------------------------------------------------------ selection
@@ -192,17 +257,27 @@ class Leaderboard:
 
 
 # ---------------------------------------------------------------- reading
-def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
+def _read_csv(path: str | os.PathLike) -> tuple[pd.DataFrame, bytes]:
+    """The table of a CSV file, and the file's bytes.
+
+    The file is read once, whole, and parsed from memory: a pipe or a
+    process substitution (``--data <(...)``) can be read only once, and a
+    file changed between two reads would give two different tables.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file {str(path)!r} does not exist")
     if path.is_dir():
         raise InputError(f"data path {str(path)!r} is a folder, not a CSV file")
-    reason = _sniff_not_csv(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"data file {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    reason = _sniff_not_csv(raw)
     if reason:
         raise InputError(f"data file {str(path)!r} is not a CSV table: {reason}")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(io.BytesIO(raw))
     except pd.errors.EmptyDataError:
         raise InputError(f"data file {str(path)!r} is empty: it needs a header row and one row per model") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -215,41 +290,43 @@ def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
         )
     if len(df) == 0:
         raise InputError(f"data file {str(path)!r} has a header but no rows")
-    dup = _duplicated_header(path)
+    dup = _duplicated_header(raw)
     if dup:
         raise InputError(
             f"data file {str(path)!r} has column header {_fmt_rows(dup)} more than once (pandas would "
             "silently rename the second copy): rename or remove the duplicate column"
         )
-    return df
+    return df, raw
 
 
-def _duplicated_header(path: Path) -> list[str]:
-    """Header names that occur more than once, read from the file itself.
+def _duplicated_header(raw: bytes) -> list[str]:
+    """Header names that occur more than once (in Unicode normal form C), read from the file's bytes.
 
     pandas renames a repeated ``MMLU`` to ``MMLU.1``, after which nothing can
     tell it from a real column; the csv module gives the header as written.
     Empty names are left out: pandas names those ``Unnamed: k`` and they are
     never used as columns.
     """
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        header = next((row for row in csv.reader(fh) if row), [])
+    text = raw.decode("utf-8-sig", errors="replace")
+    header = next((row for row in csv.reader(io.StringIO(text, newline="")) if row), [])
     seen, dup = set(), []
-    for name in header:
+    for name in map(nfc, header):
         if name.strip() and name in seen and name not in dup:
             dup.append(name)
         seen.add(name)
     return dup
 
 
-def _read_text_columns(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Columns of a CSV file read as text, exactly as written.
+def _read_text_columns(raw: bytes, columns: Sequence[str]) -> pd.DataFrame:
+    """Columns of a CSV file read as text, exactly as written (from the file's bytes; headers in NFC).
 
     Names are text, not numbers: read as numbers, model ``000`` would become
     ``0`` and families ``1`` and ``1.0`` would merge. Only an empty cell is
     missing (pandas' other missing markers, such as ``NA``, stay names).
     """
-    return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False, na_values=[""])
+    text = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_values=[""])
+    text.columns = [nfc(c) for c in text.columns]
+    return text[list(columns)]
 
 
 def _is_sloth_table(df: pd.DataFrame) -> bool:
@@ -270,10 +347,9 @@ def _numeric_column(df: pd.DataFrame, col: str, what: str, models: pd.Index, hin
     return num.astype(float)
 
 
-def _sniff_not_csv(path: Path) -> str | None:
-    """A reason why a file is clearly not a CSV table (JSON, HDF5/netCDF, zip/xlsx), or None."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+def _sniff_not_csv(raw: bytes) -> str | None:
+    """A reason why a file's bytes are clearly not a CSV table (JSON, HDF5/netCDF, zip/xlsx), or None."""
+    head = raw[:8]
     if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
         return "it is a netCDF/HDF5 file (a saved fit? use `bayes-sloth predict FIT.nc --data NEW.csv`)"
     if head.startswith(b"PK\x03\x04"):
@@ -316,6 +392,19 @@ def load_leaderboard(
     scores are required, a benchmark the law cannot learn from (observed
     scores all equal, all exactly 0 or 1, or all at or below the chance floor).
 
+    Labels (column headers, model and family names, the names given in
+    ``benchmarks`` and ``*_col``) are read in Unicode normal form C. Names
+    that differ only in case, whitespace or normal form are never taken for
+    two things, nor one silently for the other: two such models, families or
+    used columns in one table are refused, and so is a benchmark asked for
+    (``benchmarks``: the fitted ones, when reading forecast rows) that the
+    table spells another way, with the spelling it has. A column that
+    summarises the others (``Average``, ``avg``, ...;
+    :data:`bayes_sloth.core.metadata.AGGREGATE_COLUMNS`) is refused as a
+    benchmark unless named in ``benchmarks``. When score columns are
+    optional (``require_scores=False``), a column not asked for whose name is
+    close to a benchmark asked for is named in a warning (it is not used).
+
     Parameters
     ----------
     source : path or DataFrame
@@ -342,9 +431,11 @@ def load_leaderboard(
     require_scores : bool
         If False (for prediction inputs), score columns may be absent.
     """
+    raw = None
     if isinstance(source, pd.DataFrame):
         df = source.copy()
         name = "the DataFrame"
+        df.columns = [nfc(c) for c in df.columns]
         dup = list(pd.unique(df.columns[df.columns.duplicated()]))
         if dup:
             raise InputError(
@@ -352,7 +443,8 @@ def load_leaderboard(
                 "(e.g. df.loc[:, ~df.columns.duplicated()]) so each column is one field"
             )
     else:
-        df = _read_csv(source)
+        df, raw = _read_csv(source)
+        df.columns = [nfc(c) for c in df.columns]
         name = repr(str(source))
     if df.empty:
         raise InputError(f"{name} has no rows")
@@ -366,6 +458,7 @@ def load_leaderboard(
         "tokens": tokens_col,
         "instruct": instruct_col,
     }
+    given = {k: nfc(v) for k, v in given.items()}
     sloth = all(v is None for v in given.values()) and _is_sloth_table(df)
     defaults = SLOTH_COLUMNS if sloth else _DEFAULT_COLUMNS
     cols = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
@@ -373,14 +466,24 @@ def load_leaderboard(
     for key in ("model", "family", "params", "tokens"):
         if cols[key] not in df.columns:
             option = f"--{key}-col / {key}_col"
+            near = same_but_spelling(cols[key], df.columns)
+            hint = (f"; it has {near[0]!r}, which differs only in case or spacing: rename it to {cols[key]!r} or "
+                    f"pass {option} {near[0]!r}" if near else f"; name it with {option}")
             raise InputError(
-                f"{name} has no {key} column {cols[key]!r}; name it with {option} "
+                f"{name} has no {key} column {cols[key]!r}{hint} "
                 f"(columns are: {_fmt_rows(df.columns, 12)})"
             )
-    if instruct_col is not None and instruct_col not in df.columns:
-        raise InputError(f"{name} has no instruct column {instruct_col!r}")
-    if not isinstance(source, pd.DataFrame):
-        text = _read_text_columns(Path(source), [cols["model"], cols["family"]])
+    if instruct_col is not None and cols["instruct"] not in df.columns:
+        raise InputError(f"{name} has no instruct column {cols['instruct']!r}"
+                         + did_you_mean(cols["instruct"], df.columns))
+    if cols["instruct"] not in df.columns:
+        near = same_but_spelling(cols["instruct"], df.columns)
+        if near:  # an "Instruct" column would otherwise be read as a benchmark, or ignored
+            raise InputError(f"{name} has no instruct column {cols['instruct']!r} but has {near[0]!r}, which differs "
+                             f"only in case or spacing: rename it to {cols['instruct']!r} or pass --instruct-col / "
+                             f"instruct_col {near[0]!r}")
+    if raw is not None:
+        text = _read_text_columns(raw, [cols["model"], cols["family"]])
         if len(text) != len(df):  # both reads skip the same blank lines; never expected
             raise InputError(f"{name}: could not read the model and family names as text")
         df[cols["model"]] = text[cols["model"]].to_numpy()
@@ -391,7 +494,7 @@ def load_leaderboard(
     if model.isna().any():
         rows = np.flatnonzero(model.isna().to_numpy())
         raise InputError(f"column {cols['model']!r} (model name) is empty in row(s) {_fmt_rows(rows)}")
-    model = model.astype(str).str.strip()
+    model = model.astype(str).str.strip().map(nfc)
     if (model == "").any():
         rows = np.flatnonzero((model == "").to_numpy())
         raise InputError(f"column {cols['model']!r} (model name) is blank in row(s) {_fmt_rows(rows)}")
@@ -400,6 +503,14 @@ def load_leaderboard(
         raise InputError(
             f"column {cols['model']!r} has duplicate model name(s) {_fmt_rows(pd.unique(dup))}: "
             "each model must appear in one row"
+        )
+    clash = spelling_clashes(model)
+    if clash:
+        rows = [int(np.flatnonzero((model == m).to_numpy())[0]) for m in clash[0]]
+        raise InputError(
+            f"column {cols['model']!r} has model names {' and '.join(repr(m) for m in clash[0])} (rows "
+            f"{', '.join(map(str, rows))}) that differ only in case or spacing: the same model twice? each model "
+            f"must appear in one row; if they are different models, name them so they differ otherwise"
         )
     models = pd.Index(model, name="model")
 
@@ -411,13 +522,22 @@ def load_leaderboard(
             f"column {cols['family']!r} (family) is missing for model(s) "
             f"{_fmt_rows(models[rows])}: every model needs a family"
         )
-    fam = fam.astype(str).str.strip()
+    fam = fam.astype(str).str.strip().map(nfc)
     if (fam == "").any():
         rows = np.flatnonzero((fam == "").to_numpy())
         raise InputError(
             f"column {cols['family']!r} (family) is blank for model(s) {_fmt_rows(models[rows])} "
             f"(row(s) {', '.join(str(r) for r in rows[:5])}): every model needs a family; write one (a model "
             "alone in its family can use its own name)"
+        )
+
+    clash = spelling_clashes(fam)
+    if clash:
+        who = [models[int(np.flatnonzero((fam == f).to_numpy())[0])] for f in clash[0]]
+        raise InputError(
+            f"column {cols['family']!r} (family) has {' and '.join(repr(f) for f in clash[0])} (models "
+            f"{', '.join(repr(m) for m in who)}), which differ only in case or spacing: one family spelled two "
+            "ways would be fitted as two families; write one spelling (or names that differ otherwise)"
         )
 
     # --- covariates
@@ -435,6 +555,7 @@ def load_leaderboard(
             )
         _check_unit(v, key, cols[key], models)
         cov[key] = v.to_numpy()
+    flops_col = nfc(flops_col)
     flops_name = flops_col if flops_col is not None else (SLOTH_FLOPS_COLUMN if sloth else "flops")
     if flops_col is not None and flops_col not in df.columns:
         raise InputError(f"{name} has no FLOPs column {flops_col!r} (columns are: {_fmt_rows(df.columns, 12)})")
@@ -466,15 +587,45 @@ def load_leaderboard(
             benchmarks = list(DEFAULT_BENCHMARKS)
         else:
             benchmarks = [c for c in df.columns if c not in used and not str(c).startswith("Unnamed:")]
-    benchmarks = list(benchmarks)
+            aggregate = [c for c in benchmarks if is_aggregate_column(c)]
+            if aggregate:
+                raise InputError(
+                    f"column {aggregate[0]!r} of {name} looks like an aggregate of the other scores (an average or "
+                    "total), not a benchmark: fitted as one it would count every score twice; drop it, or choose "
+                    "the score columns with benchmarks= (--benchmarks), naming it there if it really is a benchmark"
+                )
+    benchmarks = [nfc(b) for b in benchmarks]
+    others = [c for c in df.columns if c not in used]
     missing_cols = [b for b in benchmarks if b not in df.columns]
+    for b in missing_cols:
+        near = same_but_spelling(b, others)
+        if near:
+            todo = (f"ask for {near[0]!r} as the table spells it, or rename the column" if require_scores else
+                    f"rename the column to {b!r} for its scores to be used (a forecast is conditioned on them), or "
+                    "drop it")
+            raise InputError(f"benchmark {b!r} is not a column of {name}, but {near[0]!r} is (they differ only in "
+                             f"case or spacing, and names must match exactly): {todo}")
     if missing_cols:
         if require_scores:
             raise InputError(
-                f"benchmark {_fmt_rows(missing_cols)} is not a column of {name}; "
-                f"columns are: {_fmt_rows([c for c in df.columns if c not in used], 20)}"
+                f"benchmark {_fmt_rows(missing_cols)} is not a column of {name}"
+                f"{did_you_mean(missing_cols[0], others)}; columns are: {_fmt_rows(others, 20)}"
             )
         benchmarks = [b for b in benchmarks if b in df.columns]
+    clash = spelling_clashes(list(dict.fromkeys([cols[k] for k in _CANONICAL if cols[k] in df.columns]
+                                                + ([flops_name] if flops_name in df.columns else []) + benchmarks)))
+    if clash:
+        raise InputError(
+            f"{name} has columns {' and '.join(repr(c) for c in clash[0])}, which differ only in case or spacing: "
+            "the same column twice? rename or drop one (or choose the score columns with benchmarks= / --benchmarks)"
+        )
+    if not require_scores and explicit:
+        unused = [c for c in others if c not in benchmarks and not str(c).startswith("Unnamed:")]
+        near = [(c, did_you_mean(c, missing_cols, cutoff=0.8)) for c in unused]
+        near = [(c, hint) for c, hint in near if hint]
+        if near:
+            _warn(f"column(s) of {name} not used as scores: " + "; ".join(f"{c!r}{hint}" for c, hint in near[:5])
+                  + " (only a column named exactly like a fitted benchmark is read as its scores)")
     if require_scores and not benchmarks:
         raise InputError(f"{name} has no benchmark score columns")
     if len(set(benchmarks)) != len(benchmarks):
@@ -623,7 +774,7 @@ def _check_learnable(v: pd.Series, bench: str, floor: float, name: str) -> None:
 
 
 def _resolve_floors(benchmarks: Sequence[str], floors: Mapping[str, float] | None) -> pd.Series:
-    floors = dict(floors or {})
+    floors = {nfc(k): v for k, v in dict(floors or {}).items()}
     out, unknown = {}, []
     for b in benchmarks:
         if b in floors:
@@ -896,12 +1047,12 @@ def split_family(lb: Leaderboard, family: str, n_train: int, among: Sequence[str
     ``(train_models, held_out_models)``; an unknown family (with a "did you
     mean"), a bad ``n_train``, or too few models is an :class:`InputError`.
     """
-    import difflib
-
     cov = lb.covariates
     fams = set(cov["family"])
     if family not in fams:
-        close = difflib.get_close_matches(str(family), sorted(fams), n=3)
+        close = same_but_spelling(family, sorted(fams)) or [
+            {f.casefold(): f for f in fams}[c] for c in difflib.get_close_matches(
+                str(family).casefold(), sorted(f.casefold() for f in fams), n=3)]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise InputError(f"family {family!r} is not in the leaderboard{hint}")
     if not isinstance(n_train, (int, np.integer)) or isinstance(n_train, bool) or n_train < 0:

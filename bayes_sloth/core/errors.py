@@ -22,6 +22,10 @@ class FitFileError(BayesSlothError, OSError):
     """A saved fit that cannot be read: corrupted, or from an incompatible version."""
 
 
+class OutputError(BayesSlothError, OSError):
+    """A file that could not be written (a full disk, no permission): the file that was there is unchanged."""
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Issue a warning attributed to the caller's code: the first frame outside this package."""
     import os

@@ -26,12 +26,12 @@ import xarray as xr
 from .. import __version__
 from . import io
 from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
-from .data import Leaderboard, load_leaderboard
+from .data import Leaderboard, did_you_mean, label_key, load_leaderboard, nfc, same_but_spelling
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
 from .inference import (
-    SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays, observation_groups,
-    posterior_dataset, run_nuts, run_svi, to_inference_data)
+    SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays, model_site_shapes,
+    observation_groups, posterior_dataset, real_dtype, run_nuts, run_svi, to_inference_data)
 from .model import (
     ModelSpec, OFFSET_FRAME_MAX_BENCHMARKS, Standardizer, assemble_loadings, default_anchors, latent_log_tokens,
     log_compute, standardization_array, token_covariates)
@@ -42,8 +42,9 @@ from .progress import ChainBars
 
 #: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
 TOKEN_STREAM = 0x70C5
-#: Version of the fit layout (metadata and groups). Fits of another major version are refused on load.
-FIT_FORMAT = "2.0"
+#: Version of the fit layout (metadata and groups). Fits of another major version are refused on load; a minor
+#: version adds fields only (2.1: ``checksums``, one per stored array, checked on load when present).
+FIT_FORMAT = "2.1"
 #: Attribute of the posterior group that holds a fit's metadata, as JSON.
 META_ATTR = "bayes_sloth"
 NEW_FAMILIES = ("allow", "warn", "error")
@@ -62,9 +63,19 @@ def read_new_models(new, benchmarks: Sequence[str] | None = None, columns: dict 
     params and tokens (and optional instruct) columns. Score columns are
     optional: those named like one of ``benchmarks`` (the fitted benchmarks)
     are read as observed scores, with the same checks as a leaderboard's;
-    every other column is ignored. Any error in what is read is raised.
+    every other column is ignored (one whose name is close to a fitted
+    benchmark's with a warning). A column that spells a fitted benchmark
+    another way (case, spacing, Unicode normal form: ``mmlu`` for ``MMLU``)
+    is refused, with the fitted name: read or ignored, it would change the
+    forecast without a word. Any error in what is read is raised.
     """
     if isinstance(new, Leaderboard):
+        for b in benchmarks or []:
+            near = same_but_spelling(b, new.benchmarks) if b not in new.benchmarks else []
+            if near:
+                raise InputError(f"benchmark {b!r} is not a column of the new models' leaderboard, but {near[0]!r} is "
+                                 "(they differ only in case or spacing, and names must match exactly): rename it to "
+                                 f"{b!r} for its scores to be used (a forecast is conditioned on them), or drop it")
         keep = [b for b in (benchmarks or []) if b in new.benchmarks]
         return new.select(benchmarks=keep)
     return load_leaderboard(new, benchmarks=list(benchmarks or []), require_scores=False, **(columns or {}))
@@ -116,6 +127,58 @@ def auto_target_accept(n_benchmarks: int) -> float:
     """
 
     return AUTO_TARGET_ACCEPT[0] if int(n_benchmarks) <= OFFSET_FRAME_MAX_BENCHMARKS else AUTO_TARGET_ACCEPT[1]
+
+
+#: Copies of a fit's draws that exist at once while they are sampled and assembled (JAX's arrays, then NumPy's
+#: and xarray's): the draws may take at most 1 / MEMORY_COPIES of the machine's memory.
+MEMORY_COPIES = 2
+
+
+def machine_memory_bytes() -> int | None:
+    """Memory this process may use: the machine's physical memory, or the container's limit (cgroup) if lower;
+    None where neither can be read."""
+    sizes = []
+    try:
+        sizes.append(int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            sizes.append(int(text))
+    sizes = [v for v in sizes if v > 0]
+    return min(sizes) if sizes else None
+
+
+def check_draws_fit_in_memory(spec: ModelSpec, data: dict, chains: int, draws: int, what: str = "draws",
+                              memory: int | None = None) -> int:
+    """Refuse, before any sampling, a number of draws whose posterior would not fit in memory.
+
+    A fit keeps, per draw: every sampled and deterministic site of the law
+    (each model's skills and offset among them) and, per fitted score, its
+    log-likelihood and a replicated score, in float32 (float64 in JAX's 64-bit
+    mode), times ``chains`` x ``draws``; assembling them makes
+    :data:`MEMORY_COPIES` copies at once. Returns the bytes of one copy;
+    raises an InputError naming ``what`` when the copies exceed ``memory``
+    (default :func:`machine_memory_bytes`).
+    """
+    sampled, deterministic = model_site_shapes(spec, data)
+    pairs = int(np.asarray(data["obs_weight"]).sum())
+    per_draw = sum(int(np.prod(v)) for v in (*sampled.values(), *deterministic.values())) + 2 * pairs
+    size = int(chains) * int(draws) * per_draw * np.dtype(real_dtype()).itemsize
+    memory = machine_memory_bytes() if memory is None else memory
+    if memory is not None and MEMORY_COPIES * size > memory:
+        fits = max(1, memory // (MEMORY_COPIES * per_draw * np.dtype(real_dtype()).itemsize * int(chains)))
+        raise InputError(
+            f"{what}={draws} with {chains} chain(s) would hold {size / 1e9:.3g} GB of draws ({per_draw} numbers per "
+            f"draw: the law's sites, each model's skills and offset, and the log-likelihood and a replicated score "
+            f"of each of the {pairs} fitted scores), more than this machine's {memory / 1e9:.3g} GB of memory holds "
+            f"with the {MEMORY_COPIES} copies made while assembling them: use at most {fits} {what} per chain "
+            "(a few thousand draws in all are plenty for every diagnostic and interval)")
+    return size
 
 
 class SkillsLaw:
@@ -206,7 +269,8 @@ class SkillsLaw:
             raise InputError(f"anchors names {len(self.anchors)} benchmarks, need one per skill ({self.n_skills})")
         unknown = [a for a in self.anchors if a not in lb.benchmarks]
         if unknown:
-            raise InputError(f"anchor benchmark {unknown[0]!r} is not among the fitted benchmarks {lb.benchmarks}")
+            raise InputError(f"anchor benchmark {unknown[0]!r} is not among the fitted benchmarks"
+                             f"{did_you_mean(unknown[0], lb.benchmarks)}: {lb.benchmarks}")
         return tuple(lb.benchmarks.index(a) for a in self.anchors)
 
     def fit(self, data, benchmarks: Sequence[str] | None = None, *, columns: dict | None = None,
@@ -250,6 +314,11 @@ class SkillsLaw:
         spec = ModelSpec(int(law.n_skills), len(lb.benchmarks), len(families), self._anchor_index(lb),
                          n_latent_tokens=int((~known).sum()), options=law)
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
+        if self.method == "nuts":
+            chains, kept = int(self.chains), int(self.max_draws) if self.draws == "auto" else int(self.draws)
+        else:  # one pseudo-chain of draws from the approximation (run_svi)
+            chains, kept = 1, 1000 if self.draws == "auto" else int(self.draws)
+        check_draws_fit_in_memory(spec, arrays, chains, kept, "max_draws" if self.draws == "auto" else "draws")
         bars = None
         if self.progress is True and self.method == "nuts":
 
@@ -349,8 +418,15 @@ class SkillsLaw:
         """Index of each row's family among the fitted ones (-1: never seen), applying ``new_families``."""
         if new_families not in NEW_FAMILIES:
             raise InputError(f"new_families must be one of {NEW_FAMILIES}, got {new_families!r}")
-        fidx = pd.Index(self.families_).get_indexer(families)
+        families = pd.Series([nfc(str(f)) for f in families])
+        fidx = pd.Index([nfc(f) for f in self.families_]).get_indexer(families)
         unseen = list(pd.unique(families[fidx < 0]))
+        for f in unseen:  # one family spelled another way is not a never-seen family, whatever new_families says
+            near = same_but_spelling(f, self.families_)
+            if near:
+                raise InputError(f"family {f!r} is not in the fit, but {near[0]!r} is (they differ only in case or "
+                                 f"spacing): write {near[0]!r} to forecast it as that fitted family; a new family "
+                                 "needs a name that differs otherwise")
         if unseen and new_families != "allow":
             hints = []
             for f in unseen:
@@ -561,9 +637,22 @@ class SkillsLaw:
             )
         self._warn_if_unconverged()
         fitted = self.idata_.constant_data
-        midx = pd.Index(fitted["model"].values).get_indexer(cov.index)
-        same_family = fitted["model_family"].values[np.maximum(midx, 0)] == cov["family"].to_numpy(dtype=str)
+        fitted_models = [nfc(str(m)) for m in fitted["model"].values]
+        fitted_families = np.array([nfc(str(f)) for f in fitted["model_family"].values], dtype=object)
+        midx = pd.Index(fitted_models).get_indexer([nfc(str(m)) for m in cov.index])
+        same_family = fitted_families[np.maximum(midx, 0)] == np.array([nfc(str(f)) for f in cov["family"]], dtype=object)
         midx = np.where((midx >= 0) & same_family, midx, -1)  # a fitted model keeps its own offset
+        if (midx < 0).any():  # a fitted model spelled another way would silently be a new model, with a new offset
+            keys: dict = {}
+            for m, f in zip(fitted_models, fitted_families):
+                keys.setdefault((label_key(m), f), m)
+            for m, f in zip(cov.index[midx < 0], cov["family"].to_numpy(dtype=str)[midx < 0]):
+                near = keys.get((label_key(m), nfc(f)))
+                if near is not None and near != nfc(str(m)):
+                    raise InputError(f"model {m!r} (family {f!r}) is not a fitted model, but {near!r} of the same "
+                                     "family is (they differ only in case or spacing): write "
+                                     f"{near!r} to forecast that fitted model (it keeps its own offset), or give "
+                                     "a new model a name that differs otherwise")
         mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
         ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
         if condition:
@@ -665,7 +754,7 @@ class SkillsLaw:
                 v = v[~np.isnan(v)]
             if not (np.isfinite(v) & (v > 0)).all():
                 raise InputError(f"{name} must be finite positive numbers, got {v[~(np.isfinite(v) & (v > 0))][0]!r}")
-        cov = pd.DataFrame({"family": fam.astype(str), "params": p, "tokens": t, "instruct": ins})
+        cov = pd.DataFrame({"family": [nfc(str(f)) for f in fam], "params": p, "tokens": t, "instruct": ins})
         names = [f"\x00point:{f}:{i}" for i, f in enumerate(cov["family"])]  # streams of points, not of models
         mu, score, theta, fidx = self._draw_rows(cov, names, seed, new_families)
         flags = self._extrapolation(cov.set_index(pd.Index([f"point {i}" for i in range(len(cov))])))
@@ -755,10 +844,8 @@ class SkillsLaw:
             given = list(given)
             for b in given:
                 if b not in self.benchmarks_:
-                    close = difflib.get_close_matches(str(b), self.benchmarks_, n=1, cutoff=0.6)
-                    raise InputError(f"{what} names {b!r}, not a fitted benchmark"
-                                     + (f" (did you mean {close[0]!r}?)" if close else "")
-                                     + f"; fitted: {', '.join(self.benchmarks_)}")
+                    raise InputError(f"{what} names {b!r}, not a fitted benchmark{did_you_mean(b, self.benchmarks_)}"
+                                     f"; fitted: {', '.join(self.benchmarks_)}")
             if not given:
                 raise InputError(f"{what} is empty: name at least one fitted benchmark, or pass None")
             names[what] = given
@@ -767,7 +854,8 @@ class SkillsLaw:
                 raise InputError(f"cost must be a mapping benchmark -> cost, got {type(cost).__name__}")
             for b, c in cost.items():
                 if b not in self.benchmarks_:
-                    raise InputError(f"cost names {b!r}, not a fitted benchmark; fitted: {', '.join(self.benchmarks_)}")
+                    raise InputError(f"cost names {b!r}, not a fitted benchmark{did_you_mean(b, self.benchmarks_)}; "
+                                     f"fitted: {', '.join(self.benchmarks_)}")
                 if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, float, np.integer, np.floating)) \
                         or not np.isfinite(c) or c <= 0:
                     raise InputError(f"cost of {b!r} must be a positive finite number, got {c!r}")
@@ -828,15 +916,19 @@ class SkillsLaw:
 
         Deterministic sites, the log-likelihood, observed data and replicated
         scores are left out: :meth:`_from_idata` recomputes them from the
-        sampled sites by the same code as the fit, bit for bit.
+        sampled sites by the same code as the fit, bit for bit. The metadata
+        records a checksum of every array written (:func:`array_checksums`),
+        so that an edited or damaged array is refused on load.
         """
         self._check_fitted()
         meta = json.loads(self.idata_.posterior.attrs[META_ATTR])
         post = self.idata_.posterior[meta["sampled_sites"]]
-        post.attrs = dict(self.idata_.posterior.attrs)
         groups = {"posterior": post, "constant_data": self.idata_.constant_data}
         if "sample_stats" in self.idata_.groups():
             groups["sample_stats"] = self.idata_.sample_stats
+        meta["fit_format"] = FIT_FORMAT
+        meta["checksums"] = array_checksums(groups)
+        post.attrs = dict(self.idata_.posterior.attrs, **{META_ATTR: json.dumps(meta, default=_json_default)})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return az.InferenceData(**groups)
@@ -951,6 +1043,32 @@ def _read_meta(idata, source: str) -> dict:
     return meta
 
 
+def _canonical_bytes(values) -> bytes:
+    """An array's content as bytes that survive a netCDF round trip: numbers (bool and int too) as
+    little-endian float64 with one NaN, text as UTF-8; the shape first."""
+    a = np.asarray(values)
+    head = repr(a.shape).encode()
+    if a.dtype.kind in "OUS":
+        return head + "\x00".join(str(v.decode() if isinstance(v, bytes) else v) for v in a.ravel()).encode()
+    a = a.astype(np.float64)
+    return head + np.ascontiguousarray(np.where(np.isnan(a), np.nan, a), dtype="<f8").tobytes()
+
+
+def array_checksums(groups: dict) -> dict:
+    """sha256 of every data variable of ``groups`` (name -> Dataset), keyed ``"group.variable"``."""
+    import hashlib
+
+    return {f"{g}.{v}": hashlib.sha256(_canonical_bytes(ds[v].values)).hexdigest()
+            for g, ds in groups.items() for v in ds.data_vars}
+
+
+#: How far a stored covariate may be from the one recomputed from params and tokens: x is computed in float64
+#: and stored in float32 (half a unit in the last place, 6e-8 of |x|, |x| < 10 on any real table); 1e-5 of
+#: max(1, |x|) is a hundred times that, and far below what a changed standardization or covariate moves (the
+#: issue's shifted mean moved x by 0.03 to 0.1).
+X_TOLERANCE = 1e-5
+
+
 def _check_fit_parts(idata, meta: dict, source: str):
     """Check a fit's metadata and arrays against each other; returns (spec, standardizer, leaderboard, data)."""
 
@@ -1006,9 +1124,24 @@ def _check_fit_parts(idata, meta: dict, source: str):
         v = np.asarray(post[site].values)
         if v.ndim < 2 or v.size == 0 or np.isnan(v).all():
             raise bad(f"posterior.{site}", "holds no draws (empty or all NaN)")
+        if v.dtype.kind not in "fiu":
+            raise bad(f"posterior.{site}", f"holds {v.dtype} values, not numbers")
+        finite = np.isfinite(v)
+        if not finite.all():
+            n = int((~finite).sum())
+            raise bad(f"posterior.{site}", f"holds {n} non-finite value(s) (NaN or infinite) among its {v.size} "
+                      "draws; a sampler never keeps one")
+        if v.shape[:2] != post[meta["sampled_sites"][0]].shape[:2]:
+            raise bad(f"posterior.{site}", f"has {v.shape[:2]} (chain, draw), unlike the other sites")
     for dim, names in (("family", families), ("benchmark", benchmarks), ("model", models)):
         if dim in post.dims and list(map(str, post[dim].values)) != names:
             raise bad(f"posterior.{dim}", "does not match the constant data and metadata")
+    if "sample_stats" in idata.groups():
+        for name, v in idata.sample_stats.data_vars.items():
+            for dim in ("chain", "draw"):
+                if dim in v.dims and v.sizes[dim] != post.sizes[dim]:
+                    raise bad(f"sample_stats.{name}", f"has {v.sizes[dim]} {dim}(s), the posterior {post.sizes[dim]}")
+    _check_checksums(idata, meta, source)
     cov = pd.DataFrame({"family": cd["model_family"].values.astype(str),
                         "params": cd["params"].values.astype(float), "tokens": cd["tokens"].values.astype(float),
                         "instruct": cd["instruct"].values.astype(bool)}, index=pd.Index(models, name="model"))
@@ -1018,9 +1151,59 @@ def _check_fit_parts(idata, meta: dict, source: str):
     if int(no_tokens.sum()) != spec.n_latent_tokens:
         raise bad("spec.n_latent_tokens", f"is {spec.n_latent_tokens} but {int(no_tokens.sum())} fitted model(s) have "
                   "no token count in constant_data.tokens")
+    recorded = meta.get("data_sha256")
+    if isinstance(recorded, str) and recorded != lb.sha256():
+        raise bad("constant_data", "(params, tokens, families, instruct flags, scores, floors) does not match the "
+                  "data_sha256 recorded when the fit was made: the fitted data were changed")
+    if [families[i] for i in fam_idx] != list(cov["family"]):
+        raise bad("constant_data.family_index", "does not match constant_data.model_family")
+    rows, cols = np.nonzero(np.isfinite(scores))
+    if not (np.array_equal(om, rows) and np.array_equal(ob, cols)):
+        raise bad("constant_data.obs_model_index", "does not list the observed scores of constant_data.scores")
     x = np.array(cd["x"].values, dtype=float)
     x[no_tokens, 1:] = np.nan  # the placeholders of latent token columns (inference.model_arrays)
+    want = std.transform(cov["params"], cov["tokens"])
+    known = np.isfinite(want)
+    off = np.abs(x[known] - want[known]) > X_TOLERANCE * np.maximum(1.0, np.abs(want[known]))
+    if off.any() or not np.isfinite(x[known]).all():
+        worst = float(np.nanmax(np.abs(x[known] - want[known]))) if np.isfinite(x[known]).any() else float("nan")
+        raise bad("constant_data.x", f"is not the standardized params and tokens of the fitted models (the "
+                  f"metadata's standardizer gives values up to {worst:.3g} away): the standardizer or the "
+                  "covariates were changed")
     data = model_arrays(x=x, family=fam_idx, instruct=cd["instruct"].values, floor=cd["floor"].values,
                         obs_model=om, obs_bench=ob, y=y, obs_weight=np.asarray(cd["obs_weight"].values, dtype=bool),
                         standardization=standardization_array(std))
+    _check_site_shapes(post, meta, spec, data, bad)
     return spec, std, lb, data
+
+
+def _check_checksums(idata, meta: dict, source: str) -> None:
+    """Every array the metadata has a checksum of (fits saved by format 2.1 on) still has that content."""
+    sums = meta.get("checksums")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise FitFileError(f"{source}: field 'checksums' of its metadata is not a mapping: corrupted; refit")
+    got = array_checksums({g: idata[g] for g in idata.groups()})
+    for name, want in sums.items():
+        if name not in got:
+            raise FitFileError(f"{source}: field {name!r} is missing; the file is corrupted or was edited: refit")
+        if got[name] != want:
+            raise FitFileError(f"{source}: field {name!r} does not match the checksum recorded when the fit was "
+                               "saved; the file is corrupted or was edited: refit")
+
+
+def _check_site_shapes(post, meta: dict, spec: ModelSpec, data: dict, bad) -> None:
+    """The stored draws are those of the law the metadata describes: the same sites, each of its shape."""
+    expected, _ = model_site_shapes(spec, data)
+    stored = set(meta["sampled_sites"])
+    if stored != set(expected):
+        extra, lacking = sorted(stored - set(expected)), sorted(set(expected) - stored)
+        raise bad("sampled_sites", f"lists {', '.join(extra) or 'nothing'} beyond and lacks "
+                  f"{', '.join(lacking) or 'nothing'} of the sites of the law in field 'spec'")
+    for site, shape in expected.items():
+        got = tuple(post[site].shape[2:])
+        if got != shape:
+            raise bad(f"posterior.{site}", f"holds draws of shape {got}, but the law of field 'spec' "
+                      f"({spec.n_skills} skill(s), {spec.n_benchmarks} benchmarks, {spec.n_families} families) "
+                      f"has shape {shape}")

@@ -637,6 +637,28 @@ def complete_posterior(spec: ModelSpec, sampled: dict, data: dict) -> dict:
     return out
 
 
+def model_site_shapes(spec: ModelSpec, data: dict) -> tuple[dict, dict]:
+    """Shapes of the law's sites for ``data``, read off the model itself (an abstract trace: nothing is
+    computed or compiled): ``(sampled, deterministic)``, each a dict name -> shape of one draw. ``sampled``
+    holds the latent sample sites (what a fit samples and a fit file stores), not the observed scores."""
+    from numpyro import handlers
+
+    model = partial(skills_law, spec)
+    kinds = {}
+
+    def trace(key):
+        tr = handlers.trace(handlers.seed(model, rng_seed=key)).get_trace(**data)
+        keep = {k: s for k, s in tr.items() if (s["type"] == "sample" and not s["is_observed"])
+                or s["type"] == "deterministic"}
+        kinds.update({k: s["type"] for k, s in keep.items()})
+        return {k: s["value"] for k, s in keep.items()}
+
+    shapes = jax.eval_shape(trace, jax.random.PRNGKey(0))
+    sampled = {k: tuple(v.shape) for k, v in shapes.items() if kinds[k] == "sample"}
+    deterministic = {k: tuple(v.shape) for k, v in shapes.items() if kinds[k] == "deterministic"}
+    return sampled, deterministic
+
+
 def real_dtype():
     """float32 by default; float64 when JAX's 64-bit mode is on
     (``jax.config.update("jax_enable_x64", True)`` before fitting)."""

@@ -48,6 +48,14 @@ SLOTH_COLUMNS: dict[str, str] = {
 #: Column of the Sloth table with training compute, in units of 1e21 FLOPs (6 N T there, exactly).
 SLOTH_FLOPS_COLUMN = "FLOPs (1E21)"
 
+#: Columns of leaderboard exports that summarise the other scores rather than measure a benchmark (the Open LLM
+#: Leaderboard's "Average ⬆️", "Average", "avg", ...), by their name in lower case with everything but letters and
+#: digits removed. Fitted as a benchmark, such a column counts every score a second time; it is refused unless named
+#: in ``benchmarks=`` (``--benchmarks``) on purpose.
+AGGREGATE_COLUMNS = frozenset({"average", "avg", "mean", "overall", "total", "aggregate", "averagescore", "avgscore",
+                               "meanscore", "overallscore", "totalscore", "aggregatescore", "averageaccuracy",
+                               "meanaccuracy", "avgacc", "averageacc", "meanacc", "sum"})
+
 #: Pinned copy of the Sloth table (github.com/felipemaiapolo/sloth, MIT license).
 #: The same bytes ship in ``bayes_sloth/datasets/sloth/`` (``packaged``, relative
 #: to the package); the URL is only used to refresh it.

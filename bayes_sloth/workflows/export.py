@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
-from ..core.io import write_csv, write_text
+from ..core.io import output_target, write_csv, write_text
 
 #: Columns a forecast table must have to be exported.
 REQUIRED = ("model", "benchmark", "mean", "lower", "upper")
@@ -96,6 +96,7 @@ def write_forecasts(table: pd.DataFrame, path: str | os.PathLike, *, format: str
     """Write a forecast table to ``path`` atomically: CSV (tidy, as :meth:`SkillsLaw.forecast` returns it) or LaTeX
     (:func:`forecasts_to_latex`). ``format`` ("csv" or "latex") defaults to the suffix (``.csv``, ``.tex``)."""
 
+    output_target(path, "forecast table")  # a name ending with a separator names a folder: Path() would drop it
     path = Path(path)
     if format is None:
         format = FORMATS.get(path.suffix.lower())
@@ -107,8 +108,8 @@ def write_forecasts(table: pd.DataFrame, path: str | os.PathLike, *, format: str
     table = _check_table(table)
     if format == "csv":
         text = [c for c in ("model", "family", "benchmark") if c in table]
-        return write_csv(table, path, index=False, text_columns=text)
-    return write_text(forecasts_to_latex(table, digits=digits, percent=percent), path)
+        return write_csv(table, path, index=False, text_columns=text, what="forecast table")
+    return write_text(forecasts_to_latex(table, digits=digits, percent=percent), path, what="forecast table")
 
 
 __all__ = ["forecasts_to_latex", "wide_forecasts", "write_forecasts"]

@@ -453,7 +453,7 @@ def forecast_report(
     doc = render_html(law, table, targets, level=level, title=title, data_source=data_source or "DataFrame",
                       target_family=target_family, train_of_family=train_of_family, n_train=n_train,
                       dropped=dropped, seed=seed)
-    write_text(doc, out)
+    write_text(doc, out, what="report")
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s")
     return ForecastReport(out, law, table, list(fit_cov.index), list(targets["model"]))
 

@@ -613,7 +613,7 @@ class StackedLaw:
                 "n_seen": int(self.n_seen), "seed": int(self.seed),
                 "n_draws": None if self.n_draws is None else int(self.n_draws),
                 "diagnostics": json.loads(self.diagnostics_.reset_index().to_json(orient="records"))}
-        io.write_text(json.dumps(meta, indent=1), folder / STACK_FILE)
+        io.write_text(json.dumps(meta, indent=1), folder / STACK_FILE, what="stack file")
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "StackedLaw":
