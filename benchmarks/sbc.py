@@ -51,6 +51,7 @@ from bayes_sloth.core.data import Leaderboard
 from bayes_sloth.core.estimator import auto_target_accept
 from bayes_sloth.core.inference import model_arrays
 from bayes_sloth.core.io import write_csv, write_text
+from bayes_sloth.core.options import LawOptions
 from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
 from bayes_sloth.workflows.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
 
@@ -64,10 +65,13 @@ OPTIONAL_SITES = ("model_sd", "model_z", "instruct_shift", "link_weights", "inst
 
 #: The laws SBC can check: the lean one (session 3); "default", the package's default law before session 13
 #: (learned link, offsets, shift); "slopes", today's default (that law with the family and instruct slopes).
+#: Each as the options that differ from today's defaults (bayes_sloth.core.options), so a law here stays the law
+#: it names when a default changes.
 LAWS = {
-    "lean": dict(link="sigmoid", model_effects=False, instruct_shift=False),
-    "default": dict(link="monotone", model_effects=True, instruct_shift=True),
-    "slopes": dict(link="monotone", model_effects=True, instruct_shift=True, instruct_slope=True, family_slopes=True),
+    "lean": dict(LawOptions().differences(), link="sigmoid", model_effects=False, instruct_shift=False,
+                 instruct_slope=False, family_slopes=False),
+    "default": dict(LawOptions().differences(), instruct_slope=False, family_slopes=False),
+    "slopes": LawOptions().differences(),
 }
 LAW_WORDS = {"lean": "sigmoid link, no offsets or shift",
              "default": "learned link, per-model offsets, instruct shift (no slopes: the default before session 13)",
@@ -127,7 +131,7 @@ def make_design(n_families: int = 8, models_per_family: int = 3, n_benchmarks: i
     estimated from; with the lean law, which has no shift, none is."""
     if law not in LAWS:
         raise ValueError(f"law must be one of {sorted(LAWS)}, got {law!r}")
-    instruct_largest = LAWS[law]["instruct_shift"]
+    instruct_largest = LawOptions(**LAWS[law]).instruct_shift
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(n_families):
