@@ -80,11 +80,12 @@ def code_stamp() -> str:
     """Hash of the law's code as imported by this process: a cached fit made by other code is refitted."""
     import hashlib
 
-    import bayes_sloth.core.inference as inf
+    import bayes_sloth.core.idata as idata
     import bayes_sloth.core.model as mod
+    import bayes_sloth.core.sampler as sampler
 
     h = hashlib.sha256()
-    for m in (mod, inf):
+    for m in (mod, sampler, idata):
         h.update(Path(m.__file__).read_bytes())
     return h.hexdigest()[:16]
 

@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from bayes_sloth.core.data import paper_errors
-from bayes_sloth.workflows.evaluation import build_design
 from bayes_sloth.core.io import write_text
+from bayes_sloth.workflows.evaluation import build_design
 
 #: A score within this fraction of its range from the floor or from 1 is moved to it before the logit.
 EDGE = 0.005

@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from bayes_sloth.core.data import paper_errors
-from bayes_sloth.workflows.evaluation import LEVELS, evaluate, summarize_pairs
 from bayes_sloth.core.io import write_csv, write_text
+from bayes_sloth.workflows.evaluation import LEVELS, evaluate, summarize_pairs
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
 PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")

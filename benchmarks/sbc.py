@@ -39,21 +39,22 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 import bayes_sloth as bs
-import jax
-import jax.numpy as jnp
-
 from bayes_sloth.core.data import Leaderboard
 from bayes_sloth.core.estimator import auto_target_accept
-from bayes_sloth.core.inference import model_arrays
+from bayes_sloth.core.idata import model_arrays
 from bayes_sloth.core.io import write_csv, write_text
-from bayes_sloth.core.options import LawOptions
 from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
-from bayes_sloth.workflows.simulation import _draw_through_model as draw_through_model  # the simulator's pass through skills_law
+from bayes_sloth.core.options import LawOptions
+from bayes_sloth.workflows.simulation import (
+    _draw_through_model as draw_through_model,  # the simulator's pass through skills_law
+)
 
 #: Sites drawn from the prior that define a replication's truth (alpha,
 #: loadings are deterministic functions of these).

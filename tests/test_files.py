@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -275,12 +276,12 @@ def test_metadata_that_is_not_json_is_refused(tiny_fit, tmp_path):
 @pytest.fixture
 def no_sampling(monkeypatch):
     """Any attempt to sample fails the test: the check must come first."""
-    import bayes_sloth.core.inference as inference
+    import bayes_sloth.core.sampler as sampler
 
     def refuse(*a, **k):
         raise AssertionError("sampling started before the output path was checked")
 
-    monkeypatch.setattr(inference, "run_nuts", refuse)
+    monkeypatch.setattr(sampler, "run_nuts", refuse)
     monkeypatch.setattr("bayes_sloth.core.estimator.run_nuts", refuse)
 
 

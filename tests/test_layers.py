@@ -108,7 +108,7 @@ def test_sequential_chains_are_announced_once():
     out = _run("""
 import json, warnings
 import bayes_sloth as bs
-import bayes_sloth.core.inference as inference
+import bayes_sloth.core.sampler as sampler
 lb, _ = bs.simulate_leaderboard(n_families=4, n_benchmarks=3, n_skills=1, models_per_family=2, seed=0)
 
 class Stop(Exception):
@@ -116,7 +116,7 @@ class Stop(Exception):
 
 def stop(*a, **k):
     raise Stop
-inference.get_sampler = stop  # the announcement comes before any sampling; nothing need be sampled
+sampler.get_sampler = stop  # the announcement comes before any sampling; nothing need be sampled
 msgs = []
 for _ in range(2):
     with warnings.catch_warnings(record=True) as w:

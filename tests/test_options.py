@@ -11,10 +11,17 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.cli import build_parser, law_from_args
-from bayes_sloth.core.inference import SamplerConfig
 from bayes_sloth.core.model import ModelSpec
 from bayes_sloth.core.options import (
-    EVALUATION_SAMPLER, LEAN_LAW, SIMULATION_LAW, LawOptions, SamplerOptions, absent_values, law_and_sampler)
+    EVALUATION_SAMPLER,
+    LEAN_LAW,
+    SIMULATION_LAW,
+    LawOptions,
+    SamplerOptions,
+    absent_values,
+    law_and_sampler,
+)
+from bayes_sloth.core.sampler import SamplerConfig
 from bayes_sloth.workflows import evaluation, simulation
 
 from .conftest import REPO_ROOT

@@ -41,9 +41,9 @@ from numpyro.infer.util import potential_energy
 
 import bayes_sloth as bs
 from bayes_sloth.core.diagnostics import diagnose
-from bayes_sloth.workflows.simulation import LEAN_LAW
-from bayes_sloth.core.inference import leaderboard_arrays
+from bayes_sloth.core.idata import leaderboard_arrays
 from bayes_sloth.core.model import ModelSpec, Standardizer, default_anchors, skills_law
+from bayes_sloth.workflows.simulation import LEAN_LAW
 
 from .conftest import TINY_BENCHMARKS, make_tiny_frame
 

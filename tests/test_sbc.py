@@ -117,7 +117,7 @@ def test_simulator_prior_is_the_models_prior():
     from numpyro.infer import Predictive
 
     import bayes_sloth as bs
-    from bayes_sloth.core.inference import model_arrays
+    from bayes_sloth.core.idata import model_arrays
     from bayes_sloth.core.model import ModelSpec, skills_law
 
     small = dict(n_families=8, n_benchmarks=5, n_skills=2, models_per_family=3)  # tests/test_simulation.py's

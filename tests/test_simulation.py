@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.core.inference import model_arrays
+from bayes_sloth.core.idata import model_arrays
 from bayes_sloth.core.model import LINK_KNOTS, ModelSpec, pair_dist
 from bayes_sloth.workflows.simulation import LEAN_LAW, write_synthetic
 

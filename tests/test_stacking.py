@@ -20,8 +20,14 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.core.errors import InputError
-from bayes_sloth.workflows.stacking import (StackedLaw, allocate_draws, candidate_names, mixture_lpd, stacking_weights,
-                                  unconverged_weight)
+from bayes_sloth.workflows.stacking import (
+    StackedLaw,
+    allocate_draws,
+    candidate_names,
+    mixture_lpd,
+    stacking_weights,
+    unconverged_weight,
+)
 
 # the lean law started uniformly: few programs to compile (CI time); what is tested is the stacking
 LEAN = dict(chains=2, warmup=150, draws=100, max_tree_depth=6, link="sigmoid", model_effects=False,

@@ -8,7 +8,7 @@ must be equal (every column, every row; numbers within float32 rounding, as
 numbers from another process are compared): the serial loop spreads a
 fold's chains over its 2 devices, a worker runs them one after another on its
 one device, and both run the very same compiled chain
-(``inference._spread``). Workers report the JAX devices they configured.
+(``sampler._spread``). Workers report the JAX devices they configured.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .inference import real_dtype
+from .idata import real_dtype
 from .model import ModelSpec, noise_dist, pair_dist
 from .prediction import flat_posterior  # noqa: F401  (the posterior sites a forecast reads: the same here)
 from .programs import bounded_jit

@@ -29,16 +29,34 @@ from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain,
 from .data import Leaderboard, did_you_mean, label_key, load_leaderboard, nfc, same_but_spelling
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
-from .inference import (
-    SamplerConfig, complete_posterior, latent_models, leaderboard_arrays, model_arrays, model_site_shapes,
-    observation_groups, posterior_dataset, real_dtype, run_nuts, run_svi, to_inference_data)
+from .idata import (
+    complete_posterior,
+    latent_models,
+    leaderboard_arrays,
+    model_arrays,
+    model_site_shapes,
+    observation_groups,
+    posterior_dataset,
+    real_dtype,
+    to_inference_data,
+)
 from .model import (
-    ModelSpec, OFFSET_FRAME_MAX_BENCHMARKS, Standardizer, assemble_loadings, default_anchors, latent_log_tokens,
-    log_compute, standardization_array, token_covariates)
+    OFFSET_FRAME_MAX_BENCHMARKS,
+    ModelSpec,
+    Standardizer,
+    assemble_loadings,
+    default_anchors,
+    latent_log_tokens,
+    log_compute,
+    standardization_array,
+    token_covariates,
+)
 from .options import AUTO_TARGET_ACCEPT, MAX_SEED, LawOptions, SamplerOptions, law_and_sampler, parameters_doc
 from .options import signature as options_signature
 from .prediction import flat_posterior, forecast_draws, forecast_table, stream_code
 from .progress import ChainBars
+from .sampler import SamplerConfig, run_nuts
+from .variational import run_svi
 
 #: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
 TOKEN_STREAM = 0x70C5

@@ -63,8 +63,16 @@ import numpyro.distributions as dist
 
 from .anchors import default_anchors, log_compute  # noqa: F401  (their home before the split)
 from .covariates import (  # noqa: F401  (their home before the split)
-    COVARIATES, TOKEN_COEF_SD, TOKEN_SD_SCALE, Standardizer, fitted_covariates, latent_log_tokens,
-    standardization_array, token_covariates, token_regression)
+    COVARIATES,
+    TOKEN_COEF_SD,
+    TOKEN_SD_SCALE,
+    Standardizer,
+    fitted_covariates,
+    latent_log_tokens,
+    standardization_array,
+    token_covariates,
+    token_regression,
+)
 from .errors import InputError
 from .links import LINK_KNOTS, LINK_SD_SCALE, Link, get_link, link_fn, pooled_link_weights  # noqa: F401
 from .noise import TruncatedLogistic01, TruncatedNormal01, get_noise, noise_dist  # noqa: F401

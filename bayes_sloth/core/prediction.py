@@ -38,7 +38,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
-from .inference import real_dtype
+from .idata import real_dtype
 from .model import ModelSpec, assemble_loadings, noise_dist, pair_dist
 from .programs import bounded_jit
 from .sites import law_parameters, pooled

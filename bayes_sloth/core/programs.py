@@ -102,3 +102,20 @@ def release(programs) -> None:
             p.release()
         elif hasattr(p, "programs"):
             release(p.programs)
+
+
+#: Structures kept compiled at once in each :func:`cached` cache. A sampler structure holds a warm-up and a
+#: drawing program per device (about 1,700 memory maps each); an evicted one is released at once.
+CACHE_SIZE = 2
+
+
+def cached(cache, key, build):
+    """``cache[key]``, built by ``build()`` on a miss; the least recently used entry beyond :data:`CACHE_SIZE`
+    is evicted and its programs released (``cache`` is an ``OrderedDict``)."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    while len(cache) >= CACHE_SIZE:
+        release(cache.popitem(last=False)[1])
+    cache[key] = build()
+    return cache[key]

@@ -35,6 +35,7 @@ from .covariates import COVARIATES
 from .links import LINK_KNOTS
 from .model import ModelSpec, skills_law
 
+
 @dataclass(frozen=True)
 class Site:
     """One site of the law: ``kind`` is ``"sample"`` or ``"deterministic"``; see the module for ``role``."""

@@ -88,11 +88,11 @@ import pandas as pd
 from ..core.data import Leaderboard, load_leaderboard, load_protocol, sloth_data_path, split_family
 from ..core.errors import InputError
 from ..core.estimator import SkillsLaw
-from ..core.inference import default_chain_method
 from ..core.metadata import BENCHMARK_SETS, SLOTH_COLUMNS
-from ..core.options import EVALUATION_SAMPLER, LawOptions
 from ..core.model import default_anchors, log_compute
+from ..core.options import EVALUATION_SAMPLER, LawOptions
 from ..core.prediction import log_predictive_density
+from ..core.sampler import default_chain_method
 from .stacking import StackedLaw
 from .sweeps import run
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -39,14 +39,14 @@ import numpy as np
 import pandas as pd
 from numpyro import handlers
 
+from ..core import options
 from ..core.data import Leaderboard
 from ..core.errors import InputError
-from ..core.inference import model_arrays, real_dtype
+from ..core.idata import model_arrays, real_dtype
 from ..core.io import atomic_write
-from ..core import options
 from ..core.model import ModelSpec, Standardizer, skills_law
-from ..core.sites import sampled
 from ..core.programs import bounded_jit
+from ..core.sites import sampled
 
 #: The law the simulator draws from by default, and the lean law, as keyword arguments (the presets are
 #: declared in :mod:`bayes_sloth.core.options`).

@@ -1,0 +1,464 @@
+"""NUTS: the package's sampler loop, compiled once per model structure.
+
+Chains run in parallel on the CPU's devices (one per core after
+:func:`bayes_sloth.configure`; JAX starts with one, and then chains run one
+after another, with a warning) and vectorized on a single accelerator. The
+chain is a pure function of (key, start, data) built from NumPyro's NUTS
+kernel, so refits with new data of the same shape and cross-validation masks
+reuse the compiled code (NumPyro's ``MCMC`` driver wraps every run in a fresh
+``pmap`` with the data baked in as constants, so it recompiled on every fit).
+Chains start from a short variational fit (:mod:`bayes_sloth.core.variational`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from numpyro.infer import NUTS, init_to_uniform
+
+from .config import warn_sequential_chains
+from .diagnostics import RHAT_MAX, summary_table
+from .idata import complete_posterior, constrain_draws
+from .model import ModelSpec, skills_law
+from .options import AUTO_TARGET_ACCEPT, SamplerOptions
+from .programs import bounded_jit, cached
+from .sites import checked, posterior_dims
+from .variational import INIT_SPREAD, SVI_CACHE, fit_svi, svi_init_params, svi_run, svi_variances
+
+_CHAIN_AXIS = "chains"
+
+
+def default_chain_method(chains: int) -> str:
+    """'vectorized' on an accelerator; 'parallel' over the CPU's devices, or 'sequential' with one device."""
+    if jax.default_backend() != "cpu":
+        return "vectorized"
+    if chains > 1 and jax.local_device_count() > 1:
+        return "parallel"
+    return "sequential"
+
+
+def _devices_for(chains: int, method: str) -> int:
+    """How many devices parallel chains are spread over: the most, up to one per chain, that divides ``chains``."""
+    if method != "parallel":
+        return chains
+    d = min(chains, jax.local_device_count())
+    while chains % d:
+        d -= 1
+    return d
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """NUTS settings. ``draws`` is kept draws per chain, or "auto": sample in blocks of
+    ``block`` draws until the checks pass (R-hat <= 1.01, bulk and tail ESS >= ``target_ess``, no
+    divergence) or ``max_draws`` per chain are reached. ``progress`` is None or a callable
+    ``(chain, iteration, total, phase)`` called about every 5 % of a chain's warm-up and of its draws
+    (between the pieces the chain runs in; never from inside a compiled program)."""
+
+    chains: int = SamplerOptions.chains
+    warmup: int = SamplerOptions.warmup
+    draws: int | str = SamplerOptions.draws
+    target_accept: float = AUTO_TARGET_ACCEPT[1]  # a number: 'auto' is resolved before
+    max_tree_depth: int = SamplerOptions.max_tree_depth
+    chain_method: str | None = SamplerOptions.chain_method
+    progress: object = None
+    init: str = SamplerOptions.init
+    svi_steps: int = 2000
+    target_ess: int = SamplerOptions.target_ess
+    max_draws: int = SamplerOptions.max_draws
+    block: int = 100
+
+    def resolved_chain_method(self) -> str:
+        return self.chain_method or default_chain_method(self.chains)
+
+    @property
+    def auto(self) -> bool:
+        return self.draws == "auto"
+
+
+_SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
+
+
+#: The progress callable of the sampler now running (host side), heard between pieces of each chain.
+_PROGRESS: list = [None]
+
+
+#: A chain runs as pieces of about 1/PIECES of its warm-up or of its draws, one compiled program per
+#: kind of piece; progress is reported from the host between pieces (see :func:`_chain_programs`).
+PIECES = 20
+
+
+def _piece(n: int, pieces: int = PIECES) -> int:
+    """Iterations per piece of a run of ``n`` iterations: the largest divisor of ``n`` that is at most
+    ``ceil(n / pieces)`` (every piece the same length, so one program runs them all; 0 for no run)."""
+    if n <= 0:
+        return 0
+    cap = -(-n // pieces)
+    return max(d for d in range(1, cap + 1) if n % d == 0)
+
+
+def _chain_programs(spec: ModelSpec, cfg: SamplerConfig):
+    """One NUTS chain as three pure functions: ``start(key, init, data) -> state``,
+    ``warm(state, data, n) -> (state, leapfrog steps)`` (n warm-up iterations) and
+    ``draw(state, data, n) -> (state, (z, stats))`` (n kept draws); ``n`` is static.
+
+    Warm-up (step size and mass matrix adaptation, NumPyro's windowed scheme
+    over ``cfg.warmup`` iterations) runs from the state ``start`` returns and
+    can be cut into pieces: the adaptation's schedule lives in the kernel
+    (set up for ``cfg.warmup`` iterations by ``kernel.init``) and its progress
+    in the state, so ``warm`` twice for n/2 is ``warm`` once for n. Drawing
+    continues from the state warm-up leaves, so draws can come in blocks
+    (``draws="auto"``) or all at once. The data are an argument, not a
+    constant baked into the program: refits with new data of the same shape
+    and cross-validation masks reuse the compiled code.
+
+    No program calls back to the host: a program with a host callback is
+    never kept in XLA's on-disk cache, so a sampler that reported its
+    progress from inside compiled every fit of every new process again (25 s
+    of a small fit). The host runs the pieces and reports between them.
+
+    ``init`` is None (start uniformly in (-2, 2), identity mass matrix) or
+    ``{"z": start, "inverse_mass": diagonal}``, the diagonal in the order of
+    ``jax.flatten_util.ravel_pytree(start)``. A diagonal taken from the
+    variational fit's variances spares the first adaptation windows their
+    longest trajectories: with the identity, the sampler starts with a step
+    size fitted to the narrowest direction and needs hundreds of leapfrog
+    steps per iteration to cross the widest.
+    """
+
+    def make_kernel(inverse_mass=None):
+        return NUTS(
+            partial(skills_law, spec),
+            target_accept_prob=cfg.target_accept,
+            max_tree_depth=cfg.max_tree_depth,
+            init_strategy=init_to_uniform(radius=2.0),
+            inverse_mass_matrix=inverse_mass,
+        )
+
+    def start(key, init, data):
+        kernel = make_kernel(None if init is None else init["inverse_mass"])
+        return kernel.init(key, cfg.warmup, None if init is None else init["z"], model_args=(), model_kwargs=data)
+
+    def resumed(state, data):
+        # a kernel whose transition function has the fit's settings and warm-up schedule (what
+        # kernel.init sets up; its initial state is not used: the inverse mass matrix is in `state`)
+        kernel = make_kernel()
+        kernel.init(state.rng_key, cfg.warmup, state.z, model_args=(), model_kwargs=data)
+        return kernel
+
+    def warm(state, data, n):
+        kernel = resumed(state, data)
+
+        def one(state, _):
+            state = kernel.sample(state, (), data)
+            return state, state.num_steps
+
+        state, steps = jax.lax.scan(one, state, None, length=n)
+        return state, jnp.sum(steps)
+
+    def draw(state, data, n):
+        kernel = resumed(state, data)
+
+        def one(state, _):
+            state = kernel.sample(state, (), data)
+            return state, (state.z, {"diverging": state.diverging, "num_steps": state.num_steps,
+                                     "energy": state.energy, "lp": -state.potential_energy,
+                                     "acceptance_rate": state.accept_prob,
+                                     "step_size": state.adapt_state.step_size})
+
+        return jax.lax.scan(one, state, None, length=n)
+
+    return start, warm, draw
+
+
+def _report(progress, chains, states, total: int, warmup: int) -> None:
+    """Tell ``progress`` where each chain is (``states.i``, its iterations so far; waits for them)."""
+    its = np.atleast_1d(np.asarray(jax.device_get(states.i)))
+    for chain, i in zip(chains, its):
+        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+
+
+def _spread(programs: dict, run, method: str, n_devices: int, n_mapped: int):
+    """Run ``run(programs, chains, *args)`` over a leading chain axis of the first ``n_mapped`` arguments
+    (the rest are shared); ``programs`` maps a name to ``(fn, n_mapped_args)``, jitted here.
+
+    "parallel": the chains placed on ``n_devices`` CPU devices, each device
+    running its block of chains back to back, all devices at once;
+    "vectorized": each program ``jax.vmap``-ed over the chains, ``run`` once
+    for all (an accelerator); "sequential": one chain after another. "parallel"
+    and "sequential" run the same compiled programs per chain, so they give
+    the same draws bit for bit. ``chains`` is the list of chain numbers ``run``
+    works on.
+    """
+    if method == "vectorized":
+        vec = {k: bounded_jit(jax.vmap(fn, in_axes=(0,) * m + (None,)), keep=1) for k, (fn, m) in programs.items()}
+
+        def vectorized(*args):
+            C = jax.tree.leaves(args[0])[0].shape[0]
+            return run(vec, list(range(C)), *args)
+
+        vectorized.programs = tuple(vec.values())
+        return vectorized
+    # one shape at a time, on each device it runs on (a new leaderboard's shape releases the last one's)
+    one = {k: bounded_jit(fn, keep=n_devices if method == "parallel" else 1) for k, (fn, _) in programs.items()}
+
+    def chain_args(args, c):
+        return (*[jax.tree.map(lambda v: v[c], a) for a in args[:n_mapped]], *args[n_mapped:])
+
+    if method == "parallel":
+        devices = jax.local_devices(backend="cpu")[:n_devices]
+
+        def parallel(*args):
+            # chain c runs on device c // (C / n_devices), through the very programs a lone chain runs
+            # ("sequential"), so the draws are the sequential method's bit for bit however many devices
+            # there are; one host thread per device works through that device's chains (XLA releases
+            # the interpreter while it computes), so the devices run side by side
+            from concurrent.futures import ThreadPoolExecutor
+
+            C = jax.tree.leaves(args[0])[0].shape[0]
+            per = C // len(devices)
+
+            def run_device(d):
+                return [jax.device_get(run(one, [c], *jax.device_put(chain_args(args, c), devices[d])))
+                        for c in range(d * per, (d + 1) * per)]
+
+            with ThreadPoolExecutor(len(devices)) as pool:
+                outs = [o for device_outs in pool.map(run_device, range(len(devices))) for o in device_outs]
+            return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *outs)
+
+        parallel.programs = tuple(one.values())
+        return parallel
+
+    def sequential(*args):
+        C = jax.tree.leaves(args[0])[0].shape[0]
+        outs = [run(one, [c], *chain_args(args, c)) for c in range(C)]
+        return jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+    sequential.programs = tuple(one.values())
+    return sequential
+
+
+def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int = 1):
+    """The warm-up and drawing runs for this structure and settings, built once and reused.
+
+    Returns ``(warm, draw)``: ``warm(keys, inits, data) -> (states, warmup_steps)`` and
+    ``draw(states, data) -> (states, (z, stats))``, each over a leading chain axis
+    (see :func:`_spread` for ``method``; with "parallel", device d runs chains
+    ``d * C / n_devices`` to ``(d + 1) * C / n_devices - 1``). ``draw`` keeps ``cfg.draws``
+    draws, or ``cfg.block`` with ``draws="auto"``. Each runs in pieces of about 5 % (:func:`_piece`);
+    ``cfg.progress``, if given, hears from each chain after every piece. The reporter is not part of
+    the compiled programs: fits with and without one share them, and draw the same.
+    """
+    n_draws = cfg.block if cfg.auto else int(cfg.draws)
+    total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
+    w_piece, d_piece = _piece(cfg.warmup), _piece(n_draws)
+    key = (spec, cfg.warmup, n_draws, cfg.target_accept, cfg.max_tree_depth, method, n_devices)
+
+    def build():
+        start, warm, draw = _chain_programs(spec, cfg)
+
+        def warm_run(P, chains, keys, inits, data):
+            progress = _PROGRESS[0]
+            state = P["start"](keys, inits, data)
+            steps = jnp.zeros(jnp.shape(keys)[:-1], jnp.int32)
+            for _ in range(cfg.warmup // w_piece if w_piece else 0):
+                state, s = P["warm"](state, data)
+                steps = steps + s
+                if progress is not None:
+                    _report(progress, chains, state, total, cfg.warmup)
+            return state, steps
+
+        def draw_run(P, chains, state, data):
+            progress = _PROGRESS[0]
+            pieces = []
+            for _ in range(n_draws // d_piece):
+                state, out = P["draw"](state, data)
+                pieces.append(out)
+                if progress is not None:
+                    _report(progress, chains, state, total, cfg.warmup)
+            axis = 0 if method != "vectorized" else 1  # the draw axis (after the chain axis when vectorized)
+            return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
+
+        return (_spread({"start": (start, 2), "warm": (partial(warm, n=w_piece), 1)}, warm_run, method, n_devices, 2),
+                _spread({"draw": (partial(draw, n=d_piece), 1)}, draw_run, method, n_devices, 1))
+
+    return cached(_SAMPLER_CACHE, key, build)
+
+
+def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
+    """Sample the skills law with NUTS.
+
+    Chains start either at overdispersed draws from a short variational fit
+    (``cfg.init="svi"``, the default: warm-up then starts in the posterior's
+    bulk instead of crossing the prior, and chains do not get trapped in
+    poor local modes on the way) or uniformly in (-2, 2) on the unconstrained
+    scale (``cfg.init="uniform"``, dispersed over the prior, the classic test
+    of identification).
+
+    With ``chain_method="parallel"`` and more chains than CPU devices, each
+    device runs its share of the chains back to back in one program (4 chains
+    on 2 cores: chains 0 and 1 on the first, 2 and 3 on the second), so a
+    device whose first chain was quick starts its next at once. Chain c uses the key
+    ``fold_in(PRNGKey(seed), c)``, whatever the chain method. Returns
+    ``(samples, extra, seconds)`` with arrays of shape (chain, draw, ...).
+    """
+    method = cfg.resolved_chain_method()
+    if method == "sequential" and cfg.chain_method is None and cfg.chains > 1 and (os.cpu_count() or 1) > 1:
+
+        warn_sequential_chains(cfg.chains)
+    n_dev = _devices_for(cfg.chains, method)
+    warm, draw = get_sampler(spec, cfg, method, n_dev)
+    base = jax.random.PRNGKey(seed)
+    keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
+    t0 = time.perf_counter()
+    if cfg.init == "svi":
+        params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
+        # chains start at draws from the variational fit with its scales doubled, and the mass matrix
+        # starts at the same doubled scales (mean-field fits understate the spread; adaptation takes over)
+        inverse_mass = INIT_SPREAD**2 * svi_variances(params)
+        init = {"z": svi_init_params(params, cfg.chains, seed + 1, spread=INIT_SPREAD),
+                "inverse_mass": jnp.broadcast_to(inverse_mass, (cfg.chains,) + inverse_mass.shape)}
+    elif cfg.init == "uniform":
+        init = None
+    else:
+        raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
+    _PROGRESS[0] = cfg.progress
+    try:
+        states, warm_steps = warm(keys, init, data)
+        blocks, report = [], {"draws": cfg.draws}
+        while True:
+            states, (z, stats) = draw(states, data)
+            z, stats = jax.device_get((z, stats))
+            C, S = cfg.chains, jax.tree.leaves(z)[0].shape[1]
+            flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((C * S,) + v.shape[2:])), z)
+            sampled = jax.device_get(constrain_draws(spec, flat, data))
+            blocks.append(({k: np.asarray(v).reshape((C, S) + v.shape[1:]) for k, v in sampled.items() if k != "y"},
+                           {k: np.asarray(v) for k, v in stats.items()}))
+            if not cfg.auto:
+                break
+            done, report = _auto_verdict(spec, blocks, data, cfg)
+            if done:
+                break
+    finally:
+        _PROGRESS[0] = None
+    samples = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
+    extra = {k: np.concatenate([b[1][k] for b in blocks], axis=1) for k in blocks[0][1]}
+    extra["warmup_steps"] = np.asarray(warm_steps)
+    extra["report"] = report
+    return samples, extra, time.perf_counter() - t0
+
+
+def run_nuts_masks(spec: ModelSpec, data: dict, masks, cfg: SamplerConfig, seed: int):
+    """Sample the skills law for several masks of the same data in one batched program: ``B`` fits
+    (cross-validation folds) x ``cfg.chains`` chains, vectorized on each device and spread over devices.
+
+    The fits differ only by ``obs_weight`` (``masks``, shape (B, n_obs)): every fit has the same
+    arrays, structure and compiled code, so their chains run side by side as lanes of one program
+    (``jax.vmap`` over lanes inside ``jax.shard_map`` over the CPU's devices), and their variational
+    starts as one vectorized variational fit. Fit b, chain c uses the key ``fold_in(PRNGKey(seed), c)``
+    and the variational start of seed ``seed``, as :func:`run_nuts` would for that fit alone (the draws
+    differ from a lone fit's in the last bits of floating point: a vectorized program rounds
+    differently). ``draws="auto"`` is not available here. Returns a list of ``(samples, extra)`` per
+    fit, as :func:`run_nuts`, and the seconds of the whole batch.
+    """
+    if cfg.auto:
+        raise ValueError("draws='auto' fits one mask at a time; give a number of draws for batched fits")
+    masks = np.asarray(masks, dtype=bool)
+    B, C = masks.shape[0], cfg.chains
+    L = B * C
+    n_dev = max(d for d in range(1, min(L, jax.local_device_count()) + 1) if L % d == 0) \
+        if jax.default_backend() == "cpu" else 1
+    shared = {k: v for k, v in data.items() if k != "obs_weight"}
+    t0 = time.perf_counter()
+    # variational starts: one vectorized fit over the masks (same seed as a lone fit)
+    run = svi_run(spec, cfg.svi_steps, 0.02)
+    svi = cached(SVI_CACHE, ("masks", spec, cfg.svi_steps, 0.02), lambda: bounded_jit(jax.vmap(
+        lambda key, w, d: run(key, dict(d, obs_weight=w)), in_axes=(None, 0, None)), keep=1))
+    params, _ = svi(jax.random.PRNGKey(seed), jnp.asarray(masks), shared)
+    starts, inv_mass = [], []
+    for b in range(B):
+        pb = jax.tree.map(lambda v: v[b], params)
+        starts.append(svi_init_params(pb, C, seed + 1, spread=INIT_SPREAD))
+        inv_mass.append(jnp.broadcast_to(INIT_SPREAD**2 * svi_variances(pb), (C,) + svi_variances(pb).shape))
+    init = {"z": jax.tree.map(lambda *v: jnp.concatenate(v), *starts), "inverse_mass": jnp.concatenate(inv_mass)}
+    base = jax.random.PRNGKey(seed)
+    keys = jnp.tile(jnp.stack([jax.random.fold_in(base, c) for c in range(C)]), (B, 1))
+    lane_masks = jnp.asarray(np.repeat(masks, C, axis=0))
+    cfg_lanes = SamplerConfig(**{**cfg.__dict__, "progress": None})
+    key = ("masks", spec, cfg.warmup, int(cfg.draws), cfg.target_accept, cfg.max_tree_depth, n_dev)
+
+    def build():
+        start, warm, draw = _chain_programs(spec, cfg_lanes)
+
+        def lane_warm(k, i, w, d):
+            d = dict(d, obs_weight=w)
+            return warm(start(k, i, d), d, cfg.warmup)
+
+        return (_lanes(lane_warm, n_dev, 3),
+                _lanes(lambda s_, w, d: draw(s_, dict(d, obs_weight=w), int(cfg.draws)), n_dev, 2))
+
+    warm, draw = cached(_SAMPLER_CACHE, key, build)
+    states, warm_steps = warm(keys, init, lane_masks, shared)
+    _, (z, stats) = draw(states, lane_masks, shared)
+    z, stats, warm_steps = jax.device_get((z, stats, warm_steps))
+    S = int(cfg.draws)
+    flat = jax.tree.map(lambda v: jnp.asarray(v.reshape((L * S,) + v.shape[2:])), z)
+    sampled = jax.device_get(constrain_draws(spec, flat, data))
+    out = []
+    for b in range(B):
+        lanes = slice(b * C, (b + 1) * C)
+        samples = {k: np.asarray(v).reshape((L, S) + v.shape[1:])[lanes] for k, v in sampled.items() if k != "y"}
+        extra = {k: np.asarray(v)[lanes] for k, v in stats.items()}
+        extra["warmup_steps"] = np.asarray(warm_steps)[lanes]
+        extra["report"] = {"draws": S, "batched_with": B}
+        out.append((samples, extra))
+    return out, time.perf_counter() - t0
+
+
+def _lanes(fn, n_devices: int, n_mapped: int):
+    """``fn`` vectorized over a leading lane axis of its first ``n_mapped`` arguments, the lanes split
+    evenly over ``n_devices`` CPU devices (each device runs its lanes as one vectorized program)."""
+    vec = jax.vmap(fn, in_axes=(0,) * n_mapped + (None,))
+    if n_devices == 1:
+        return bounded_jit(vec, keep=1)
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_devices]), (_CHAIN_AXIS,))
+    return bounded_jit(jax.shard_map(vec, mesh=mesh, in_specs=(P(_CHAIN_AXIS),) * n_mapped + (P(),),
+                                     out_specs=P(_CHAIN_AXIS), check_vma=False), keep=1)
+
+
+def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
+    """After each block of ``draws="auto"``: (stop?, report). Stops when every checked parameter has
+    R-hat <= 1.01 and bulk and tail ESS >= ``cfg.target_ess`` with no divergence (converged), at a
+    divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap)."""
+
+    n = sum(b[0][next(iter(b[0]))].shape[1] for b in blocks)
+    divergences = int(sum(b[1]["diverging"].sum() for b in blocks))
+    sampled = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
+    sites = complete_posterior(spec, sampled, data)
+    dims = posterior_dims(spec)
+    post = xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_{d}" for d in dims[k]), sites[k])
+                       for k in checked(spec) if k in sites})
+    table = summary_table(post, list(post.data_vars))
+    rhat = float(np.nanmax(table["r_hat"])) if len(table) else float("nan")
+    ess = float(np.nanmin(table[["ess_bulk", "ess_tail"]].to_numpy())) if len(table) else float("nan")
+    report = {"draws": "auto", "draws_per_chain": n, "max_rhat": rhat, "min_ess": ess, "divergences": divergences,
+              "target_ess": cfg.target_ess, "max_draws": cfg.max_draws}
+    if divergences:
+        return True, dict(report, stopped="divergences: more draws cannot remove a divergent transition")
+    if rhat <= RHAT_MAX and ess >= cfg.target_ess:
+        return True, dict(report, stopped="converged")
+    if n + cfg.block > cfg.max_draws:
+        return True, dict(report, stopped=f"cap: {n} draws per chain reached max_draws={cfg.max_draws} "
+                                          f"before R-hat <= {RHAT_MAX} and ESS >= {cfg.target_ess}")
+    return False, report
