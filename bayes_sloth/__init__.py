@@ -42,7 +42,7 @@ _EXPORTS = {
     "forecasts_to_latex": "workflows.export",
     "wide_forecasts": "workflows.export",
     "write_forecasts": "workflows.export",
-    "read_new_models": "core.estimator",
+    "read_new_models": "core.data",
     "BENCHMARK_SETS": "core.metadata",
     "CHANCE_FLOOR": "core.metadata",
     "forecast_table": "core.prediction",

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 import bayes_sloth as bs
-from bayes_sloth.core.estimator import read_new_models
+from bayes_sloth.core.data import read_new_models
 from bayes_sloth.core.io import write_text
 
 LEVELS = (0.9, 0.5)

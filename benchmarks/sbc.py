@@ -47,11 +47,11 @@ from scipy import stats
 
 import bayes_sloth as bs
 from bayes_sloth.core.data import Leaderboard
-from bayes_sloth.core.estimator import auto_target_accept
 from bayes_sloth.core.idata import model_arrays
 from bayes_sloth.core.io import write_csv, write_text
 from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
 from bayes_sloth.core.options import LawOptions
+from bayes_sloth.core.sampler import auto_target_accept
 from bayes_sloth.workflows.simulation import (
     _draw_through_model as draw_through_model,  # the simulator's pass through skills_law
 )

@@ -494,7 +494,7 @@ def _benchmark_case(c):
 # (downloading, refresh=True, has no command-line flag: its failures are tested in test_data.py)
 def _packaged_damaged(c):
     """The copy shipped in the package no longer matches its sha256 (a damaged installation)."""
-    from bayes_sloth import data as bsdata
+    from bayes_sloth.core import datasets as bsdata
     from bayes_sloth.core.metadata import SLOTH_DATA
 
     bad = c.tmp / "damaged" / "data_v2.csv"

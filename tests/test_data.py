@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth import data as bsdata
+from bayes_sloth.core import datasets as bsdata
 from bayes_sloth.core.data import DATA_DIR_ENV, load_protocol, paper_errors, protocol_path, sloth_data_path
 from bayes_sloth.core.metadata import BENCHMARK_SETS, CHANCE_FLOOR, SLOTH_DATA, SLOTH_REFERENCE
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
-from bayes_sloth.core.estimator import FIT_FORMAT
+from bayes_sloth.core.fitfile import FIT_FORMAT
 
 from .conftest import TINY_FIT, make_tiny_frame
 
@@ -150,7 +150,7 @@ def test_same_major_format_is_read(tiny_fit, tmp_path):
 
 @pytest.mark.realdata
 def test_real_table_is_the_pinned_file(real_data_dir):
-    from bayes_sloth.core.data import _sha256_file
+    from bayes_sloth.core.datasets import _sha256_file
     from bayes_sloth.core.metadata import SLOTH_DATA
 
     path = bs.sloth_data_path(real_data_dir)

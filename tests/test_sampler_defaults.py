@@ -8,9 +8,9 @@ import pytest
 import bayes_sloth as bs
 from bayes_sloth.cli import build_parser
 from bayes_sloth.core.errors import InputError
-from bayes_sloth.core.estimator import auto_target_accept
 from bayes_sloth.core.model import OFFSET_FRAME_MAX_BENCHMARKS
 from bayes_sloth.core.options import AUTO_TARGET_ACCEPT
+from bayes_sloth.core.sampler import auto_target_accept
 
 
 def test_auto_resolves_by_the_number_of_benchmarks():

@@ -23,25 +23,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import __version__
 from . import io
 from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
-from .data import Leaderboard, did_you_mean, label_key, load_leaderboard, nfc, same_but_spelling
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, warn
-from .idata import (
-    complete_posterior,
-    latent_models,
-    leaderboard_arrays,
-    model_arrays,
-    model_site_shapes,
-    observation_groups,
-    posterior_dataset,
-    real_dtype,
-    to_inference_data,
-)
+from .fitfile import FIT_FORMAT, META_ATTR, file_idata, json_default, read_meta, rebuild, versions  # noqa: F401
+from .idata import leaderboard_arrays, to_inference_data
+from .leaderboard import Leaderboard, did_you_mean, label_key, nfc, same_but_spelling
 from .model import (
-    OFFSET_FRAME_MAX_BENCHMARKS,
     ModelSpec,
     Standardizer,
     assemble_loadings,
@@ -51,52 +40,28 @@ from .model import (
     standardization_array,
     token_covariates,
 )
-from .options import AUTO_TARGET_ACCEPT, MAX_SEED, LawOptions, SamplerOptions, law_and_sampler, parameters_doc
+from .options import MAX_SEED, LawOptions, SamplerOptions, law_and_sampler, parameters_doc
 from .options import signature as options_signature
-from .prediction import flat_posterior, forecast_draws, forecast_table, stream_code
+from .prediction import (  # noqa: F401  (public here before)
+    EXTRAPOLATION_CHECKS,
+    flat_posterior,
+    forecast_draws,
+    forecast_table,
+    outside_fitted_range,
+    stream_code,
+)
 from .progress import ChainBars
-from .sampler import SamplerConfig, run_nuts
+from .readers import _as_leaderboard, read_new_models
+from .sampler import SamplerConfig, auto_target_accept, check_draws_fit_in_memory, run_nuts
 from .variational import run_svi
 
 #: Fixed code of the random stream of imputed token counts (mixed into the seed's key and generator).
 TOKEN_STREAM = 0x70C5
-#: Version of the fit layout (metadata and groups). Fits of another major version are refused on load; a minor
-#: version adds fields only (2.1: ``checksums``, one per stored array, checked on load when present).
-FIT_FORMAT = "2.1"
-#: Attribute of the posterior group that holds a fit's metadata, as JSON.
-META_ATTR = "bayes_sloth"
 NEW_FAMILIES = ("allow", "warn", "error")
 
 
-def _as_leaderboard(data, benchmarks=None, columns=None, require_scores=True) -> Leaderboard:
-    if isinstance(data, Leaderboard):
-        return data.select(benchmarks=benchmarks) if benchmarks is not None else data
-    return load_leaderboard(data, benchmarks=benchmarks, require_scores=require_scores, **(columns or {}))
 
 
-def read_new_models(new, benchmarks: Sequence[str] | None = None, columns: dict | None = None) -> Leaderboard:
-    """New models to forecast, read and validated once: the one reader of forecast inputs.
-
-    ``new`` is a DataFrame, a CSV path or a Leaderboard with model, family,
-    params and tokens (and optional instruct) columns. Score columns are
-    optional: those named like one of ``benchmarks`` (the fitted benchmarks)
-    are read as observed scores, with the same checks as a leaderboard's;
-    every other column is ignored (one whose name is close to a fitted
-    benchmark's with a warning). A column that spells a fitted benchmark
-    another way (case, spacing, Unicode normal form: ``mmlu`` for ``MMLU``)
-    is refused, with the fitted name: read or ignored, it would change the
-    forecast without a word. Any error in what is read is raised.
-    """
-    if isinstance(new, Leaderboard):
-        for b in benchmarks or []:
-            near = same_but_spelling(b, new.benchmarks) if b not in new.benchmarks else []
-            if near:
-                raise InputError(f"benchmark {b!r} is not a column of the new models' leaderboard, but {near[0]!r} is "
-                                 "(they differ only in case or spacing, and names must match exactly): rename it to "
-                                 f"{b!r} for its scores to be used (a forecast is conditioned on them), or drop it")
-        keep = [b for b in (benchmarks or []) if b in new.benchmarks]
-        return new.select(benchmarks=keep)
-    return load_leaderboard(new, benchmarks=list(benchmarks or []), require_scores=False, **(columns or {}))
 
 
 def _is_int(v) -> bool:
@@ -108,95 +73,16 @@ DEFAULT_N_SKILLS = LawOptions.n_skills
 
 
 
-#: What a forecast row is checked against the fitted models' range of: the two covariates, and their product
-#: (compute, in B parameters x T tokens), which the law's interaction term extrapolates in even when each
-#: covariate alone is inside its range (a 70 B model at 15 T tokens after 8 B at 15 T and 70 B at 2 T).
-EXTRAPOLATION_CHECKS = (("params", "B parameters"), ("tokens", "T tokens"), ("compute", "B x T (params x tokens)"))
 
 
-def outside_fitted_range(fitted: pd.DataFrame, params, tokens) -> dict:
-    """Per check of :data:`EXTRAPOLATION_CHECKS`: (bool array, fitted min, fitted max) for rows with ``params``
-    and ``tokens`` (arrays; a NaN token count, imputed, is not flagged on tokens or compute) against the
-    models of ``fitted`` (a fit's covariates)."""
-    fp, ft = (fitted[c].to_numpy(dtype=float) for c in ("params", "tokens"))
-    p, t = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (params, tokens))
-    out = {}
-    for (col, _), fit_v, v in zip(EXTRAPOLATION_CHECKS, (fp, ft, fp * ft), (p, t, p * t)):
-        lo, hi = float(np.nanmin(fit_v)), float(np.nanmax(fit_v))
-        out[col] = ((v < lo) | (v > hi), lo, hi)
-    return out
 
 
-def auto_target_accept(n_benchmarks: int) -> float:
-    """The target acceptance rate ``target_accept="auto"`` resolves to on a leaderboard of ``n_benchmarks``.
-
-    0.99 on a leaderboard of at most
-    :data:`~bayes_sloth.core.model.OFFSET_FRAME_MAX_BENCHMARKS` benchmarks, 0.9 on
-    larger ones. With few benchmarks each model's offset e_i and each
-    family's efficiency alpha_f are held by few scores, and their posterior
-    width follows the noise sigma_j and the spreads s and tau: funnels whose
-    necks a step size adapted in the bulk overshoots. On the SBC design
-    (24 models, 4 benchmarks) 0.9 left divergences in 14 of 48 replications
-    (``benchmarks/results/sbc_default.md``, ``NOTES.md`` "Small
-    leaderboards"); a higher target shortens the step there, and costs
-    longer trajectories on boards that fit in seconds. On the 12-benchmark
-    Sloth table 0.9 gives no divergences and a higher target would only
-    slow it, so it stays.
-    """
-
-    return AUTO_TARGET_ACCEPT[0] if int(n_benchmarks) <= OFFSET_FRAME_MAX_BENCHMARKS else AUTO_TARGET_ACCEPT[1]
 
 
-#: Copies of a fit's draws that exist at once while they are sampled and assembled (JAX's arrays, then NumPy's
-#: and xarray's): the draws may take at most 1 / MEMORY_COPIES of the machine's memory.
-MEMORY_COPIES = 2
 
 
-def machine_memory_bytes() -> int | None:
-    """Memory this process may use: the machine's physical memory, or the container's limit (cgroup) if lower;
-    None where neither can be read."""
-    sizes = []
-    try:
-        sizes.append(int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")))
-    except (ValueError, OSError, AttributeError):
-        pass
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = open(limit).read().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) > 0:
-            sizes.append(int(text))
-    sizes = [v for v in sizes if v > 0]
-    return min(sizes) if sizes else None
 
 
-def check_draws_fit_in_memory(spec: ModelSpec, data: dict, chains: int, draws: int, what: str = "draws",
-                              memory: int | None = None) -> int:
-    """Refuse, before any sampling, a number of draws whose posterior would not fit in memory.
-
-    A fit keeps, per draw: every sampled and deterministic site of the law
-    (each model's skills and offset among them) and, per fitted score, its
-    log-likelihood and a replicated score, in float32 (float64 in JAX's 64-bit
-    mode), times ``chains`` x ``draws``; assembling them makes
-    :data:`MEMORY_COPIES` copies at once. Returns the bytes of one copy;
-    raises an InputError naming ``what`` when the copies exceed ``memory``
-    (default :func:`machine_memory_bytes`).
-    """
-    sampled, deterministic = model_site_shapes(spec, data)
-    pairs = int(np.asarray(data["obs_weight"]).sum())
-    per_draw = sum(int(np.prod(v)) for v in (*sampled.values(), *deterministic.values())) + 2 * pairs
-    size = int(chains) * int(draws) * per_draw * np.dtype(real_dtype()).itemsize
-    memory = machine_memory_bytes() if memory is None else memory
-    if memory is not None and MEMORY_COPIES * size > memory:
-        fits = max(1, memory // (MEMORY_COPIES * per_draw * np.dtype(real_dtype()).itemsize * int(chains)))
-        raise InputError(
-            f"{what}={draws} with {chains} chain(s) would hold {size / 1e9:.3g} GB of draws ({per_draw} numbers per "
-            f"draw: the law's sites, each model's skills and offset, and the log-likelihood and a replicated score "
-            f"of each of the {pairs} fitted scores), more than this machine's {memory / 1e9:.3g} GB of memory holds "
-            f"with the {MEMORY_COPIES} copies made while assembling them: use at most {fits} {what} per chain "
-            "(a few thousand draws in all are plenty for every diagnostic and interval)")
-    return size
 
 
 class SkillsLaw:
@@ -373,7 +259,7 @@ class SkillsLaw:
         )
         meta = {
             "fit_format": FIT_FORMAT,
-            "versions": _versions(),
+            "versions": versions(),
             "spec": spec.to_dict(),
             "params": dict(self.get_params(), progress=bool(self.progress)),  # a callable is not kept
             "standardizer": std.to_dict(),
@@ -385,7 +271,7 @@ class SkillsLaw:
             "target_accept": target_accept,  # as resolved ("auto" -> a number)
             "sampling": extra.get("report", {"draws": "svi"}) if extra else {"draws": "svi"},
         }
-        idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=_json_default)
+        idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=json_default)
         self._adopt(idata, meta, lb)
         return self
 
@@ -930,26 +816,9 @@ class SkillsLaw:
 
     # ------------------------------------------------------------ save/load
     def to_file_idata(self) -> az.InferenceData:
-        """What a fit file holds: the sampled sites, sampler statistics and constant data, with metadata.
-
-        Deterministic sites, the log-likelihood, observed data and replicated
-        scores are left out: :meth:`_from_idata` recomputes them from the
-        sampled sites by the same code as the fit, bit for bit. The metadata
-        records a checksum of every array written (:func:`array_checksums`),
-        so that an edited or damaged array is refused on load.
-        """
+        """What a fit file holds (:func:`bayes_sloth.core.fitfile.file_idata`)."""
         self._check_fitted()
-        meta = json.loads(self.idata_.posterior.attrs[META_ATTR])
-        post = self.idata_.posterior[meta["sampled_sites"]]
-        groups = {"posterior": post, "constant_data": self.idata_.constant_data}
-        if "sample_stats" in self.idata_.groups():
-            groups["sample_stats"] = self.idata_.sample_stats
-        meta["fit_format"] = FIT_FORMAT
-        meta["checksums"] = array_checksums(groups)
-        post.attrs = dict(self.idata_.posterior.attrs, **{META_ATTR: json.dumps(meta, default=_json_default)})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return az.InferenceData(**groups)
+        return file_idata(self.idata_)
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the fit to a netCDF file (never pickle), atomically; see :func:`bayes_sloth.core.io.write_idata`."""
@@ -977,29 +846,13 @@ class SkillsLaw:
         recomputed from the sampled sites (:func:`~bayes_sloth.core.inference.complete_posterior`,
         :func:`~bayes_sloth.core.inference.observation_groups`).
         """
-        meta = _read_meta(idata, source)
+        meta = read_meta(idata, source)
         try:
             law = cls(**meta["params"])
             law.validate_params()
         except (TypeError, InputError) as exc:
             raise FitFileError(f"{source}: field 'params' is invalid ({exc})") from None
-        spec, std, lb, data = _check_fit_parts(idata, meta, source)
-        post = idata.posterior
-        sampled = {k: post[k].values for k in meta["sampled_sites"]}
-        sites = complete_posterior(spec, sampled, data)
-        groups = {"posterior": posterior_dataset(spec, sites, models=lb.models, families=meta["families"],
-                                                 benchmarks=meta["benchmarks"],
-                                                 latent_models=latent_models(data, lb.models)).assign_attrs(post.attrs),
-                  "constant_data": idata.constant_data}
-        if "sample_stats" in idata.groups():
-            groups["sample_stats"] = idata.sample_stats
-        obs = observation_groups(spec, sites, data, int(meta["params"]["seed"]), models=lb.models,
-                                 benchmarks=meta["benchmarks"])
-        attrs = {k: v for k, v in post.attrs.items() if k != META_ATTR}
-        groups.update({name: ds.assign_attrs(attrs) for name, ds in obs.items()})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            full = az.InferenceData(**groups)
+        full, meta, lb = rebuild(idata, source)
         law._adopt(full, meta, lb)
         return law
 
@@ -1010,22 +863,8 @@ SkillsLaw.__init__.__signature__ = options_signature()
 SkillsLaw.__doc__ = SkillsLaw.__doc__.replace("{parameters}", parameters_doc())
 
 
-def _versions() -> dict:
-    import jax
-    import numpyro
-
-    return {"bayes_sloth": __version__, "numpyro": numpyro.__version__, "jax": jax.__version__,
-            "arviz": az.__version__}
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, (np.ndarray, tuple)):
-        return list(np.asarray(o).tolist())
-    raise TypeError(type(o).__name__)
 
 
 def _differs(a, b) -> bool:
@@ -1035,193 +874,15 @@ def _differs(a, b) -> bool:
         return True
 
 
-def _read_meta(idata, source: str) -> dict:
-    if "posterior" not in idata.groups():
-        raise FitFileError(f"{source} has no posterior group: not a bayes_sloth fit")
-    raw = idata.posterior.attrs.get(META_ATTR)
-    if raw is None:
-        raise FitFileError(f"{source} is not a bayes_sloth fit (no bayes_sloth metadata in its posterior): "
-                           "save fits with SkillsLaw.save or `bayes-sloth fit --out`")
-    try:
-        meta = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (TypeError, ValueError):
-        raise FitFileError(f"{source}: its bayes_sloth metadata is not valid JSON: corrupted; refit") from None
-    if not isinstance(meta, dict):
-        raise FitFileError(f"{source}: its bayes_sloth metadata is not a mapping: corrupted; refit")
-    fmt = str(meta.get("fit_format", "?"))
-    if fmt.split(".")[0] != FIT_FORMAT.split(".")[0]:
-        written = (meta.get("versions") or {}).get("bayes_sloth", "unknown")
-        raise FitFileError(f"{source} has format {fmt} (written by bayes_sloth {written}); this version reads "
-                           f"format {FIT_FORMAT}: refit with this version")
-    for key, kind in (("spec", dict), ("params", dict), ("standardizer", dict), ("families", list),
-                      ("benchmarks", list), ("sampled_sites", list)):
-        if not isinstance(meta.get(key), kind):
-            raise FitFileError(f"{source}: field {key!r} of its metadata is missing or not a {kind.__name__}; "
-                               "corrupted or not written by bayes_sloth: refit")
-    return meta
 
 
-def _canonical_bytes(values) -> bytes:
-    """An array's content as bytes that survive a netCDF round trip: numbers (bool and int too) as
-    little-endian float64 with one NaN, text as UTF-8; the shape first."""
-    a = np.asarray(values)
-    head = repr(a.shape).encode()
-    if a.dtype.kind in "OUS":
-        return head + "\x00".join(str(v.decode() if isinstance(v, bytes) else v) for v in a.ravel()).encode()
-    a = a.astype(np.float64)
-    return head + np.ascontiguousarray(np.where(np.isnan(a), np.nan, a), dtype="<f8").tobytes()
 
 
-def array_checksums(groups: dict) -> dict:
-    """sha256 of every data variable of ``groups`` (name -> Dataset), keyed ``"group.variable"``."""
-    import hashlib
-
-    return {f"{g}.{v}": hashlib.sha256(_canonical_bytes(ds[v].values)).hexdigest()
-            for g, ds in groups.items() for v in ds.data_vars}
 
 
-#: How far a stored covariate may be from the one recomputed from params and tokens: x is computed in float64
-#: and stored in float32 (half a unit in the last place, 6e-8 of |x|, |x| < 10 on any real table); 1e-5 of
-#: max(1, |x|) is a hundred times that, and far below what a changed standardization or covariate moves (the
-#: issue's shifted mean moved x by 0.03 to 0.1).
-X_TOLERANCE = 1e-5
 
 
-def _check_fit_parts(idata, meta: dict, source: str):
-    """Check a fit's metadata and arrays against each other; returns (spec, standardizer, leaderboard, data)."""
-
-    def bad(field, why):
-        return FitFileError(f"{source}: field {field!r} {why}; the file is corrupted or was edited: refit")
-
-    try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise bad("spec", f"is invalid ({exc})") from None
-    families, benchmarks = [str(f) for f in meta["families"]], [str(b) for b in meta["benchmarks"]]
-    if len(benchmarks) != spec.n_benchmarks or len(set(benchmarks)) != len(benchmarks):
-        raise bad("benchmarks", f"lists {len(benchmarks)} names for {spec.n_benchmarks} benchmarks")
-    if len(families) != spec.n_families or len(set(families)) != len(families):
-        raise bad("families", f"lists {len(families)} names for {spec.n_families} families")
-    if any(not _is_int(a) or not 0 <= a < spec.n_benchmarks for a in spec.anchors):
-        raise bad("spec.anchors", f"holds an index outside 0..{spec.n_benchmarks - 1}: {list(spec.anchors)}")
-    try:
-        std = Standardizer.from_dict(meta["standardizer"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise bad("standardizer", f"is invalid ({exc})") from None
-    if not (np.isfinite(std.center).all() and np.isfinite(std.mean).all() and np.isfinite(std.sd).all()
-            and (std.sd > 0).all() and std.center.shape == (2,) and std.mean.shape == (3,) and std.sd.shape == (3,)):
-        raise bad("standardizer", "is not finite, or has a non-positive sd")
-    if "constant_data" not in idata.groups():
-        raise FitFileError(f"{source} has no constant_data group: incomplete or corrupted; refit and save again")
-    cd = idata.constant_data
-    need = ("x", "family_index", "instruct", "floor", "obs_model_index", "obs_benchmark_index", "obs_weight",
-            "params", "tokens", "model_family", "scores")
-    for name in need:
-        if name not in cd:
-            raise bad(f"constant_data.{name}", "is missing")
-    models = [str(m) for m in cd["model"].values]
-    N, J = len(models), spec.n_benchmarks
-    if list(map(str, cd["benchmark"].values)) != benchmarks:
-        raise bad("constant_data.benchmark", "does not match the benchmarks of the metadata")
-    if cd["scores"].shape != (N, J) or cd["x"].shape != (N, 3):
-        raise bad("constant_data.scores", f"has shape {cd['scores'].shape}, expected {(N, J)}")
-    fam_idx = np.asarray(cd["family_index"].values)
-    if fam_idx.shape != (N,) or (len(fam_idx) and (fam_idx.min() < 0 or fam_idx.max() >= spec.n_families)):
-        raise bad("constant_data.family_index", f"is not an index into the {spec.n_families} families")
-    om, ob = np.asarray(cd["obs_model_index"].values), np.asarray(cd["obs_benchmark_index"].values)
-    if om.shape != ob.shape or (len(om) and (om.min() < 0 or om.max() >= N or ob.min() < 0 or ob.max() >= J)):
-        raise bad("constant_data.obs_model_index", "points outside the models or benchmarks")
-    scores = np.asarray(cd["scores"].values, dtype=float)
-    y = scores[om, ob]
-    if not np.isfinite(y).all():
-        raise bad("constant_data.scores", "is missing a score that the fit's observed pairs name")
-    post = idata.posterior
-    for site in meta["sampled_sites"]:
-        if site not in post:
-            raise bad(f"posterior.{site}", "is missing")
-        v = np.asarray(post[site].values)
-        if v.ndim < 2 or v.size == 0 or np.isnan(v).all():
-            raise bad(f"posterior.{site}", "holds no draws (empty or all NaN)")
-        if v.dtype.kind not in "fiu":
-            raise bad(f"posterior.{site}", f"holds {v.dtype} values, not numbers")
-        finite = np.isfinite(v)
-        if not finite.all():
-            n = int((~finite).sum())
-            raise bad(f"posterior.{site}", f"holds {n} non-finite value(s) (NaN or infinite) among its {v.size} "
-                      "draws; a sampler never keeps one")
-        if v.shape[:2] != post[meta["sampled_sites"][0]].shape[:2]:
-            raise bad(f"posterior.{site}", f"has {v.shape[:2]} (chain, draw), unlike the other sites")
-    for dim, names in (("family", families), ("benchmark", benchmarks), ("model", models)):
-        if dim in post.dims and list(map(str, post[dim].values)) != names:
-            raise bad(f"posterior.{dim}", "does not match the constant data and metadata")
-    if "sample_stats" in idata.groups():
-        for name, v in idata.sample_stats.data_vars.items():
-            for dim in ("chain", "draw"):
-                if dim in v.dims and v.sizes[dim] != post.sizes[dim]:
-                    raise bad(f"sample_stats.{name}", f"has {v.sizes[dim]} {dim}(s), the posterior {post.sizes[dim]}")
-    _check_checksums(idata, meta, source)
-    cov = pd.DataFrame({"family": cd["model_family"].values.astype(str),
-                        "params": cd["params"].values.astype(float), "tokens": cd["tokens"].values.astype(float),
-                        "instruct": cd["instruct"].values.astype(bool)}, index=pd.Index(models, name="model"))
-    floors = pd.Series(cd["floor"].values.astype(float), index=pd.Index(benchmarks, name="benchmark"), name="floor")
-    lb = Leaderboard(cov, pd.DataFrame(scores, index=cov.index, columns=benchmarks), floors)
-    no_tokens = ~np.isfinite(cov["tokens"].to_numpy())
-    if int(no_tokens.sum()) != spec.n_latent_tokens:
-        raise bad("spec.n_latent_tokens", f"is {spec.n_latent_tokens} but {int(no_tokens.sum())} fitted model(s) have "
-                  "no token count in constant_data.tokens")
-    recorded = meta.get("data_sha256")
-    if isinstance(recorded, str) and recorded != lb.sha256():
-        raise bad("constant_data", "(params, tokens, families, instruct flags, scores, floors) does not match the "
-                  "data_sha256 recorded when the fit was made: the fitted data were changed")
-    if [families[i] for i in fam_idx] != list(cov["family"]):
-        raise bad("constant_data.family_index", "does not match constant_data.model_family")
-    rows, cols = np.nonzero(np.isfinite(scores))
-    if not (np.array_equal(om, rows) and np.array_equal(ob, cols)):
-        raise bad("constant_data.obs_model_index", "does not list the observed scores of constant_data.scores")
-    x = np.array(cd["x"].values, dtype=float)
-    x[no_tokens, 1:] = np.nan  # the placeholders of latent token columns (inference.model_arrays)
-    want = std.transform(cov["params"], cov["tokens"])
-    known = np.isfinite(want)
-    off = np.abs(x[known] - want[known]) > X_TOLERANCE * np.maximum(1.0, np.abs(want[known]))
-    if off.any() or not np.isfinite(x[known]).all():
-        worst = float(np.nanmax(np.abs(x[known] - want[known]))) if np.isfinite(x[known]).any() else float("nan")
-        raise bad("constant_data.x", f"is not the standardized params and tokens of the fitted models (the "
-                  f"metadata's standardizer gives values up to {worst:.3g} away): the standardizer or the "
-                  "covariates were changed")
-    data = model_arrays(x=x, family=fam_idx, instruct=cd["instruct"].values, floor=cd["floor"].values,
-                        obs_model=om, obs_bench=ob, y=y, obs_weight=np.asarray(cd["obs_weight"].values, dtype=bool),
-                        standardization=standardization_array(std))
-    _check_site_shapes(post, meta, spec, data, bad)
-    return spec, std, lb, data
 
 
-def _check_checksums(idata, meta: dict, source: str) -> None:
-    """Every array the metadata has a checksum of (fits saved by format 2.1 on) still has that content."""
-    sums = meta.get("checksums")
-    if sums is None:
-        return
-    if not isinstance(sums, dict):
-        raise FitFileError(f"{source}: field 'checksums' of its metadata is not a mapping: corrupted; refit")
-    got = array_checksums({g: idata[g] for g in idata.groups()})
-    for name, want in sums.items():
-        if name not in got:
-            raise FitFileError(f"{source}: field {name!r} is missing; the file is corrupted or was edited: refit")
-        if got[name] != want:
-            raise FitFileError(f"{source}: field {name!r} does not match the checksum recorded when the fit was "
-                               "saved; the file is corrupted or was edited: refit")
 
 
-def _check_site_shapes(post, meta: dict, spec: ModelSpec, data: dict, bad) -> None:
-    """The stored draws are those of the law the metadata describes: the same sites, each of its shape."""
-    expected, _ = model_site_shapes(spec, data)
-    stored = set(meta["sampled_sites"])
-    if stored != set(expected):
-        extra, lacking = sorted(stored - set(expected)), sorted(set(expected) - stored)
-        raise bad("sampled_sites", f"lists {', '.join(extra) or 'nothing'} beyond and lacks "
-                  f"{', '.join(lacking) or 'nothing'} of the sites of the law in field 'spec'")
-    for site, shape in expected.items():
-        got = tuple(post[site].shape[2:])
-        if got != shape:
-            raise bad(f"posterior.{site}", f"holds draws of shape {got}, but the law of field 'spec' "
-                      f"({spec.n_skills} skill(s), {spec.n_benchmarks} benchmarks, {spec.n_families} families) "
-                      f"has shape {shape}")

@@ -232,3 +232,22 @@ def log_predictive_density(spec: ModelSpec, mu: xr.DataArray, sigma: xr.DataArra
     out = top + np.log(np.mean(np.exp(logp - top), axis=0))
     out = np.where(np.isnan(y.values.reshape(logp.shape)[0]), np.nan, out)
     return xr.DataArray(out, dims=rest, coords={d: mu[d].values for d in rest if d in mu.coords}, name="lpd")
+
+
+#: What a forecast row is checked against the fitted models' range of: the two covariates, and their product
+#: (compute, in B parameters x T tokens), which the law's interaction term extrapolates in even when each
+#: covariate alone is inside its range (a 70 B model at 15 T tokens after 8 B at 15 T and 70 B at 2 T).
+EXTRAPOLATION_CHECKS = (("params", "B parameters"), ("tokens", "T tokens"), ("compute", "B x T (params x tokens)"))
+
+
+def outside_fitted_range(fitted: pd.DataFrame, params, tokens) -> dict:
+    """Per check of :data:`EXTRAPOLATION_CHECKS`: (bool array, fitted min, fitted max) for rows with ``params``
+    and ``tokens`` (arrays; a NaN token count, imputed, is not flagged on tokens or compute) against the
+    models of ``fitted`` (a fit's covariates)."""
+    fp, ft = (fitted[c].to_numpy(dtype=float) for c in ("params", "tokens"))
+    p, t = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (params, tokens))
+    out = {}
+    for (col, _), fit_v, v in zip(EXTRAPOLATION_CHECKS, (fp, ft, fp * ft), (p, t, p * t)):
+        lo, hi = float(np.nanmin(fit_v)), float(np.nanmax(fit_v))
+        out[col] = ((v < lo) | (v > hi), lo, hi)
+    return out

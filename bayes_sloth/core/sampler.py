@@ -26,8 +26,9 @@ from numpyro.infer import NUTS, init_to_uniform
 
 from .config import warn_sequential_chains
 from .diagnostics import RHAT_MAX, summary_table
-from .idata import complete_posterior, constrain_draws
-from .model import ModelSpec, skills_law
+from .errors import InputError
+from .idata import complete_posterior, constrain_draws, model_site_shapes, real_dtype
+from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .programs import bounded_jit, cached
 from .sites import checked, posterior_dims
@@ -462,3 +463,75 @@ def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
         return True, dict(report, stopped=f"cap: {n} draws per chain reached max_draws={cfg.max_draws} "
                                           f"before R-hat <= {RHAT_MAX} and ESS >= {cfg.target_ess}")
     return False, report
+
+
+#: Copies of a fit's draws that exist at once while they are sampled and assembled (JAX's arrays, then NumPy's
+#: and xarray's): the draws may take at most 1 / MEMORY_COPIES of the machine's memory.
+MEMORY_COPIES = 2
+
+
+def machine_memory_bytes() -> int | None:
+    """Memory this process may use: the machine's physical memory, or the container's limit (cgroup) if lower;
+    None where neither can be read."""
+    sizes = []
+    try:
+        sizes.append(int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            sizes.append(int(text))
+    sizes = [v for v in sizes if v > 0]
+    return min(sizes) if sizes else None
+
+
+def check_draws_fit_in_memory(spec: ModelSpec, data: dict, chains: int, draws: int, what: str = "draws",
+                              memory: int | None = None) -> int:
+    """Refuse, before any sampling, a number of draws whose posterior would not fit in memory.
+
+    A fit keeps, per draw: every sampled and deterministic site of the law
+    (each model's skills and offset among them) and, per fitted score, its
+    log-likelihood and a replicated score, in float32 (float64 in JAX's 64-bit
+    mode), times ``chains`` x ``draws``; assembling them makes
+    :data:`MEMORY_COPIES` copies at once. Returns the bytes of one copy;
+    raises an InputError naming ``what`` when the copies exceed ``memory``
+    (default :func:`machine_memory_bytes`).
+    """
+    sampled, deterministic = model_site_shapes(spec, data)
+    pairs = int(np.asarray(data["obs_weight"]).sum())
+    per_draw = sum(int(np.prod(v)) for v in (*sampled.values(), *deterministic.values())) + 2 * pairs
+    size = int(chains) * int(draws) * per_draw * np.dtype(real_dtype()).itemsize
+    memory = machine_memory_bytes() if memory is None else memory
+    if memory is not None and MEMORY_COPIES * size > memory:
+        fits = max(1, memory // (MEMORY_COPIES * per_draw * np.dtype(real_dtype()).itemsize * int(chains)))
+        raise InputError(
+            f"{what}={draws} with {chains} chain(s) would hold {size / 1e9:.3g} GB of draws ({per_draw} numbers per "
+            f"draw: the law's sites, each model's skills and offset, and the log-likelihood and a replicated score "
+            f"of each of the {pairs} fitted scores), more than this machine's {memory / 1e9:.3g} GB of memory holds "
+            f"with the {MEMORY_COPIES} copies made while assembling them: use at most {fits} {what} per chain "
+            "(a few thousand draws in all are plenty for every diagnostic and interval)")
+    return size
+
+
+def auto_target_accept(n_benchmarks: int) -> float:
+    """The target acceptance rate ``target_accept="auto"`` resolves to on a leaderboard of ``n_benchmarks``.
+
+    0.99 on a leaderboard of at most
+    :data:`~bayes_sloth.core.model.OFFSET_FRAME_MAX_BENCHMARKS` benchmarks, 0.9 on
+    larger ones. With few benchmarks each model's offset e_i and each
+    family's efficiency alpha_f are held by few scores, and their posterior
+    width follows the noise sigma_j and the spreads s and tau: funnels whose
+    necks a step size adapted in the bulk overshoots. On the SBC design
+    (24 models, 4 benchmarks) 0.9 left divergences in 14 of 48 replications
+    (``benchmarks/results/sbc_default.md``, ``NOTES.md`` "Small
+    leaderboards"); a higher target shortens the step there, and costs
+    longer trajectories on boards that fit in seconds. On the 12-benchmark
+    Sloth table 0.9 gives no divergences and a higher target would only
+    slow it, so it stays.
+    """
+
+    return AUTO_TARGET_ACCEPT[0] if int(n_benchmarks) <= OFFSET_FRAME_MAX_BENCHMARKS else AUTO_TARGET_ACCEPT[1]

@@ -30,9 +30,9 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
+from ..core.data import read_new_models
 from ..core.diagnostics import checked_names
 from ..core.errors import InputError
-from ..core.estimator import read_new_models
 from ..core.rotation import rotate_posterior
 
 #: FLOPs per parameter per training token in the usual C = 6 N D approximation.

@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from ..core.errors import InputError
-from ..core.estimator import outside_fitted_range
+from ..core.prediction import outside_fitted_range
 
 #: FLOPs per (billion parameters x trillion tokens): C = 6 N T.
 FLOPS_PER_BT = 6e21
@@ -222,7 +222,7 @@ class InverseAnswer:
 
 def _bisect(f, lo: float, hi: float, prob: float, rtol: float, steps: list):
     """Smallest x in (lo, hi] with f(x) >= prob, by bisection in log x (f(lo) < prob <= f(hi))."""
-    plo, phi = None, None
+    phi = None
     while hi / lo > 1 + rtol:
         mid = np.sqrt(lo * hi)
         pm = f(mid)
@@ -230,7 +230,7 @@ def _bisect(f, lo: float, hi: float, prob: float, rtol: float, steps: list):
         if pm >= prob:
             hi, phi = mid, pm
         else:
-            lo, plo = mid, pm
+            lo = mid
     return hi, phi
 
 

@@ -37,10 +37,10 @@ from typing import Callable
 import pandas as pd
 
 from .. import __version__
-from ..core.data import split_family
+from ..core.data import read_new_models, split_family
 from ..core.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from ..core.errors import InputError
-from ..core.estimator import SkillsLaw, read_new_models
+from ..core.estimator import SkillsLaw
 from ..core.io import check_output_path, write_text
 from ..core.model import describe
 from . import plots

@@ -83,9 +83,10 @@ import numpy as np
 import pandas as pd
 
 from ..core import io
-from ..core.data import Leaderboard
+from ..core.data import Leaderboard, read_new_models
 from ..core.errors import FitFileError, InputError, warn
-from ..core.estimator import MAX_SEED, SkillsLaw, read_new_models
+from ..core.estimator import SkillsLaw
+from ..core.options import MAX_SEED
 from ..core.prediction import forecast_table, log_predictive_density
 
 #: Pareto k above which an importance-sampling estimate is not reliable (Vehtari et al. 2024).
