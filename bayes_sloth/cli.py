@@ -203,6 +203,8 @@ def cmd_fit(args) -> int:
         "min_ess_bulk": _finite(d.min_ess_bulk),
         "min_ess_tail": _finite(d.min_ess_tail),
         "divergences": d.divergences,
+        "gradient_evaluations": d.gradient_evaluations,
+        "gradient_evaluations_per_ess": _finite(round(d.gradient_evaluations_per_ess, 1)),
         "converged": d.ok,
         "out": args.out,
     }

@@ -62,10 +62,20 @@ class Diagnostics:
     n_draws: int
     table: pd.DataFrame = field(repr=False)
     problems: list[str] = field(default_factory=list)
+    #: Leapfrog steps of every chain, warm-up and sampling together: the gradient evaluations the fit cost
+    #: (machine independent; 0 for a variational fit)
+    gradient_evaluations: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def gradient_evaluations_per_ess(self) -> float:
+        """Gradient evaluations per effective draw of the worst-mixing parameter (bulk or tail): the cost of
+        the posterior's geometry, whatever the machine."""
+        ess = min(self.min_ess_bulk, self.min_ess_tail)
+        return float(self.gradient_evaluations / ess) if ess > 0 and self.gradient_evaluations else float("nan")
 
     def to_dict(self) -> dict:
         return {
@@ -76,6 +86,8 @@ class Diagnostics:
             "divergences": self.divergences,
             "min_bfmi": float(min(self.bfmi)) if self.bfmi else float("nan"),
             "max_tree_depth_hits": self.max_tree_depth_hits,
+            "gradient_evaluations": self.gradient_evaluations,
+            "gradient_evaluations_per_ess": self.gradient_evaluations_per_ess,
             "problems": list(self.problems),
         }
 
@@ -89,6 +101,9 @@ class Diagnostics:
             f"  E-BFMI per chain {', '.join(f'{b:.2f}' for b in self.bfmi)} (want >= {BFMI_MIN})",
             f"  draws at max tree depth {self.max_tree_depth_hits}",
         ]
+        if self.gradient_evaluations:
+            lines.append(f"  gradient evaluations {self.gradient_evaluations:,} "
+                         f"({self.gradient_evaluations_per_ess:,.0f} per effective draw)")
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -249,7 +264,9 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
             f"{depth_hits} draw(s) hit the maximum tree depth {max_tree_depth}: the sampler is "
             "inefficient, not necessarily wrong; raise max_tree_depth"
         )
-    return Diagnostics(max_rhat, min_b, min_t, div, bfmi, depth_hits, n_draws, table, problems)
+    grads = int(stats["n_steps"].sum()) if "n_steps" in stats else 0
+    grads += int(stats["warmup_n_steps"].sum()) if "warmup_n_steps" in stats else 0
+    return Diagnostics(max_rhat, min_b, min_t, div, bfmi, depth_hits, n_draws, table, problems, grads)
 
 
 #: Scale parameters whose small values make funnels (site, what it scales).

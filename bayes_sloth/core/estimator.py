@@ -297,7 +297,7 @@ class SkillsLaw:
             draws="auto" if self.draws == "auto" else int(self.draws),
             target_accept=float(target_accept), max_tree_depth=int(self.max_tree_depth),
             chain_method=self.chain_method, init=self.init, progress=progress,
-            target_ess=int(self.target_ess), max_draws=int(self.max_draws),
+            target_ess=int(self.target_ess), max_draws=int(self.max_draws), adaptation=self.adaptation,
         )
 
     def _check_fitted(self):

@@ -283,6 +283,129 @@ def offset_frame(spec: ModelSpec, p: dict, s, x, family, instruct, floor, obs_mo
     return m, jax.lax.rsqrt(prec)
 
 
+def _anchored_coordinates(spec: ModelSpec) -> dict:
+    """The skills' parameters sampled as they are written (``coordinates="anchored"``): each skill in its
+    anchor's units, the family efficiencies and slopes non-centred (z ~ Normal(0, I), centred)."""
+    K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
+    p = {}
+    with _plate("covariate", len(COVARIATES), -2), _plate("skill", K):
+        p["slopes"] = numpyro.sample("slopes", dist.Normal(0.0, 2.0))
+    with _plate("skill", K):
+        tau = numpyro.sample("tau", dist.HalfNormal(1.0))
+    p["alpha"] = pooled_effect("alpha", "family_z", "tau", tau, "family", F, K)
+    if spec.family_slopes:
+        with _plate("skill", K):
+            omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5))
+        p["family_slope"] = pooled_effect("family_slope", "family_slope_z", "family_slope_sd", omega, "family", F, K)
+    with _plate("skill", K):
+        if spec.instruct_shift:
+            p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0))
+        if spec.instruct_slope:
+            p["instruct_slope"] = numpyro.sample("instruct_slope", dist.Normal(0.0, 1.0))
+    with _plate("loading_free", len(spec.free_loading_index)):
+        prior = dist.HalfNormal(2.0) if spec.loadings == "positive" else dist.Normal(0.0, 2.0)
+        free = numpyro.sample("loadings_free", prior, infer={"assembles": "loadings"})
+    with _plate("benchmark", J, -2), _plate("skill", K):
+        p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
+    with _plate("benchmark", J):
+        p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0))
+    return p
+
+
+def helmert_basis(n: int) -> np.ndarray:
+    """An orthonormal basis (n, n - 1) of the vectors that sum to zero (Helmert's): for v ~ Normal(0, I_(n-1)),
+    Q v has the law of z - mean(z) for z ~ Normal(0, I_n)."""
+    Q = np.zeros((n, max(n - 1, 0)))
+    for k in range(1, n):
+        Q[:k, k - 1] = 1.0
+        Q[k, k - 1] = -float(k)
+        Q[:, k - 1] /= np.sqrt(k * (k + 1.0))
+    return Q
+
+
+def instruct_shares(family, instruct, n_families: int):
+    """I_f: the share of each family's models that are instruction-tuned."""
+    counts = jax.ops.segment_sum(jnp.ones_like(instruct), family, n_families)
+    return jax.ops.segment_sum(instruct, family, n_families) / jnp.maximum(counts, 1.0)
+
+
+#: Each skill is sampled in units of tau_k ** SCALE_POWER (``coordinates="scaled"``): 1 is the family spread,
+#: 0 the anchor's own units.
+SCALE_POWER = 1.0
+
+
+def _scaled_coordinates(spec: ModelSpec, family, instruct) -> dict:
+    r"""The skills' parameters in coordinates where the posterior is rounder (``coordinates="scaled"``), mapped
+    to the law's own: the same posterior, the same sites for the user.
+
+    - Each skill k in units of its family spread tau_k (tilde: divided by tau_k, loadings multiplied):
+      ``B = tau B~``, ``delta = tau delta~``, ``delta_S = tau delta_S~``, ``omega = tau omega~``,
+      ``lambda_jk = lambda~_jk / tau_k``, with priors ``B~ ~ Normal(0, 2 / tau)`` and so on: the law's priors
+      with their Jacobians. Only the anchor's unit loading then involves tau_k.
+    - The families' centred efficiencies and slopes on a sum-zero basis Q (Helmert): F - 1 coordinates per
+      skill, since the mean the data never see is not sampled (``Q v`` has the law of ``z - mean z``).
+    - The instruct shift sheared off the efficiencies and the intercepts (no family mixes base and tuned
+      models, so delta otherwise trades against every tuned family's efficiency and, through the centring,
+      every intercept)::
+
+          alpha_f = tau (Q v - (I_f - mean I) delta~),    v ~ Normal(Q'(I - mean I) delta~, I)
+          b_j     = b'_j - mean I (Lambda delta)_j,        b' ~ Normal(mean I (Lambda delta)_j, 3)
+
+      with I_f the share of family f's models that are tuned: shifts by functions of the other coordinates
+      (Jacobian 1). The likelihood then no longer depends on delta.
+    """
+    K, J, F = spec.n_skills, spec.n_benchmarks, spec.n_families
+    Q = jnp.asarray(helmert_basis(F), dtype=instruct.dtype)
+    share = instruct_shares(family, instruct, F)
+    tilt = share - jnp.mean(share)
+    p = {}
+    with _plate("skill", K):
+        tau = numpyro.sample("tau", dist.HalfNormal(1.0))
+    c = tau**SCALE_POWER  # the unit each skill is sampled in
+    with _plate("covariate", len(COVARIATES), -2), _plate("skill", K):
+        b_s = numpyro.sample("slopes_scaled", dist.Normal(0.0, 2.0 / c), infer={"coordinate_of": "slopes"})
+        p["slopes"] = numpyro.deterministic("slopes", c * b_s)
+    d_s = jnp.zeros(K, dtype=instruct.dtype)
+    with _plate("skill", K):
+        if spec.instruct_shift:
+            d_s = numpyro.sample("instruct_shift_scaled", dist.Normal(0.0, 1.0 / c),
+                                 infer={"coordinate_of": "instruct_shift"})
+            p["instruct_shift"] = numpyro.deterministic("instruct_shift", c * d_s)
+        if spec.instruct_slope:
+            dS_s = numpyro.sample("instruct_slope_scaled", dist.Normal(0.0, 1.0 / c),
+                                  infer={"coordinate_of": "instruct_slope"})
+            p["instruct_slope"] = numpyro.deterministic("instruct_slope", c * dS_s)
+        if spec.family_slopes:
+            om_s = numpyro.sample("family_slope_sd_scaled", dist.HalfNormal(0.5 / c),
+                                  infer={"coordinate_of": "family_slope_sd"})
+            omega = numpyro.deterministic("family_slope_sd", c * om_s)
+    with _plate("family_basis", F - 1, -2), _plate("skill", K):
+        v = numpyro.sample("family_v", dist.Normal((Q.T @ tilt)[:, None] * (c * d_s / tau), 1.0),
+                           infer={"coordinate_of": "alpha", "scale": "tau", "group": "family"})
+    with _plate("family", F, -2), _plate("skill", K):
+        p["alpha"] = numpyro.deterministic("alpha", tau * (Q @ v) - tilt[:, None] * (c * d_s))
+    if spec.family_slopes:
+        with _plate("family_basis", F - 1, -2), _plate("skill", K):
+            u = numpyro.sample("family_slope_v", dist.Normal(0.0, 1.0),
+                               infer={"coordinate_of": "family_slope", "scale": "family_slope_sd", "group": "family"})
+        with _plate("family", F, -2), _plate("skill", K):
+            p["family_slope"] = numpyro.deterministic("family_slope", omega * (Q @ u))
+    cols = jnp.asarray(spec.free_loading_index % K)
+    with _plate("loading_free", len(spec.free_loading_index)):
+        scale = 2.0 * jnp.take(c, cols)
+        prior = dist.HalfNormal(scale) if spec.loadings == "positive" else dist.Normal(0.0, scale)
+        free_s = numpyro.sample("loadings_scaled", prior, infer={"coordinate_of": "loadings_free",
+                                                                 "assembles": "loadings"})
+        free = numpyro.deterministic("loadings_free", free_s / jnp.take(c, cols))
+    with _plate("benchmark", J, -2), _plate("skill", K):
+        p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
+    shift = jnp.mean(share) * (p["loadings"] @ (c * d_s))  # mean I (Lambda delta)_j
+    with _plate("benchmark", J):
+        b = numpyro.sample("intercept_shifted", dist.Normal(shift, 3.0), infer={"coordinate_of": "intercept"})
+        p["intercept"] = numpyro.deterministic("intercept", b - shift)
+    return p
+
+
 def skills_law(
     spec: ModelSpec,
     x,
@@ -315,31 +438,13 @@ def skills_law(
     standardization : (8,) the standardizer's statistics (:func:`standardization_array`),
         with ``spec.n_latent_tokens > 0``.
     """
-    K, J, F, N = spec.n_skills, spec.n_benchmarks, spec.n_families, x.shape[0]
+    K, J, N = spec.n_skills, spec.n_benchmarks, x.shape[0]
     if spec.n_latent_tokens:  # first: every later use of x sees the latent rows filled in
         x = token_regression(spec, x, latent_tokens, standardization)
-    p = {}
-    with _plate("covariate", len(COVARIATES), -2), _plate("skill", K):
-        p["slopes"] = numpyro.sample("slopes", dist.Normal(0.0, 2.0))
-    with _plate("skill", K):
-        tau = numpyro.sample("tau", dist.HalfNormal(1.0))
-    p["alpha"] = pooled_effect("alpha", "family_z", "tau", tau, "family", F, K)
-    if spec.family_slopes:
-        with _plate("skill", K):
-            omega = numpyro.sample("family_slope_sd", dist.HalfNormal(0.5))
-        p["family_slope"] = pooled_effect("family_slope", "family_slope_z", "family_slope_sd", omega, "family", F, K)
-    with _plate("skill", K):
-        if spec.instruct_shift:
-            p["instruct_shift"] = numpyro.sample("instruct_shift", dist.Normal(0.0, 1.0))
-        if spec.instruct_slope:
-            p["instruct_slope"] = numpyro.sample("instruct_slope", dist.Normal(0.0, 1.0))
-    with _plate("loading_free", len(spec.free_loading_index)):
-        prior = dist.HalfNormal(2.0) if spec.loadings == "positive" else dist.Normal(0.0, 2.0)
-        free = numpyro.sample("loadings_free", prior, infer={"assembles": "loadings"})
-    with _plate("benchmark", J, -2), _plate("skill", K):
-        p["loadings"] = numpyro.deterministic("loadings", assemble_loadings(spec, free))
-    with _plate("benchmark", J):
-        p["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 3.0))
+    if spec.coordinates == "scaled":
+        p = _scaled_coordinates(spec, family, instruct)
+    else:
+        p = _anchored_coordinates(spec)
     p.update(spec.link_.sample(J))
     with _plate("benchmark", J):
         p["sigma"] = numpyro.sample("sigma", dist.LogNormal(np.log(SIGMA_MEDIAN), SIGMA_LOG_SD))

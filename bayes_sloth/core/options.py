@@ -180,6 +180,10 @@ class LawOptions(_Record):
     model_effects: bool = _opt(True, "give each model its own partially pooled offset on the link scale, common "
                                "to all its benchmarks, so a family seen through one or two models is not taken "
                                "to be exactly like them", "bool")
+    coordinates: str = _opt("scaled", "the sampler's coordinates for the same posterior: scaled (each skill in units of "
+                             "its family spread, the instruct shift sheared off the family efficiencies and "
+                             "intercepts, families on a sum-zero basis) or anchored (each skill in its anchor's "
+                             "units, as the law is written)", ("scaled", "anchored"), absent="anchored")
     anchors: tuple | None = _opt(None, "anchor benchmark of each skill, comma-separated (unit loading, zero "
                                  "loadings on later skills); default: chosen from the data", "anchors")
 
@@ -205,6 +209,9 @@ class SamplerOptions(_Record):
                                     "accelerator) or one after another; default: parallel on a CPU with "
                                     "several devices, vectorized on an accelerator",
                                     (None, "parallel", "vectorized", "sequential"))
+    adaptation: str = _opt("diagonal", "NUTS's mass matrix: diagonal, or diagonal plus a low-rank correction learned "
+                           "from the warm-up's draws and gradients partway through it (low-rank)",
+                           ("diagonal", "low-rank"))
     init: str = _opt("svi", "chain starts: overdispersed draws of a short variational fit, or uniform in "
                      "(-2, 2) on the unconstrained scale", ("svi", "uniform"))
     method: str = _opt("nuts", "nuts, or svi: a fast mean-field variational approximation (no convergence "
@@ -221,8 +228,9 @@ AUTO_TARGET_ACCEPT = (0.99, 0.9)
 
 #: The law of :func:`~bayes_sloth.simulate_leaderboard` by default: the default law without the family and
 #: instruct slopes. The fitted default contains it, and the synthetic leaderboards the tests were set on (and
-#: ``data/synthetic_leaderboard.csv``) stay the same; a test of the slopes turns them on.
-SIMULATION_LAW = LawOptions(n_skills=2, instruct_slope=False, family_slopes=False)
+#: ``data/synthetic_leaderboard.csv``) stay the same; a test of the slopes turns them on. A simulation draws the
+#: law's own parameters (its truths are named as the law writes them), so its coordinates are "anchored".
+SIMULATION_LAW = LawOptions(n_skills=2, instruct_slope=False, family_slopes=False, coordinates="anchored")
 #: The lean law: sigmoid link, no offsets, no instruct shift or slopes.
 LEAN_LAW = LawOptions(link="sigmoid", model_effects=False, instruct_shift=False, instruct_slope=False,
                       family_slopes=False)

@@ -22,11 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.flatten_util import ravel_pytree
 from numpyro.infer import NUTS, init_to_uniform
+from numpyro.infer.util import potential_energy
 
 from .config import warn_sequential_chains
 from .diagnostics import RHAT_MAX, summary_table
 from .errors import InputError
+from . import mass
+from .mass import as_jax, estimate, rank, to_u, to_x
 from .idata import complete_posterior, constrain_draws, model_site_shapes, real_dtype
 from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
@@ -76,6 +80,7 @@ class SamplerConfig:
     target_ess: int = SamplerOptions.target_ess
     max_draws: int = SamplerOptions.max_draws
     block: int = 100
+    adaptation: str = SamplerOptions.adaptation
 
     def resolved_chain_method(self) -> str:
         return self.chain_method or default_chain_method(self.chains)
@@ -180,11 +185,106 @@ def _chain_programs(spec: ModelSpec, cfg: SamplerConfig):
     return start, warm, draw
 
 
-def _report(progress, chains, states, total: int, warmup: int) -> None:
-    """Tell ``progress`` where each chain is (``states.i``, its iterations so far; waits for them)."""
-    its = np.atleast_1d(np.asarray(jax.device_get(states.i)))
+#: Share of the warm-up spent before the low-rank mass matrix is estimated (``adaptation="low-rank"``), and the
+#: share of that first phase whose draws and gradients it is estimated from (its last iterations).
+FIRST_PHASE, COLLECTED = 0.4, 0.5
+
+
+def warmup_phases(warmup: int) -> tuple[int, int]:
+    """Iterations of the two warm-up phases of ``adaptation="low-rank"``: (before, after) the estimate."""
+    w1 = min(max(int(round(FIRST_PHASE * warmup)), 60), warmup - 20) if warmup >= 80 else warmup
+    return w1, warmup - w1
+
+
+def _lowrank_programs(spec: ModelSpec, cfg: SamplerConfig):
+    """One NUTS chain in two warm-up phases and the preconditioned coordinates of :mod:`bayes_sloth.core.mass`.
+
+    Phase 1 is the diagonal warm-up of :func:`_chain_programs` over its own schedule (``w1`` iterations) that
+    also returns each iteration's position and potential gradient (flattened as ``ravel_pytree`` flattens the
+    state); the host pools them over chains and estimates the preconditioner ``pre``. Phase 2 runs NUTS on
+    u with ``x = to_x(pre, u)`` (the potential of u is that of x), warming up its step size and a diagonal
+    over ``w2`` iterations; ``draw`` returns the draws mapped back to x, as the sites' unconstrained values.
+    ``pre`` is an argument (shared by the chains), never a constant of the programs.
+    """
+    w1, w2 = warmup_phases(cfg.warmup)
+    model = partial(skills_law, spec)
+    settings = dict(target_accept_prob=cfg.target_accept, max_tree_depth=cfg.max_tree_depth)
+
+    def model_kernel(inverse_mass=None):
+        return NUTS(model, init_strategy=init_to_uniform(radius=2.0), inverse_mass_matrix=inverse_mass, **settings)
+
+    def u_kernel(pre, data, template):
+        _, unravel = ravel_pytree(template)
+
+        def potential(u):
+            return potential_energy(model, (), data, unravel(to_x(pre, ravel_pytree(u)[0])))
+
+        return NUTS(potential_fn=potential, **settings)
+
+    def start1(key, init, data):
+        kernel = model_kernel(None if init is None else init["inverse_mass"])
+        return kernel.init(key, w1, None if init is None else init["z"], model_args=(), model_kwargs=data)
+
+    def warm1(state, data, n):
+        kernel = model_kernel()
+        kernel.init(state.rng_key, w1, state.z, model_args=(), model_kwargs=data)
+
+        def one(state, _):
+            state = kernel.sample(state, (), data)
+            return state, (state.num_steps, ravel_pytree(state.z)[0], ravel_pytree(state.z_grad)[0])
+
+        state, (steps, z, g) = jax.lax.scan(one, state, None, length=n)
+        return state, (jnp.sum(steps), z, g)
+
+    def start2(state, pre, data):
+        flat, unravel = ravel_pytree(state.z)
+        kernel = u_kernel(pre, data, state.z)
+        return kernel.init(jax.random.fold_in(state.rng_key, 2), w2, unravel(to_u(pre, flat)), model_args=(),
+                           model_kwargs=None)
+
+    def resumed(state, pre, data):
+        kernel = u_kernel(pre, data, state.z)
+        kernel.init(state.rng_key, w2, state.z, model_args=(), model_kwargs=None)
+        return kernel
+
+    def warm2(state, pre, data, n):
+        kernel = resumed(state, pre, data)
+
+        def one(state, _):
+            state = kernel.sample(state, (), None)
+            return state, state.num_steps
+
+        state, steps = jax.lax.scan(one, state, None, length=n)
+        return state, jnp.sum(steps)
+
+    def draw2(state, pre, data, n):
+        kernel = resumed(state, pre, data)
+        _, unravel = ravel_pytree(state.z)
+
+        def one(state, _):
+            state = kernel.sample(state, (), None)
+            x = unravel(to_x(pre, ravel_pytree(state.z)[0]))
+            return state, (x, {"diverging": state.diverging, "num_steps": state.num_steps,
+                               "energy": state.energy, "lp": -state.potential_energy,
+                               "acceptance_rate": state.accept_prob, "step_size": state.adapt_state.step_size})
+
+        return jax.lax.scan(one, state, None, length=n)
+
+    return start1, warm1, start2, warm2, draw2
+
+
+def _report(progress, chains, states, total: int, warmup: int, offset: int = 0) -> None:
+    """Tell ``progress`` where each chain is (``states.i`` + ``offset``, its iterations so far; waits for them)."""
+    its = np.atleast_1d(np.asarray(jax.device_get(states.i))) + offset
     for chain, i in zip(chains, its):
         progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+
+
+def _vmapped(fn, n_mapped: int):
+    """``fn`` vectorized over the leading axis of its first ``n_mapped`` arguments (the others shared)."""
+    def vectorized(*args):
+        return jax.vmap(fn, in_axes=(0,) * n_mapped + (None,) * (len(args) - n_mapped))(*args)
+    return vectorized
 
 
 def _spread(programs: dict, run, method: str, n_devices: int, n_mapped: int):
@@ -200,7 +300,7 @@ def _spread(programs: dict, run, method: str, n_devices: int, n_mapped: int):
     works on.
     """
     if method == "vectorized":
-        vec = {k: bounded_jit(jax.vmap(fn, in_axes=(0,) * m + (None,)), keep=1) for k, (fn, m) in programs.items()}
+        vec = {k: bounded_jit(_vmapped(fn, m), keep=1) for k, (fn, m) in programs.items()}
 
         def vectorized(*args):
             C = jax.tree.leaves(args[0])[0].shape[0]
@@ -291,7 +391,74 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
         return (_spread({"start": (start, 2), "warm": (partial(warm, n=w_piece), 1)}, warm_run, method, n_devices, 2),
                 _spread({"draw": (partial(draw, n=d_piece), 1)}, draw_run, method, n_devices, 1))
 
+    if cfg.adaptation == "low-rank":
+        return cached(_SAMPLER_CACHE, key + ("low-rank",), lambda: _build_lowrank(spec, cfg, method, n_devices))
     return cached(_SAMPLER_CACHE, key, build)
+
+
+def _build_lowrank(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int):
+    """``(warm1, warm2, draw)`` runs of :func:`_lowrank_programs` over a leading chain axis (as :func:`get_sampler`):
+    ``warm1(keys, inits, data) -> (states, steps, z, grad)`` with the positions and gradients of the collected
+    iterations, ``warm2(states, pre, data) -> (states, steps)``, ``draw(states, pre, data) -> (states, (z, stats))``."""
+    n_draws = cfg.block if cfg.auto else int(cfg.draws)
+    total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
+    w1, w2 = warmup_phases(cfg.warmup)
+    p1, p2, d_piece = _piece(w1), _piece(w2), _piece(n_draws)
+    keep_from = w1 - max(int(round(COLLECTED * w1)), 2)
+    start1, warm1, start2, warm2, draw2 = _lowrank_programs(spec, cfg)
+    axis = 0 if method != "vectorized" else 1  # the iteration axis (after the chain axis when vectorized)
+
+    def warm1_run(P, chains, keys, inits, data):
+        progress = _PROGRESS[0]
+        state = P["start1"](keys, inits, data)
+        steps = jnp.zeros(jnp.shape(keys)[:-1], jnp.int32)
+        zs, gs = [], []
+        for k in range(w1 // p1 if p1 else 0):
+            state, (s, z, g) = P["warm1"](state, data)
+            steps = steps + s
+            if (k + 1) * p1 > keep_from:
+                zs.append(z)
+                gs.append(g)
+            if progress is not None:
+                _report(progress, chains, state, total, cfg.warmup)
+        cat = (lambda v: jnp.concatenate(v, axis=axis))
+        return state, steps, cat(zs), cat(gs)
+
+    def warm2_run(P, chains, state, pre, data):
+        progress = _PROGRESS[0]
+        state = P["start2"](state, pre, data)
+        steps = jnp.zeros(jnp.shape(state.i), jnp.int32)
+        for _ in range(w2 // p2 if p2 else 0):
+            state, s = P["warm2"](state, pre, data)
+            steps = steps + s
+            if progress is not None:
+                _report(progress, chains, state, total, cfg.warmup, offset=w1)
+        return state, steps
+
+    def draw_run(P, chains, state, pre, data):
+        progress = _PROGRESS[0]
+        pieces = []
+        for _ in range(n_draws // d_piece):
+            state, out = P["draw"](state, pre, data)
+            pieces.append(out)
+            if progress is not None:
+                _report(progress, chains, state, total, cfg.warmup, offset=w1)
+        return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
+
+    return (_spread({"start1": (start1, 2), "warm1": (partial(warm1, n=p1), 1)}, warm1_run, method, n_devices, 2),
+            _spread({"start2": (start2, 1), "warm2": (partial(warm2, n=p2), 1)}, warm2_run, method, n_devices, 1),
+            _spread({"draw": (partial(draw2, n=d_piece), 1)}, draw_run, method, n_devices, 1))
+
+
+def lowrank_warmup(warm1, warm2, keys, init, data, dtype):
+    """Both warm-up phases of ``adaptation="low-rank"``, the preconditioner estimated in between from every
+    chain's collected draws and gradients. Returns (states, warm-up leapfrog steps per chain, preconditioner)."""
+    states, steps1, z, g = warm1(keys, init, data)
+    z, g = (np.asarray(jax.device_get(a)) for a in (z, g))
+    pre = as_jax(estimate(z.reshape(-1, z.shape[-1]), g.reshape(-1, g.shape[-1]), max_rank=mass.MAX_RANK,
+                          cutoff=mass.CUTOFF), dtype)
+    states, steps2 = warm2(states, pre, data)
+    return states, np.asarray(steps1) + np.asarray(steps2), pre
 
 
 def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
@@ -316,7 +483,9 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
 
         warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
-    warm, draw = get_sampler(spec, cfg, method, n_dev)
+    runs = get_sampler(spec, cfg, method, n_dev)
+    if cfg.adaptation != "low-rank":
+        warm, draw = runs
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
@@ -333,7 +502,13 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
     _PROGRESS[0] = cfg.progress
     try:
-        states, warm_steps = warm(keys, init, data)
+        if cfg.adaptation == "low-rank":
+            warm1, warm2, draw_pre = runs
+            states, warm_steps, pre = lowrank_warmup(warm1, warm2, keys, init, data, real_dtype())
+            draw = partial(_with_pre, draw_pre, pre)
+        else:
+            states, warm_steps = warm(keys, init, data)
+            pre = None
         blocks, report = [], {"draws": cfg.draws}
         while True:
             states, (z, stats) = draw(states, data)
@@ -354,7 +529,13 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     extra = {k: np.concatenate([b[1][k] for b in blocks], axis=1) for k in blocks[0][1]}
     extra["warmup_steps"] = np.asarray(warm_steps)
     extra["report"] = report
+    if pre is not None:
+        report["mass_matrix_rank"] = rank(pre)
     return samples, extra, time.perf_counter() - t0
+
+
+def _with_pre(draw, pre, states, data):
+    return draw(states, pre, data)
 
 
 def run_nuts_masks(spec: ModelSpec, data: dict, masks, cfg: SamplerConfig, seed: int):
