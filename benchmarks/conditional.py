@@ -180,9 +180,12 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None,
                    help="folder of the fits (netCDF), so an interrupted run resumes (required)")
     p.add_argument("--fits-only", action="store_true")
+    p.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help="evaluate only the first N held-out models of each fold (0, the default: all); the fits "
+                        "still leave the whole fold out. For checking the script, not for measuring")
     p.add_out(default="benchmarks/results/conditional.md", help="the report, written atomically")
     p.add_quick(folds=2, chains=2, warmup=20, draws=20, refit_models=2, prepost_models=1, prepost_sims=2,
-                cache=quick_path("conditional_cache"), out=quick_path("conditional.md"))
+                held_out=4, cache=quick_path("conditional_cache"), out=quick_path("conditional.md"))
     args = p.parse(argv)
     if not args.cache:
         p.error("--cache is required (a folder for the fits)")
@@ -193,6 +196,8 @@ def main(argv=None) -> int:
     fits, refit = do_fits(args, lb, folds)
     if args.fits_only:
         return 0
+    if args.held_out:
+        folds = [held[: args.held_out] for held in folds]
     return evaluate(args, lb, folds, fits, refit)
 
 
@@ -486,7 +491,8 @@ def residual_table(fits) -> pd.DataFrame:
 def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, cond_seconds, seconds) -> str:
     cmd = ("python benchmarks/conditional.py --cache " + args.cache + f" --folds {args.folds} --chains {args.chains} "
            f"--warmup {args.warmup} --draws {args.draws} --seed {args.seed} --refit-models {args.refit_models} "
-           f"--prepost-models {args.prepost_models} --prepost-sims {args.prepost_sims} --out {args.out}")
+           f"--prepost-models {args.prepost_models} --prepost-sims {args.prepost_sims} --out {args.out}"
+           + (f" --held-out {args.held_out}" if args.held_out else ""))
     L = ["# Conditional forecasts, the next benchmark, and a refit (real table, held out by model)", "",
          f"Command: `{cmd}` (2-core CPU shared with other jobs; evaluation {seconds:.0f} s after the fits). "
          f"Code: {args.commit}.", "",
