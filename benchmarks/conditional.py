@@ -40,8 +40,9 @@ cached in ``--cache`` (netCDF) so an interrupted run resumes.
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
+import subprocess
 import sys
 import time
 import warnings
@@ -50,12 +51,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import REPO_ROOT, BenchmarkParser, load_table, markdown_table, quick_path, run_fit, write_result
+from scipy.stats import spearmanr
 
 import bayes_sloth as bs
+from bayes_sloth.core import idata as law_idata
+from bayes_sloth.core import model as law_model
+from bayes_sloth.core import sampler as law_sampler
 from bayes_sloth.core.data import read_new_models
 from bayes_sloth.core.io import write_text
 
 LEVELS = (0.9, 0.5)
+#: Floats of the tables of errors, coverages and widths.
+FOUR = "{:.4f}"
 
 
 def say(msg: str) -> None:
@@ -78,14 +86,8 @@ def law_args(args) -> dict:
 
 def code_stamp() -> str:
     """Hash of the law's code as imported by this process: a cached fit made by other code is refitted."""
-    import hashlib
-
-    import bayes_sloth.core.idata as idata
-    import bayes_sloth.core.model as mod
-    import bayes_sloth.core.sampler as sampler
-
     h = hashlib.sha256()
-    for m in (mod, sampler, idata):
+    for m in (law_model, law_sampler, law_idata):
         h.update(Path(m.__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -100,11 +102,10 @@ def fit_cached(path: Path, lb, args, obs_weight=None):
         if meta.get("stamp") == STAMP and meta.get("sampler") == [args.chains, args.warmup, args.draws]:
             return bs.SkillsLaw.load(path), meta["wall"]
         say(f"{path.name}: made by other code or sampler settings: refitting")
-    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        law = bs.SkillsLaw(**law_args(args)).fit(lb, obs_weight=obs_weight)
-    wall = time.perf_counter() - t0
+        law, numbers = run_fit(lb, obs_weight=obs_weight, **law_args(args))
+    wall = numbers.wall_s
     law.save(path)
     write_text(json.dumps({"wall": wall, "stamp": STAMP, "sampler": [args.chains, args.warmup, args.draws]}), meta_path)
     return law, wall
@@ -156,9 +157,7 @@ def do_fits(args, lb, folds):
 
 
 def git_state() -> str:
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "bayes_sloth"], cwd=root, capture_output=True,
@@ -170,26 +169,35 @@ def git_state() -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = BenchmarkParser(__doc__, __file__)
+    p.add_data_dir()
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--draws", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_sampler(chains=4, warmup=500, draws=500)
+    p.add_seed()
     p.add_argument("--refit-models", type=int, default=20)
     p.add_argument("--prepost-models", type=int, default=4)
     p.add_argument("--prepost-sims", type=int, default=12)
-    p.add_argument("--cache", required=True)
+    p.add_argument("--cache", default=None,
+                   help="folder of the fits (netCDF), so an interrupted run resumes (required)")
     p.add_argument("--fits-only", action="store_true")
-    p.add_argument("--out", default="benchmarks/results/conditional.md")
-    args = p.parse_args(argv)
+    p.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help="evaluate only the first N held-out models of each fold (0, the default: all); the fits "
+                        "still leave the whole fold out. For checking the script, not for measuring")
+    p.add_out(default="benchmarks/results/conditional.md", help="the report, written atomically")
+    p.add_quick(folds=2, chains=2, warmup=20, draws=20, refit_models=2, prepost_models=1, prepost_sims=2,
+                held_out=4, cache=quick_path("conditional_cache"), out=quick_path("conditional.md"))
+    args = p.parse(argv)
+    if not args.cache:
+        p.error("--cache is required (a folder for the fits)")
     args.commit = git_state()
     bs.configure()
-    lb = bs.load_sloth()
+    lb = load_table(args.data_dir)
     folds = folds_of(eligible(lb), args.folds, args.seed)
     fits, refit = do_fits(args, lb, folds)
     if args.fits_only:
         return 0
+    if args.held_out:
+        folds = [held[: args.held_out] for held in folds]
     return evaluate(args, lb, folds, fits, refit)
 
 
@@ -358,7 +366,7 @@ def evaluate(args, lb, folds, fits, refit) -> int:
     pre = prepost_check(args, lb, folds, fits)
     text = render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, cond_seconds,
                   time.perf_counter() - t_all)
-    write_text(text, args.out)
+    write_result(text, args.out)  # its command is in its first lines
     say(f"wrote {args.out}")
     return 0
 
@@ -480,26 +488,11 @@ def residual_table(fits) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _md(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    cols = [str(c) for c in df.columns]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = []
-        for c, v in zip(df.columns, r.values):
-            if isinstance(v, (float, np.floating)) and pd.api.types.is_integer_dtype(df[c].dtype):
-                cells.append(str(int(v)))
-            elif isinstance(v, (float, np.floating)):
-                cells.append(floatfmt.format(v) if np.isfinite(v) else "")
-            else:
-                cells.append(str(v))
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
 def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, cond_seconds, seconds) -> str:
     cmd = ("python benchmarks/conditional.py --cache " + args.cache + f" --folds {args.folds} --chains {args.chains} "
            f"--warmup {args.warmup} --draws {args.draws} --seed {args.seed} --refit-models {args.refit_models} "
-           f"--prepost-models {args.prepost_models} --prepost-sims {args.prepost_sims} --out {args.out}")
+           f"--prepost-models {args.prepost_models} --prepost-sims {args.prepost_sims} --out {args.out}"
+           + (f" --held-out {args.held_out}" if args.held_out else ""))
     L = ["# Conditional forecasts, the next benchmark, and a refit (real table, held out by model)", "",
          f"Command: `{cmd}` (2-core CPU shared with other jobs; evaluation {seconds:.0f} s after the fits). "
          f"Code: {args.commit}.", "",
@@ -512,35 +505,36 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
                          "fit s": wall, "max R-hat": d.max_rhat, "min bulk ESS": d.min_ess_bulk,
                          "min tail ESS": d.min_ess_tail, "divergences": d.divergences, "passes checks": d.ok,
                          "conditioning s": cond_seconds[f]})
-    L += ["## Fits", "", _md(pd.DataFrame(fit_rows), "{:.4g}"), ""]
+    L += ["## Fits", "", markdown_table(pd.DataFrame(fit_rows)), ""]
     for f, (law, _) in enumerate(fits):
         if not law.diagnostics_.ok:
             L.append(f"- fold {f} fails its checks: " + "; ".join(law.diagnostics_.problems[:3]))
     L += ["", "## Conditioning on 1, 2, 3 random observed scores (the rest: O minus the first 3 of the model's random order)", ""]
     tab = summarise(rand, "scenario").reset_index()
-    L += [_md(tab), ""]
+    L += [markdown_table(tab, FOUR), ""]
     rel2, se2 = model_se(rand, "random 2")
     L += [f"MAE change with 2 random scores: {rel2:+.1%} (bootstrap over models: se {se2:.1%}); target -30 %. "
           f"90 % coverage {tab.set_index('scenario').loc['random 2', 'cov90']:.3f}; target 0.85-0.95.", ""]
     for seen, name in ((True, "family in the fold's fit"), (False, "family not in the fold's fit")):
         sub = rand[rand["seen"] == seen]
         if len(sub):
-            L += [f"By family, {name}:", "", _md(summarise(sub, "scenario").reset_index()), ""]
+            L += [f"By family, {name}:", "", markdown_table(summarise(sub, "scenario").reset_index(), FOUR), ""]
     L += ["## Conditioning on the benchmarks suggest_benchmarks picks (greedy; the rest: O minus the 3 picks)", "",
-          _md(summarise(sug, "scenario").reset_index()), ""]
+          markdown_table(summarise(sug, "scenario").reset_index(), FOUR), ""]
     d = nxt["err_random"] - nxt["err_suggested"]
     L += ["## The first benchmark to run: suggestion against a random pick", "",
           "Per model: MAE on the rest of O after observing the suggested benchmark, against the mean of that error "
           "over every benchmark of O (the expected error of a uniformly random pick), and the best pick in hindsight.", "",
-          _md(pd.DataFrame([{"models": int(len(nxt)), "suggested": nxt["err_suggested"].mean(), "random (expected)": nxt["err_random"].mean(),
-                             "best in hindsight": nxt["err_best"].mean(), "none": nxt["err_none"].mean(),
-                             "random - suggested": d.mean(), "se": d.std(ddof=1) / np.sqrt(len(d)),
-                             "share suggested better": float((d > 0).mean()),
-                             "mean rank of the pick": nxt["rank_of_pick"].mean()}])), "",
+          markdown_table(pd.DataFrame([{"models": int(len(nxt)), "suggested": nxt["err_suggested"].mean(),
+                                        "random (expected)": nxt["err_random"].mean(),
+                                        "best in hindsight": nxt["err_best"].mean(), "none": nxt["err_none"].mean(),
+                                        "random - suggested": d.mean(), "se": d.std(ddof=1) / np.sqrt(len(d)),
+                                        "share suggested better": float((d > 0).mean()),
+                                        "mean rank of the pick": nxt["rank_of_pick"].mean()}]), FOUR), "",
           "Picks: " + ", ".join(f"{b} {n}" for b, n in nxt["pick"].value_counts().items()), ""]
     rp, t_cond, t_refit, rd = ref
     L += [f"## Refit-free conditioning against a refit ({rp['model'].nunique()} fold-0 models of distinct families, 2 random scores each)", "",
-          _md(summarise(rp, "scenario", base="none (fold fit)").reset_index()), "",
+          markdown_table(summarise(rp, "scenario", base="none (fold fit)").reset_index(), FOUR), "",
           f"Time: conditional forecast of the {rp['model'].nunique()} models {t_cond:.1f} s (one call, fit loaded); "
           f"refit {t_refit:.0f} s (max R-hat {rd.max_rhat:.4f}, min bulk ESS {rd.min_ess_bulk:.0f}, "
           f"divergences {rd.divergences}).", ""]
@@ -548,15 +542,13 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
           "In-sample: each fold fit's posterior predictive mean of its fitted scores against those scores (the error "
           "left if a model's latents were known as well as the fit knows its own models'), and the correlation "
           "across benchmarks of these residuals (models with 12 scores; the law treats them as independent).", "",
-          _md(residual_table(fits), "{:.4g}"), ""]
+          markdown_table(residual_table(fits)), ""]
     L += ["## The inner proposal: Laplace-centred t against the latents' prior (fold 0, 2 random scores)", "",
           "Inner ESS: effective share of the M latent draws per posterior draw (median and 5 % quantile over draws "
           "and groups, as the mean per group); k: Pareto k of the draw-level weights.", "",
-          _md(prop, "{:.4g}"), ""]
+          markdown_table(prop), ""]
     pt, pt_s = pre
     if len(pt):
-        from scipy.stats import spearmanr
-
         per = []
         for m, g in pt.groupby("model", sort=False):
             per.append({"model": m, "spearman": spearmanr(g["linear"], g["exact"])[0],
@@ -565,14 +557,14 @@ def render(args, lb, folds, fits, refit, rand, sug, nxt, dg, ref, pre, prop, con
         L += ["## The suggestion's estimator against the exact preposterior reduction", "",
               f"{pt['model'].nunique()} fold-0 models with 12 scores, every benchmark as candidate (targets: the other 11); "
               f"exact: conditioning on {args.prepost_sims} stratified quantiles of y_b's predictive ({pt_s:.0f} s).", "",
-              _md(pd.DataFrame(per)), ""]
+              markdown_table(pd.DataFrame(per), FOUR), ""]
     if len(dg):
         g = dg.groupby("scenario")
         tr = pd.DataFrame({"groups": g.size(), "k median": g["pareto_k"].median(), "k 95 %": g["pareto_k"].quantile(0.95),
                            "k > 0.7": g["pareto_k"].apply(lambda k: int((k > 0.7).sum())),
                            "ESS median": g["importance_ess"].median(), "ESS 5 %": g["importance_ess"].quantile(0.05),
                            "inner ESS median": g["inner_ess"].median(), "inner ESS 5 %": g["inner_ess"].quantile(0.05)}).reset_index()
-        L += ["## How far the conditioning can be trusted (per conditioned group)", "", _md(tr, "{:.3g}"), ""]
+        L += ["## How far the conditioning can be trusted (per conditioned group)", "", markdown_table(tr, "{:.3g}"), ""]
     return "\n".join(L) + "\n"
 
 

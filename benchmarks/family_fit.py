@@ -34,14 +34,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 import pandas as pd
+from harness import BenchmarkParser, markdown_table, write_result
 
 from bayes_sloth.core.data import paper_errors
-from bayes_sloth.core.io import write_text
 from bayes_sloth.workflows.evaluation import build_design
 
 #: A score within this fraction of its range from the floor or from 1 is moved to it before the logit.
@@ -123,14 +122,7 @@ def compare(fits: pd.DataFrame, laws: dict[str, pd.DataFrame]) -> tuple[pd.DataF
 
 def markdown(df: pd.DataFrame) -> str:
     """The table in markdown, index first (floats to 4 decimals, integers as they are)."""
-    df = df.reset_index()
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.4f}" if np.isfinite(v) else ""
-        return str(v)
-
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * df.shape[1]]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False)])
+    return markdown_table(df, "{:.4f}", index=True)
 
 
 def seen_once_and_twice(once: pd.DataFrame, twice: pd.DataFrame) -> pd.DataFrame:
@@ -149,15 +141,15 @@ def seen_once_and_twice(once: pd.DataFrame, twice: pd.DataFrame) -> pd.DataFrame
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=None)
+    ap = BenchmarkParser(__doc__, __file__)
+    ap.add_data_dir()
     ap.add_argument("--set", action="append", required=True, dest="sets", metavar="SET",
                     help="benchmark set whose n_train = 2 cell is compared, e.g. leaderboard_v1 (repeatable)")
     ap.add_argument("--pairs", action="append", default=[], metavar="SET:N@LABEL=PATH",
                     help="a law's forecast pairs CSV for one cell (n_train 2; with n_train 1 too, the same law is "
                          "also compared seen once against seen twice)")
-    ap.add_argument("--out", default=None, help="also write the markdown here (atomically)")
-    a = ap.parse_args(argv)
+    ap.add_out()
+    a = ap.parse(argv)
     given = {}
     for spec in a.pairs:
         cell, sep, rest = spec.partition("@")
@@ -166,7 +158,7 @@ def main(argv=None) -> int:
             ap.error(f"--pairs takes SET:N@LABEL=PATH, got {spec!r}")
         given[(cell, label)] = pd.read_csv(path)
     parts = ["# Per-family point fits against the law, families seen through two models", "",
-             "Command: `python benchmarks/family_fit.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`", ""]
+             f"Command: `{a.command}`", ""]
     for bset in a.sets:
         design = build_design(None, "sloth", bset, 2, "all", data_dir=a.data_dir)
         laws = {label: p for (cell, label), p in given.items() if cell == f"{bset}:2"}
@@ -183,7 +175,7 @@ def main(argv=None) -> int:
     text = "\n".join(parts)
     print(text)
     if a.out:
-        write_text(text, a.out)
+        write_result(text, a.out, a.command)
     return 0
 
 

@@ -10,6 +10,8 @@ warm-up included), the slowest parameter's bulk ESS and bulk ESS per second
 of the second fit, max R-hat, divergences, peak resident memory.
 
     python benchmarks/fit_speed.py --data-dir ../shared/data [--skills 1,2,3,4] [--chains 4 --warmup 1000 --draws 1000]
+        [--out FILE]        # also write the table there, with this command
+        [--quick]           # K=1, 2 x 20 x 20: checks that the script runs, measures nothing
         [--no-disk-cache]   # compile from scratch (BAYES_SLOTH_XLA_CACHE=0)
         [--jobs N]          # the K's in N worker processes at once (bayes_sloth.workflows.sweeps.run), each with
                             # cores // N JAX devices; rows print as they finish, in K order. The runs then
@@ -18,13 +20,19 @@ of the second fit, max R-hat, divergences, peak resident memory.
 
 from __future__ import annotations
 
-import argparse
 import resource
-import time
 import warnings
+
+import jax
+from harness import BenchmarkParser, Transcript, int_list, load_table, markdown_header, markdown_row, run_fit
+
+import bayes_sloth as bs
+from bayes_sloth.workflows.sweeps import run, worker_devices
 
 warnings.simplefilter("ignore")
 
+COLUMNS = ("K", "first fit s", "compile s", "sampling s", "total s", "steps/iter warm-up", "steps/iter draws",
+           "steps/s", "min ESS bulk", "ESS/s", "max R-hat", "div", "peak MiB")
 
 
 def peak_rss_mib() -> float:
@@ -35,74 +43,57 @@ def measure(task):
     """One table row: fit K twice (first with compile, second reusing it) in this process."""
     K, args = task
     warnings.simplefilter("ignore")  # in a worker process too
-    import bayes_sloth as bs
-
-    lb = bs.load_sloth(data_dir=args["data_dir"]).complete_covariates(warn=False)
+    lb = load_table(args["data_dir"], complete_covariates=True)
     kw = dict(n_skills=K, chains=args["chains"], warmup=args["warmup"], draws=args["draws"], init=args["init"],
               seed=args["seed"])
-    t0 = time.perf_counter()
-    bs.SkillsLaw(**kw).fit(lb)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    law = bs.SkillsLaw(**kw).fit(lb)
-    total = time.perf_counter() - t0
-    d = law.diagnostics_
-    st = law.idata_.sample_stats
-    warm, draws = float(st["warmup_n_steps"].sum()), float(st["n_steps"].sum())
-    sampling = law.fit_seconds_
-    return (f"| {K} | {first:.1f} | {max(first - total, 0):.1f} | {sampling:.1f} | {total:.1f} | "
-            f"{warm / args['chains'] / args['warmup']:.0f} | {draws / args['chains'] / args['draws']:.0f} | "
-            f"{(warm + draws) / sampling:.0f} | {d.min_ess_bulk:.0f} | {d.min_ess_bulk / sampling:.1f} | "
-            f"{d.max_rhat:.4f} | {d.divergences} | {peak_rss_mib():.0f} |")
+    first = run_fit(lb, **kw)[1].wall_s
+    _, n = run_fit(lb, **kw)
+    total, sampling = n.wall_s, n.sampling_s
+    warm, draws = n.warmup_gradient_evaluations, n.draw_gradient_evaluations
+    return markdown_row([
+        K, f"{first:.1f}", f"{max(first - total, 0):.1f}", f"{sampling:.1f}", f"{total:.1f}",
+        f"{warm / args['chains'] / args['warmup']:.0f}", f"{draws / args['chains'] / args['draws']:.0f}",
+        f"{(warm + draws) / sampling:.0f}", f"{n.min_ess_bulk:.0f}", f"{n.min_ess_bulk / sampling:.1f}",
+        f"{n.max_rhat:.4f}", n.divergences, f"{peak_rss_mib():.0f}"])
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--skills", default="1,2,3,4")
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=1000)
-    ap.add_argument("--draws", type=int, default=1000)
+    ap = BenchmarkParser(__doc__, __file__)
+    ap.add_data_dir()
+    ap.add_argument("--skills", type=int_list, default=int_list("1,2,3,4"), help="numbers of skills, like 1,2,3,4")
+    ap.add_sampler(chains=4, warmup=1000, draws=1000)
     ap.add_argument("--init", default="svi")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_seed()
     ap.add_argument("--no-disk-cache", action="store_true", help="compile everything (no on-disk XLA cache)")
     ap.add_argument("--jobs", type=int, default=1, help="the K's in this many worker processes at once (default 1)")
-    args = ap.parse_args(argv)
-    import os
-
-    if args.no_disk_cache:
-        os.environ["BAYES_SLOTH_XLA_CACHE"] = "0"
-    import jax
-
-    import bayes_sloth as bs
-
-    skills = [int(k) for k in args.skills.split(",")]
+    ap.add_out()
+    ap.add_quick(skills=[1], chains=2, warmup=20, draws=20)
+    args = ap.parse(argv)
+    # this process: one CPU device per core (chains in parallel), compiled programs on disk unless
+    # --no-disk-cache (worker processes configure themselves: bayes_sloth.workflows.sweeps)
+    bs.configure(compile_cache=not args.no_disk_cache)
+    skills = args.skills
     settings = {k: getattr(args, k) for k in ("data_dir", "chains", "warmup", "draws", "init", "seed")}
-    lb = bs.load_sloth(data_dir=args.data_dir).complete_covariates(warn=False)
+    lb = load_table(args.data_dir, complete_covariates=True)
     if args.jobs == 1:
         where = f"backend {jax.default_backend()}, {jax.local_device_count()} device(s)"
     else:
         import joblib
 
-        from bayes_sloth.workflows.sweeps import worker_devices
-
         n = min(joblib.effective_n_jobs(args.jobs), len(skills))
         where = f"{n} worker processes at once, {worker_devices(n)} CPU device(s) each"
-    print(f"# {lb!r}; {where}; "
-          f"{args.chains} chains x ({args.warmup} warmup + {args.draws} draws), init={args.init}, seed {args.seed}, "
-          f"on-disk XLA cache {'off' if args.no_disk_cache else 'on'}")
-    print("| K | first fit s | compile s | sampling s | total s | steps/iter warm-up | steps/iter draws | steps/s "
-          "| min ESS bulk | ESS/s | max R-hat | div | peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    tasks = [(K, settings) for K in skills]
-    if args.jobs == 1:
-        for t in tasks:
-            print(measure(t), flush=True)
-    else:
-        from bayes_sloth.workflows.sweeps import run
-
-        run(measure, tasks, args.jobs, compile_cache=not args.no_disk_cache,
-            on_result=lambda i, row: print(row, flush=True))
+    with Transcript(args.out, args.command) as out:
+        out.print(f"# {lb!r}; {where}; "
+                  f"{args.chains} chains x ({args.warmup} warmup + {args.draws} draws), init={args.init}, seed "
+                  f"{args.seed}, on-disk XLA cache {'off' if args.no_disk_cache else 'on'}")
+        out.print(markdown_header(COLUMNS))
+        tasks = [(K, settings) for K in skills]
+        if args.jobs == 1:
+            for t in tasks:
+                out.print(measure(t))
+        else:
+            run(measure, tasks, args.jobs, compile_cache=not args.no_disk_cache,
+                on_result=lambda i, row: out.print(row))
 
 
 if __name__ == "__main__":

@@ -14,18 +14,14 @@ the cells, recomputed from the pairs files) and the folds' seconds. ::
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
+from harness import BenchmarkParser, markdown_header, markdown_row, write_result
+from lofo_table import cell_key, paper_numbers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lofo_table import cell_key, paper_numbers  # noqa: E402
-
-from bayes_sloth.workflows.evaluation import summarize_pairs  # noqa: E402
+from bayes_sloth.workflows.evaluation import summarize_pairs
 
 CELLS = [("leaderboard_v1", 1), ("leaderboard_v2", 1), ("leaderboard_v1+v2", 1),
          ("leaderboard_v1", 2), ("leaderboard_v2", 2), ("leaderboard_v1+v2", 2)]
@@ -41,19 +37,20 @@ def load(prefix: str, s: str, n: int):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = BenchmarkParser(__doc__, __file__)
     ap.add_argument("laws", nargs="+", metavar="NAME=CACHE/TAG", help="a law's name and its cells' path prefix")
     ap.add_argument("--cells", default=None, help="comma list like leaderboard_v2:1 (default: the six cells)")
     ap.add_argument("--point", choices=("mean", "median"), default="mean",
                     help="the point forecast whose MAE is shown: the predictive mean (default, as evaluate's 'mae') "
                          "or median (evaluate's 'mae_median')")
-    args = ap.parse_args(argv)
+    ap.add_out()
+    args = ap.parse(argv)
     cells = CELLS if not args.cells else [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells.split(",")]
     paper = paper_numbers()
     laws = [law.rsplit("=", 1) for law in args.laws]  # a name may hold "=" (K=3); a path may not
     head = ["law"] + [f"{s.replace('leaderboard_', '')}/n{n}" for s, n in cells] + [
         "<= trainlink d3", "<= best any d", "cov90", "cov50", "CRPS", "ELPD/pair", "fold s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [markdown_header(head)]
     ref3 = [float(paper.loc[(s, n), "sloth_trainlink_d3"]) for s, n in cells]
     best = [float(paper.loc[(s, n), "best_sloth_any_d"]) for s, n in cells]
     lines.append("| paper trainlink d3 | " + " | ".join(f"{v:.4f}" for v in ref3) + " | | | | | | | |")
@@ -72,8 +69,10 @@ def main(argv=None) -> int:
             f"{sum(m <= b for m, b in zip(mae, best))}/{len(cells)}",
             f"{pooled['coverage']['0.9']:.3f}", f"{pooled['coverage']['0.5']:.3f}", f"{pooled['crps']:.4f}",
             f"{pooled['elpd_per_pair']:.3f}", f"{secs:.0f}"]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(markdown_row(row))
     print("\n".join(lines))
+    if args.out:
+        write_result("\n".join(lines) + "\n", args.out, args.command)
     return 0
 
 

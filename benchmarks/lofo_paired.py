@@ -25,16 +25,10 @@ table cannot say:
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lofo_compare import CELLS, load  # noqa: E402
+from harness import BenchmarkParser, Transcript
+from lofo_compare import CELLS, load
 
 N_BOOT, SEED = 2000, 0
 
@@ -68,44 +62,48 @@ def paired(ours: pd.Series, theirs: pd.Series, rng) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = BenchmarkParser(__doc__, __file__)
     ap.add_argument("laws", nargs="+", metavar="NAME=CACHE/TAG", help="a law's name and its cells' path prefix")
     ap.add_argument("--paper-groups", default="../shared/reference/sloth_lofo_mae_by_group.csv",
                     help="the paper's per-group errors (sloth_lofo_mae_by_group.csv)")
     ap.add_argument("--point", choices=("mean", "median"), default="mean")
-    args = ap.parse_args(argv)
+    ap.add_out()
+    args = ap.parse(argv)
     paper = paper_by_group(args.paper_groups)
     choice = honest_choices(paper)
     refs = ("sloth_trainlink_d3", "best any d", "other n", "one for all")
 
-    print("Paper's variant per cell (MAE over its test groups):\n")
-    print("| cell | trainlink d3 | best any d (chosen on the test groups) | other n | one for all |")
-    print("|---|---|---|---|---|")
-    for s, n in CELLS:
-        cell = paper.loc[(s, n)].mean()
-        picks = [f"{cell[m]:.4f} ({m.replace('sloth_', '')})" for m in
-                 (choice[(s, n)]["best any d"], choice[(s, n)]["other n"], choice[(s, n)]["one for all"])]
-        print(f"| {s.replace('leaderboard_', '')}/n{n} | {cell['sloth_trainlink_d3']:.4f} | " + " | ".join(picks) + " |")
+    with Transcript(args.out, args.command) as out:
+        out.print("Paper's variant per cell (MAE over its test groups):\n")
+        out.print("| cell | trainlink d3 | best any d (chosen on the test groups) | other n | one for all |")
+        out.print("|---|---|---|---|---|")
+        for s, n in CELLS:
+            cell = paper.loc[(s, n)].mean()
+            picks = [f"{cell[m]:.4f} ({m.replace('sloth_', '')})" for m in
+                     (choice[(s, n)]["best any d"], choice[(s, n)]["other n"], choice[(s, n)]["one for all"])]
+            out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {cell['sloth_trainlink_d3']:.4f} | "
+                      + " | ".join(picks) + " |")
 
-    for name, prefix in (law.rsplit("=", 1) for law in args.laws):
-        print(f"\n**{name}**: law minus paper, per test group (negative: the law is better); mean, se, 90 % "
-              f"bootstrap interval, groups where the law is better.\n")
-        print("| cell | MAE | " + " | ".join(f"vs {r}" for r in refs) + " |")
-        print("|---|---|" + "---|" * len(refs))
-        at_or_below = dict.fromkeys(refs, 0)
-        for c, (s, n) in enumerate(CELLS):
-            _, pairs = load(prefix, s, n)
-            pairs = pairs.assign(err=(pairs[args.point] - pairs["observed"]).abs())
-            ours = pairs.groupby("group")["err"].mean()
-            cells = []
-            for r in refs:
-                method = r if r.startswith("sloth_") else choice[(s, n)][r]
-                p = paired(ours, paper.loc[(s, n)][method], np.random.default_rng([SEED, c]))
-                at_or_below[r] += p["diff"] <= 0
-                cells.append(f"{p['diff']:+.4f} ± {p['se']:.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] "
-                             f"{p['wins']}/{p['groups']}")
-            print(f"| {s.replace('leaderboard_', '')}/n{n} | {ours.mean():.4f} | " + " | ".join(cells) + " |")
-        print("| at or below | | " + " | ".join(f"{at_or_below[r]}/{len(CELLS)}" for r in refs) + " |")
+        for name, prefix in (law.rsplit("=", 1) for law in args.laws):
+            out.print(f"\n**{name}**: law minus paper, per test group (negative: the law is better); mean, se, "
+                      f"90 % bootstrap interval, groups where the law is better.\n")
+            out.print("| cell | MAE | " + " | ".join(f"vs {r}" for r in refs) + " |")
+            out.print("|---|---|" + "---|" * len(refs))
+            at_or_below = dict.fromkeys(refs, 0)
+            for c, (s, n) in enumerate(CELLS):
+                _, pairs = load(prefix, s, n)
+                pairs = pairs.assign(err=(pairs[args.point] - pairs["observed"]).abs())
+                ours = pairs.groupby("group")["err"].mean()
+                cells = []
+                for r in refs:
+                    method = r if r.startswith("sloth_") else choice[(s, n)][r]
+                    p = paired(ours, paper.loc[(s, n)][method], np.random.default_rng([SEED, c]))
+                    at_or_below[r] += p["diff"] <= 0
+                    cells.append(f"{p['diff']:+.4f} ± {p['se']:.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] "
+                                 f"{p['wins']}/{p['groups']}")
+                out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {ours.mean():.4f} | "
+                          + " | ".join(cells) + " |")
+            out.print("| at or below | | " + " | ".join(f"{at_or_below[r]}/{len(CELLS)}" for r in refs) + " |")
     return 0
 
 

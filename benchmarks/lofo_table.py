@@ -21,6 +21,9 @@ starts a local Dask cluster of ``--jobs`` worker processes.
     python benchmarks/lofo_table.py --data-dir ../shared/data \
         --chains 2 --warmup 300 --draws 300 --out benchmarks/results/lofo_table.md
 
+``--quick`` runs one cell (leaderboard_v2, n_train 2) at 2 x 20 x 20 into the temporary folder, to check
+that the script works.
+
 ``--stack 1,2,3,4`` evaluates the Bayesian stack of the laws with those K
 (``bayes_sloth.stack``, the other settings shared) in place of one law: in
 each fold the candidates are fitted and weighted on the fold's training pairs
@@ -30,6 +33,7 @@ only; the table then gives each cell's stacking weights (mean over folds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -37,10 +41,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import BenchmarkParser, quick_path, with_command, write_result
 
+import bayes_sloth
+from bayes_sloth import SkillsLaw
 from bayes_sloth.core.data import paper_errors
 from bayes_sloth.core.io import write_csv, write_text
-from bayes_sloth.workflows.evaluation import LEVELS, evaluate, summarize_pairs
+from bayes_sloth.workflows.evaluation import LEVELS, evaluate, evaluate_cells, summarize_pairs
+from bayes_sloth.workflows.stacking import stack
 
 SETS = ("leaderboard_v1", "leaderboard_v2", "leaderboard_v1+v2")
 PAPER = ("sloth_sigmoid_d3", "sloth_trainlink_d3", "pca_d3", "logF_sigmoid")
@@ -92,9 +100,6 @@ def stack_or(args, kwargs) -> dict:
     """evaluate()'s law settings: the law's own, or with ``--stack`` a stack of laws over the listed K."""
     if not args.stack:
         return kwargs
-    from bayes_sloth import SkillsLaw
-    from bayes_sloth.workflows.stacking import stack
-
     return {"law": stack([SkillsLaw(n_skills=k, **kwargs) for k in args.stack], seed=args.seed)}
 
 
@@ -107,10 +112,6 @@ def stack_weights(summary) -> dict:
 def run_cells_parallel(args, cells, tag, kwargs) -> float:
     """Every fold of the cells not in the cache, in ``--jobs`` workers (or on ``--dask``); each cell is
     cached as soon as its folds are done. Returns the elapsed seconds."""
-    import contextlib
-
-    from bayes_sloth.workflows.evaluation import evaluate_cells
-
     todo = [(s, n) for s, n in cells if not all(f.is_file() for f in cell_files(args, s, n, tag))]
     if not todo or args.render_only:
         return 0.0
@@ -211,16 +212,14 @@ def render(rows, pooled, paper, settings, wall, elapsed=None) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=None, help="folder holding sloth/data_v2.csv (default $BAYES_SLOTH_DATA_DIR)")
+    ap = BenchmarkParser(__doc__, __file__)
+    ap.add_data_dir()
     # the package's default law (SkillsLaw's defaults; before session 13 there were no slopes)
     ap.add_argument("--skills", type=int, default=3)
     ap.add_argument("--stack", default=None, metavar="K,K,...",
                     help="evaluate the Bayesian stack of the laws with these numbers of skills (e.g. 1,2,3,4) "
                          "instead of one law of --skills skills")
-    ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--draws", type=int, default=300)
+    ap.add_sampler(chains=2, warmup=300, draws=300)
     ap.add_argument("--noise", default="normal", choices=["normal", "logistic"])
     ap.add_argument("--link", default="monotone", choices=["monotone", "monotone-pooled", "sigmoid"])
     ap.add_argument("--instruct-shift", action=argparse.BooleanOptionalAction, default=True)
@@ -229,12 +228,12 @@ def main(argv=None) -> int:
                     help="the instruction-tuned models' skills get their own slope in log S")
     ap.add_argument("--model-effects", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--training-rows", default="all", choices=["all", "complete", "all+latent-tokens"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_seed()
     ap.add_argument("--cells", default="all", help="comma list like leaderboard_v2:1,leaderboard_v1:0 (default: six cells + n0 on every set)")
     ap.add_argument("--tag", default=None, help="cache name of this configuration")
     ap.add_argument("--cache-dir", default="/tmp/bayes_sloth_lofo")
     ap.add_argument("--render-only", action="store_true", help="only rebuild the table from cached cells")
-    ap.add_argument("--out", default="benchmarks/results/lofo_table.md")
+    ap.add_out(default="benchmarks/results/lofo_table.md", help="the table, written atomically with the command line")
     ap.add_argument("--note", default=None,
                     help="a line of text added under the table's title (e.g. the machine's load)")
     ap.add_argument("--jobs", type=int, default=1,
@@ -242,7 +241,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dask", default=None, metavar="ADDRESS",
                     help="run the folds on this Dask scheduler (tcp://host:8786), or on a local Dask cluster of "
                          "--jobs processes ('local'), instead of a process pool")
-    args = ap.parse_args(argv)
+    ap.add_quick(cells="leaderboard_v2:2", chains=2, warmup=20, draws=20, cache_dir=quick_path("lofo_cache"),
+                 out=quick_path("lofo_table.md"))
+    args = ap.parse(argv)
     if args.stack:
         try:
             args.stack = [int(k) for k in args.stack.split(",")]
@@ -250,8 +251,6 @@ def main(argv=None) -> int:
             ap.error(f"--stack takes a comma list of numbers of skills like 1,2,3,4, got {args.stack!r}")
     if args.dask and args.jobs == 1:
         args.jobs = -1  # every worker thread of the cluster (a local one: one worker per core)
-
-    import bayes_sloth
 
     bayes_sloth.configure()  # this process: one CPU device per core, compiled programs kept on disk (workers
     # configure themselves: bayes_sloth.workflows.sweeps)
@@ -300,10 +299,8 @@ def main(argv=None) -> int:
     md = render(rows, pooled, paper, settings, wall, elapsed)
     if args.note:
         md = md.replace("\n\n", f"\n\n{args.note}\n\n", 1)
-    cmd = "python benchmarks/lofo_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = md + f"\nCommand: `{cmd}`\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_text(md, args.out)
+    md = with_command(md, args.command)
+    write_result(md, args.out)
     print(md)
     print(f"elapsed {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0

@@ -28,13 +28,17 @@ that SBC must flag.
 Usage::
 
     python benchmarks/sbc.py --reps 200 --out benchmarks/results/sbc.md
-    python benchmarks/sbc.py --reps 40 --warmup 200 --draws 200       # quick
+    python benchmarks/sbc.py --reps 40 --warmup 200 --draws 200       # a short run
+    python benchmarks/sbc.py --quick    # 2 replications, 2 x 20 x 50: checks the script runs, tests nothing
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -48,13 +52,14 @@ from scipy import stats
 import bayes_sloth as bs
 from bayes_sloth.core.data import Leaderboard
 from bayes_sloth.core.idata import model_arrays
-from bayes_sloth.core.io import write_csv, write_text
+from bayes_sloth.core.io import write_csv
 from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
 from bayes_sloth.core.options import LawOptions
 from bayes_sloth.core.sampler import auto_target_accept
-from bayes_sloth.workflows.simulation import (
-    _draw_through_model as draw_through_model,  # the simulator's pass through skills_law
-)
+from bayes_sloth.workflows.simulation import draw_through_model  # the simulator's pass through skills_law
+
+# This module imports nothing from ``harness`` at its top: tests/test_sbc.py loads it by its path, without
+# this folder on sys.path. Only main(), the command line, uses the harness.
 
 #: Sites drawn from the prior that define a replication's truth (alpha,
 #: loadings are deterministic functions of these).
@@ -312,8 +317,6 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
 
 
 def _nonempty(path) -> bool:
-    import os
-
     return os.path.exists(path) and os.path.getsize(path) > 0
 
 
@@ -377,36 +380,34 @@ def report(res: SBCResult, bins: int = 10) -> str:
 
 
 def main(argv=None) -> int:
-    import os
-    import subprocess
+    from harness import BenchmarkParser, write_result  # see the note at the imports
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = BenchmarkParser(__doc__, __file__)
     p.add_argument("--reps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--draws", type=int, default=300)
-    p.add_argument("--chains", type=int, default=2)
+    p.add_sampler(chains=2, warmup=300, draws=300)
     p.add_argument("--families", type=int, default=8)
     p.add_argument("--models-per-family", type=int, default=3)
     p.add_argument("--benchmarks", type=int, default=4)
     p.add_argument("--skills", type=int, default=1)
     p.add_argument("--bins", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_seed()
     p.add_argument("--wrong-prior", action="store_true")
     p.add_argument("--law", choices=sorted(LAWS), default="lean",
                    help="law simulated and fitted: " + "; ".join(f"{k}: {v}" for k, v in LAW_WORDS.items()))
     p.add_argument("--chunk", type=int, default=25,
                    help="replications per worker process (0: all in this process); each fit leaks JIT code "
                         "memory, so long runs are split (default 25)")
-    p.add_argument("--out", help="also write the report (markdown) here")
+    p.add_out(help="also write the report (markdown) here")
     p.add_argument("--ranks-out", help="CSV of per-replication ranks and diagnostics (rewritten atomically after each; "
                                        "replications already in it are not rerun)")
     p.add_argument("--render-only", action="store_true",
                    help="run no replication: report those already in --ranks-out (a run stopped early is reported as "
                         "the replications it finished, of the --reps planned)")
+    p.add_quick(reps=2, warmup=20, draws=50, bins=2)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    a = p.parse(argv)
     bs.configure()  # one CPU device per core (chains in parallel), compiled programs kept on disk
     design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills, law=a.law)
     kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior)
@@ -416,12 +417,10 @@ def main(argv=None) -> int:
     if not a.chunk:
         res = run_sbc(a.reps, rows_out=a.ranks_out, **kw)
     else:
-        import tempfile
-
         rows_path = a.ranks_out or os.path.join(tempfile.mkdtemp(prefix="sbc_"), "ranks.csv")
         t0 = time.perf_counter()
         done = set(pd.read_csv(rows_path)["rep"]) if _nonempty(rows_path) else set()
-        forwarded = [x for x in (argv if argv is not None else sys.argv[1:])]
+        forwarded = a.argv
         for s in range(0, 0 if a.render_only else a.reps, a.chunk):
             e = min(s + a.chunk, a.reps)
             todo = [r for r in range(s, e) if r not in done]
@@ -436,12 +435,12 @@ def main(argv=None) -> int:
                         wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
                         n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
                         n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0,
-                        rendered=bool(a.render_only), command=" ".join(["python benchmarks/sbc.py", *forwarded]))
+                        rendered=bool(a.render_only), command=a.command)
         res = from_rows(rows, design.spec, 100, settings)
     text = report(res, a.bins)
     print(text)
     if a.out:
-        write_text(text, a.out)
+        write_result(text, a.out, a.command)
     return 0
 
 

@@ -25,6 +25,7 @@ Then, taking NUTS as the reference:
   and SVI's mean interval width over NUTS's.
 
     python benchmarks/variational.py --sizes 200x12,1000x12 [--seed 0] [--target-ess 400] [--max-draws 2000] [--out FILE]
+        [--quick]
 
 Each size runs in this process, one after another; the table is printed as
 rows finish and, with ``--out``, written (atomically) when all are done.
@@ -32,15 +33,14 @@ rows finish and, with ``--out``, written (atomically) when all are done.
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
+from harness import BenchmarkParser, markdown_header, markdown_row, quick_path, run_fit, write_result
 
 import bayes_sloth as bs
-from bayes_sloth.core.io import write_text
 
 LEVEL = 0.90
 
@@ -112,22 +112,19 @@ def one_size(n_models: int, n_bench: int, seed: int, target_ess: int, max_draws:
     train, test = lb.select(families=[f for f in fams if f not in held]), lb.select(families=held)
     truth_y = pd.DataFrame(truth["y"], index=truth["models"], columns=truth["benchmarks"])
     common = dict(anchors=truth["anchors"], seed=seed, progress=False)
-    t0 = time.perf_counter()
-    nuts = bs.SkillsLaw(2, draws="auto", target_ess=target_ess, max_draws=max_draws, chains=chains, warmup=warmup,
-                        **common).fit(train)
-    t_nuts = time.perf_counter() - t0
+    nuts, d = run_fit(train, n_skills=2, draws="auto", target_ess=target_ess, max_draws=max_draws, chains=chains,
+                      warmup=warmup, **common)
+    t_nuts = d.wall_s
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no convergence diagnostics": known, it is what is measured here
         svi = bs.SkillsLaw(2, method="svi", draws=chains * 1000, **common).fit(train)
     t_svi = time.perf_counter() - t0
-    d = nuts.diagnostics_
-    passed = bool(d.max_rhat <= 1.01 and d.min_ess_bulk >= target_ess and d.min_ess_tail >= target_ess
-                  and d.divergences == 0)
+    passed = d.passes(target_ess)
     params = parameter_coverage(nuts.idata_.posterior, svi.idata_.posterior)
     every = np.concatenate(list(params["_shares"]))
     row = {"models": len(train), "benchmarks": n_bench, "observed": train.n_observed,
-           "held_out_models": len(test), "nuts_s": t_nuts, "draws_per_chain": int(nuts.idata_.posterior.sizes["draw"]),
+           "held_out_models": len(test), "nuts_s": t_nuts, "draws_per_chain": d.draws_per_chain,
            "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
            "divergences": d.divergences, "passed": passed, "stopped": nuts.sampling_.get("stopped", ""),
            "svi_s": t_svi, "scalars": int(every.size), "param_share_mean": float(every.mean()),
@@ -136,30 +133,33 @@ def one_size(n_models: int, n_bench: int, seed: int, target_ess: int, max_draws:
     return row, params.drop(columns="_shares")
 
 
-HEAD = ("| models (train) | benchmarks | observed | NUTS s | draws/chain | max R-hat | min bulk / tail ESS | div "
-        "| passes | SVI s | param scalars | NUTS draws in SVI 90 %: mean, median, 10th pct | forecasts: NUTS draws "
-        "in SVI 90 % | true scores in 90 %: NUTS / SVI | SVI / NUTS width |\n" + "|---" * 15 + "|")
+HEAD = markdown_header(["models (train)", "benchmarks", "observed", "NUTS s", "draws/chain", "max R-hat",
+                        "min bulk / tail ESS", "div", "passes", "SVI s", "param scalars",
+                        "NUTS draws in SVI 90 %: mean, median, 10th pct", "forecasts: NUTS draws in SVI 90 %",
+                        "true scores in 90 %: NUTS / SVI", "SVI / NUTS width"])
 
 
 def fmt_row(r: dict) -> str:
-    return (f"| {r['models']} | {r['benchmarks']} | {r['observed']} | {r['nuts_s']:.1f} | {r['draws_per_chain']} | "
-            f"{r['max_rhat']:.4f} | {r['min_ess_bulk']:.0f} / {r['min_ess_tail']:.0f} | {r['divergences']} | "
-            f"{'yes' if r['passed'] else 'no'} | {r['svi_s']:.1f} | {r['scalars']} | "
-            f"{r['param_share_mean']:.3f}, {r['param_share_median']:.3f}, {r['param_share_p10']:.3f} | "
-            f"{r['nuts_draws_in_svi90']:.3f} ({r['pairs']} pairs) | {r['truth_cov90_nuts']:.3f} / "
-            f"{r['truth_cov90_svi']:.3f} | {r['width_ratio']:.2f} |")
+    return markdown_row([
+        r["models"], r["benchmarks"], r["observed"], f"{r['nuts_s']:.1f}", r["draws_per_chain"],
+        f"{r['max_rhat']:.4f}", f"{r['min_ess_bulk']:.0f} / {r['min_ess_tail']:.0f}", r["divergences"],
+        "yes" if r["passed"] else "no", f"{r['svi_s']:.1f}", r["scalars"],
+        f"{r['param_share_mean']:.3f}, {r['param_share_median']:.3f}, {r['param_share_p10']:.3f}",
+        f"{r['nuts_draws_in_svi90']:.3f} ({r['pairs']} pairs)",
+        f"{r['truth_cov90_nuts']:.3f} / {r['truth_cov90_svi']:.3f}", f"{r['width_ratio']:.2f}"])
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = BenchmarkParser(__doc__, __file__)
     ap.add_argument("--sizes", default="200x12,1000x12")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_seed()
     ap.add_argument("--target-ess", type=int, default=400)
     ap.add_argument("--max-draws", type=int, default=2000, help="cap of NUTS draws per chain (draws='auto')")
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1000)
-    ap.add_argument("--out", help="write the tables here (markdown, atomically) when every size is done")
-    args = ap.parse_args(argv)
+    ap.add_out(help="write the tables here (markdown, atomically, with the command line) when every size is done")
+    ap.add_quick(sizes="40x6", chains=2, warmup=50, target_ess=20, max_draws=100, out=quick_path("variational.md"))
+    args = ap.parse(argv)
     bs.configure()  # one CPU device per core (chains in parallel), compiled programs kept on disk
     lines = [f"# SVI against NUTS: default law, K=2, seed {args.seed}; NUTS {args.chains} chains x {args.warmup} "
              f"warm-up, draws='auto' (target ESS {args.target_ess}, cap {args.max_draws} per chain); SVI 5000 Adam "
@@ -180,7 +180,7 @@ def main(argv=None):
              f"{r.median_width_ratio:.2f} |" for r in per_site.itertuples()]
     print("\n".join(tail), flush=True)
     if args.out:
-        write_text("\n".join(lines + tail) + "\n", args.out)
+        write_result("\n".join(lines + tail) + "\n", args.out, args.command)
 
 
 if __name__ == "__main__":

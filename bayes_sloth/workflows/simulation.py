@@ -199,7 +199,7 @@ def simulate_leaderboard(
         fixed.update(_overrides(truth, _parameter_sites(spec, args)))
     real = real_dtype()
     cond = {k: jnp.asarray(v, dtype=real) for k, v in fixed.items()}
-    sites = _draw_through_model(spec, jax.random.PRNGKey(seed), cond, args)
+    sites = draw_through_model(spec, jax.random.PRNGKey(seed), cond, args)
 
     out = {k: np.asarray(v, dtype=float) for k, v in sites.items()}
     y = out.pop("y").reshape(N, J)
@@ -361,16 +361,26 @@ def _overrides(truth, sites: dict) -> dict:
 
 
 @bounded_jit(static_argnums=0)
-def _draw_through_model(spec: ModelSpec, key, cond: dict, args: dict) -> dict:
+def draw_through_model(spec: ModelSpec, key, cond: dict, args: dict) -> dict:
     """Run ``skills_law`` forward, conditioned on ``cond``: every other site is
     drawn from the model (the parameters from their priors, ``y`` around the
     law). Returns the value of every sample and deterministic site, and ``mu``,
-    the location of the scores' distribution (the law's mean of each pair)."""
+    the location of the scores' distribution (the law's mean of each pair).
+
+    ``args`` are the model's data arrays (``x``, ``family``, ``instruct``,
+    ``floor``, ``obs_model``, ``obs_bench``, as
+    :func:`bayes_sloth.core.idata.model_arrays` builds them); ``spec`` is
+    static (one compiled program per spec). SBC (``benchmarks/sbc.py``) draws
+    its truths through it on a fixed design."""
     model = handlers.condition(partial(skills_law, spec), data=cond)
     tr = handlers.trace(handlers.seed(model, rng_seed=key)).get_trace(**args)
     out = {k: s["value"] for k, s in tr.items() if s["type"] in ("sample", "deterministic")}
     out["mu"] = tr["y"]["fn"].loc
     return out
+
+
+#: Its name before it was public (kept so that code using it keeps working).
+_draw_through_model = draw_through_model
 
 
 # ------------------------------------------------------------------- files
