@@ -80,7 +80,7 @@ from .prediction import flat_posterior  # noqa: F401  (the posterior sites a for
 from .programs import bounded_jit
 from .sites import member_size, pooled
 
-#: Inner importance draws per posterior draw (see benchmarks/results/conditional.md for the choice).
+#: Inner importance draws per posterior draw (chosen on held-out models of the real table: docs/decisions.md).
 N_LATENT = 64
 #: Weight of the prior in the defensive mixture proposal.
 DEFENSIVE = 0.1

@@ -703,9 +703,9 @@ class SkillsLaw:
         for every benchmark): ``sum_t Cov(y_t, y_b)^2 / Var(y_b)``, the
         reduction the best linear predictor of the targets from y_b achieves
         (exact for a Gaussian predictive; in general a lower bound on the
-        expected reduction Var(T) - E[Var(T | y_b)], which
-        ``benchmarks/results/conditional.md`` estimates by simulating y_b and
-        conditioning on it: the two rank the candidates alike).
+        expected reduction Var(T) - E[Var(T | y_b)]; estimated instead by
+        simulating y_b and conditioning on it, the two ranked the candidates
+        alike).
         ``criterion="entropy"`` ranks by the Gaussian mutual information
         between the targets and y_b instead (it discounts information
         shared between targets).

@@ -88,7 +88,7 @@ def _logistic_mixture(eta, weights):
 def _logistic_mixture_bwd(res, ct):
     # Written out so that every sum over the n values is a matrix-vector product: reverse-mode autodiff of
     # the same formula sums each knot's n terms in a reduction that the CPU runs one add at a time, and the
-    # link's gradient cost 5x as much as its value (measured, benchmarks/results/NOTES.md, session 5).
+    # link's gradient cost 5x as much as its value.
     terms, weights = res
     slope = terms * (1.0 - terms)  # d sigmoid(eta - o_m) / d eta, = -d / d o_m
     d_eta = ct * jnp.einsum("...m,...mn->...n", weights, slope)

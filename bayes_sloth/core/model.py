@@ -237,8 +237,8 @@ SIGMA_LOG_SD = 0.5
 #: Newton steps that place the offsets' sampling frame (:func:`offset_frame`)
 OFFSET_NEWTON_STEPS = 2
 #: The frame is used on leaderboards of at most this many benchmarks; with more, the offsets are sampled
-#: non-centred (u = v): each is then held by many benchmarks, and on the 12-benchmark Sloth table the frame
-#: made the gradient 2.3x as costly for trajectories only 40 % shorter (``benchmarks/results/NOTES.md``)
+#: non-centred (u = v): each is then held by many benchmarks, and the frame costs more gradient than it saves
+#: trajectory (on the 12-benchmark Sloth table, 2.3x the gradient for trajectories 40 % shorter)
 OFFSET_FRAME_MAX_BENCHMARKS = 5
 
 

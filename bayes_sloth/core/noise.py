@@ -39,9 +39,8 @@ class TruncatedNormal01(_LocScaleOnUnit):
     >= 0, the truncation mass is ``(erf(u) + erf(v)) / 2``, a sum of two
     non-negative terms (no cancellation, no branches), where the general
     form takes the difference of two normal CDFs with sign tests to keep it
-    accurate. Its log density and gradient cost about a tenth as much
-    (measured: ``benchmarks/results/NOTES.md``), and they are most of the
-    sampler's work. Draws and the CDF are NumPyro's.
+    accurate. Its log density and gradient cost about a tenth as much, and
+    they are most of the sampler's work. Draws and the CDF are NumPyro's.
     """
 
     def log_prob(self, value):

@@ -708,8 +708,7 @@ def auto_target_accept(n_benchmarks: int) -> float:
     width follows the noise sigma_j and the spreads s and tau: funnels whose
     necks a step size adapted in the bulk overshoots. On the SBC design
     (24 models, 4 benchmarks) 0.9 left divergences in 14 of 48 replications
-    (``benchmarks/results/sbc_default.md``, ``NOTES.md`` "Small
-    leaderboards"); a higher target shortens the step there, and costs
+    (``docs/decisions.md``); a higher target shortens the step there, and costs
     longer trajectories on boards that fit in seconds. On the 12-benchmark
     Sloth table 0.9 gives no divergences and a higher target would only
     slow it, so it stays.

@@ -25,10 +25,9 @@ parameters and tokens but some scores missing, FLOPs missing, or from
 families with fewer than n + 1 complete rows), their missing scores masked in
 the likelihood; ``"all+latent-tokens"`` also trains on the models without a
 token count, their tokens latent (learned from the other models' tokens,
-:mod:`bayes_sloth.core.model`). That is not the default: on the paper's v1 / n1
-cell it raised MAE from 0.0403 to 0.0434 (``benchmarks/results/lofo_tokens.md``;
-tokens imputed from parameters alone are too crude a guess for those 13
-models). In every case the held-out families contribute exactly the
+:mod:`bayes_sloth.core.model`). That is not the default: tokens imputed from
+parameters alone were too crude a guess for the Sloth table's 13 tokenless
+models, and raised the error (``docs/decisions.md``). In every case the held-out families contribute exactly the
 paper's n smallest complete models and nothing else, so the forecast pairs
 are identical.
 
@@ -99,7 +98,7 @@ from .sweeps import run
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 PROTOCOLS = ("sloth", "leave-family-out")
 TRAINING_ROWS = ("all", "complete", "all+latent-tokens")
-#: Default training rows, chosen by the leave-family-out errors (benchmarks/results).
+#: Default training rows, chosen by the leave-family-out errors (``docs/decisions.md``).
 DEFAULT_TRAINING_ROWS = "all"
 FLOPS_COLUMN = "FLOPs (1E21)"
 PAIR_COLUMNS = [

@@ -20,7 +20,7 @@ in-sample fit. The stacked predictive distribution is the mixture
 predictive distributions.
 
 Leave-family-out densities (:func:`leave_family_out_lpd`). Two standard
-routes were measured (``benchmarks/results/lofo_stacking.md``):
+routes were measured:
 
 (a) family-grouped PSIS-LOO from each candidate's one fit, importance ratios
     :math:`r_s = 1 / p(y_F \mid \theta_s) = \exp(-\sum_{i \in F} \log p(y_i \mid \theta_s))`,
