@@ -379,15 +379,21 @@ def _scaled_coordinates(spec: ModelSpec, family, instruct) -> dict:
             om_s = numpyro.sample("family_slope_sd_scaled", dist.HalfNormal(0.5 / c),
                                   infer={"coordinate_of": "family_slope_sd"})
             omega = numpyro.deterministic("family_slope_sd", c * om_s)
-    with _plate("family_basis", F - 1, -2), _plate("skill", K):
-        v = numpyro.sample("family_v", dist.Normal((Q.T @ tilt)[:, None] * (c * d_s / tau), 1.0),
-                           infer={"coordinate_of": "alpha", "scale": "tau", "group": "family"})
+    # one family: no contrast to sample (its centred efficiency is zero), and a plate cannot be empty
+    v = jnp.zeros((0, K), dtype=instruct.dtype)
+    if F > 1:
+        with _plate("family_basis", F - 1, -2), _plate("skill", K):
+            v = numpyro.sample("family_v", dist.Normal((Q.T @ tilt)[:, None] * (c * d_s / tau), 1.0),
+                               infer={"coordinate_of": "alpha", "scale": "tau", "group": "family"})
     with _plate("family", F, -2), _plate("skill", K):
         p["alpha"] = numpyro.deterministic("alpha", tau * (Q @ v) - tilt[:, None] * (c * d_s))
     if spec.family_slopes:
-        with _plate("family_basis", F - 1, -2), _plate("skill", K):
-            u = numpyro.sample("family_slope_v", dist.Normal(0.0, 1.0),
-                               infer={"coordinate_of": "family_slope", "scale": "family_slope_sd", "group": "family"})
+        u = jnp.zeros((0, K), dtype=instruct.dtype)
+        if F > 1:
+            with _plate("family_basis", F - 1, -2), _plate("skill", K):
+                u = numpyro.sample("family_slope_v", dist.Normal(0.0, 1.0),
+                                   infer={"coordinate_of": "family_slope", "scale": "family_slope_sd",
+                                          "group": "family"})
         with _plate("family", F, -2), _plate("skill", K):
             p["family_slope"] = numpyro.deterministic("family_slope", omega * (Q @ u))
     cols = jnp.asarray(spec.free_loading_index % K)

@@ -38,8 +38,11 @@ from .errors import InputError
 LINK_NAMES = ("monotone", "monotone-pooled", "sigmoid")
 
 
-def _opt(default, doc: str, check=None, flag: Any = MISSING, absent: Any = MISSING):
-    meta = {"doc": doc, "check": check}
+def _opt(default, doc: str, check=None, flag: Any = MISSING, absent: Any = MISSING, parametrization: bool = False):
+    """One option: its default, one-line doc, named check, CLI flag, the value a fit file without it had
+    (``absent``), and whether it only re-parametrizes the same posterior (``parametrization``: the sampler's
+    coordinates, not the law; a simulated truth does not record it)."""
+    meta = {"doc": doc, "check": check, "parametrization": parametrization}
     if flag is not MISSING:
         meta["flag"] = flag
     if absent is not MISSING:
@@ -183,9 +186,15 @@ class LawOptions(_Record):
     coordinates: str = _opt("scaled", "the sampler's coordinates for the same posterior: scaled (each skill in units of "
                              "its family spread, the instruct shift sheared off the family efficiencies and "
                              "intercepts, families on a sum-zero basis) or anchored (each skill in its anchor's "
-                             "units, as the law is written)", ("scaled", "anchored"), absent="anchored")
+                             "units, as the law is written)", ("scaled", "anchored"), absent="anchored",
+                             parametrization=True)
     anchors: tuple | None = _opt(None, "anchor benchmark of each skill, comma-separated (unit loading, zero "
                                  "loadings on later skills); default: chosen from the data", "anchors")
+
+    def distribution(self) -> dict:
+        """The options that define the distribution (not its coordinates, not the anchors' names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.metadata.get("parametrization") and f.name not in ("n_skills", "anchors")}
 
     def structure(self) -> "LawOptions":
         """The options that fix the compiled law: anchors (names) are resolved to indices by the spec."""

@@ -166,7 +166,7 @@ def simulate_leaderboard(
         raise InputError(f"prior must be True or False, got {prior!r}")
     law = options.SIMULATION_LAW.changed(n_skills=K, **law)  # checks every option, naming a bad one
     spec = ModelSpec(K, J, F, tuple(range(K)), options=law)
-    law = {k: v for k, v in law.to_dict().items() if k not in ("n_skills", "anchors")}
+    law = law.distribution()  # the distribution's options: not K, anchors or the sampler's coordinates
     if prior:
         given = [n for n, v in (("sigma", sigma), ("family_slope_sd", family_slope_sd),
                                 ("model_effect_sd", model_effect_sd)) if v is not None]
