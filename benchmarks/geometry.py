@@ -1,0 +1,67 @@
+"""The posterior's geometry on the real Sloth table: what each sampler coordinate system and mass matrix costs.
+
+One row per (coordinates, adaptation, seed): the default law fitted to the whole table (every model, latent
+tokens where the table has none, as ``bayes-sloth fit`` does), with the package's own sampler. Columns:
+gradient evaluations (leapfrog steps of every chain, warm-up included: the machine-independent cost), leapfrog
+steps per draw, min bulk and tail ESS, max R-hat, divergences, gradient evaluations per min ESS, whether the
+fit passes every check (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence), and the fit call's seconds
+(compare these only between rows of one run on a quiet machine).
+
+    python benchmarks/geometry.py --data-dir ../shared/data [--seeds 0-4]
+        [--coordinates scaled,anchored] [--adaptation diagonal,low-rank] [--chains 4 --warmup 1000 --draws 1000]
+        [--out FILE]        # also write the table there, with this command
+        [--quick]           # 2 x 20 x 20, seed 0: checks that the script runs, measures nothing
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+
+from harness import BenchmarkParser, Transcript, load_table, markdown_header, markdown_row, run_fit
+
+import bayes_sloth as bs
+
+COLUMNS = ("coordinates", "adaptation", "seed", "gradient evals", "steps/draw", "min ESS bulk", "min ESS tail",
+           "max R-hat", "div", "grads per min ESS", "passes", "fit s")
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv=None):
+    ap = BenchmarkParser(__doc__, __file__)
+    ap.add_data_dir()
+    ap.add_seeds(default="0")
+    ap.add_sampler(chains=4, warmup=1000, draws=1000)
+    ap.add_argument("--coordinates", type=_names, default=_names("scaled,anchored"))
+    ap.add_argument("--adaptation", type=_names, default=_names("diagonal"))
+    ap.add_out()
+    ap.add_quick(chains=2, warmup=20, draws=20, seeds=[0])
+    args = ap.parse(argv)
+    bs.configure()
+    warnings.simplefilter("ignore")
+    lb = load_table(args.data_dir)
+    with Transcript(args.out, args.command) as out:
+        out.print(f"# {lb!r}; default law; {args.chains} chains x ({args.warmup} warmup + {args.draws} draws)")
+        out.print(markdown_header(COLUMNS))
+        for coords in args.coordinates:
+            for adaptation in args.adaptation:
+                per_ess = []
+                for seed in args.seeds:
+                    law, n = run_fit(lb, coordinates=coords, adaptation=adaptation, chains=args.chains,
+                                     warmup=args.warmup, draws=args.draws, seed=seed, progress=False)
+                    steps = n.draw_gradient_evaluations / (n.chains * n.draws_per_chain)
+                    per_ess.append(n.gradients_per_ess)
+                    out.print(markdown_row([
+                        coords, adaptation, seed, f"{n.gradient_evaluations:,.0f}", f"{steps:.0f}",
+                        f"{n.min_ess_bulk:.0f}", f"{n.min_ess_tail:.0f}", f"{n.max_rhat:.4f}", n.divergences,
+                        f"{n.gradients_per_ess:,.0f}", "yes" if n.passes() else "no", f"{n.wall_s:.0f}"]))
+                if len(per_ess) > 1:
+                    out.print(markdown_row([coords, adaptation, "median", "", "", "", "", "", "",
+                                            f"{statistics.median(per_ess):,.0f}", "", ""]))
+
+
+if __name__ == "__main__":
+    main()
