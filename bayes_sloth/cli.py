@@ -116,7 +116,8 @@ def add_model_options(p: argparse.ArgumentParser, sampler: SamplerOptions = Samp
                 kw["type"] = _FLAG_TYPES.get(check, str)
             shown = ",".join(default) if isinstance(default, tuple) else default
             g.add_argument(f"--{flag}", help=f"{f.metadata['doc']} (default {shown})".replace("%", "%%"), **kw)
-    g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
+    g.add_argument("--progress", action="store_true", help="print the fit's progress on stderr: a line at each stage and every 10 %% of the "
+                        "iterations, with elapsed time, ETA and divergences")
 
 
 def _or_auto(cast, what: str):
@@ -144,17 +145,13 @@ _FLAG_TYPES = {"positive_int": int, "tree_depth": int, "seed": int, "draws": _dr
                "anchors": _names}
 
 
-class ProgressLines:
-    """The terminal's progress: a line per chain on stderr every 10 % of its iterations."""
+def ProgressLines():
+    """The terminal's progress: lines on stderr, one at each stage of a fit (variational start, compiling,
+    warm-up, sampling, checks) and at every 10 % of its iterations, each with every chain's iterations,
+    the divergences so far, the elapsed time and an ETA (:class:`bayes_sloth.core.progress.LineDisplay`)."""
+    from .core.progress import LineDisplay
 
-    def __init__(self):
-        self._shown: dict = {}
-
-    def __call__(self, chain: int, iteration: int, total: int, phase: str) -> None:
-        tenth = (10 * iteration) // max(total, 1)
-        if tenth > self._shown.get(chain, 0):
-            self._shown[chain] = tenth
-            _say(f"chain {chain}: iteration {iteration}/{total} ({phase})")
+    return LineDisplay(inplace=False)
 
 
 def law_from_args(args):

@@ -50,7 +50,7 @@ from .prediction import (  # noqa: F401  (public here before)
     outside_fitted_range,
     stream_code,
 )
-from .progress import ChainBars
+from .progress import FitProgress, display_for
 from .readers import _as_leaderboard, read_new_models
 from .sampler import SamplerConfig, auto_target_accept, check_draws_fit_in_memory, run_nuts
 from .variational import run_svi
@@ -130,7 +130,7 @@ class SkillsLaw:
 
     def __repr__(self) -> str:
         defaults = SkillsLaw().get_params()
-        args = [f"{k}={v!r}" for k, v in self.get_params().items() if _differs(v, defaults[k]) or k == "n_skills"]
+        args = [f"{k}={_shown(v)}" for k, v in self.get_params().items() if _differs(v, defaults[k]) or k == "n_skills"]
         fitted = "" if not hasattr(self, "idata_") else f"  # fitted: {self.leaderboard_!r}"
         return f"SkillsLaw({', '.join(args)}){fitted}"
 
@@ -223,31 +223,53 @@ class SkillsLaw:
         else:  # one pseudo-chain of draws from the approximation (run_svi)
             chains, kept = 1, 1000 if self.draws == "auto" else int(self.draws)
         check_draws_fit_in_memory(spec, arrays, chains, kept, "max_draws" if self.draws == "auto" else "draws")
-        bars = None
-        if self.progress is True and self.method == "nuts":
-
-            bars = ChainBars(int(self.chains), int(self.warmup) + (int(self.max_draws) if self.draws == "auto"
-                                                                     else int(self.draws)))
+        display = None
+        if self.method == "nuts" and (self.progress is True or isinstance(self.progress, FitProgress)):
+            size = (int(self.chains), int(self.warmup), int(self.max_draws) if self.draws == "auto" else int(self.draws))
+            if self.progress is True:  # one display per fit: a notebook's output, or a line on stderr
+                display = display_for(*size, auto=self.draws == "auto")
+            else:  # a display of the caller's (the command line's lines), started over for this fit
+                display = self.progress
+                display.begin(*size, auto=self.draws == "auto")
         target_accept = (auto_target_accept(spec.n_benchmarks) if isinstance(self.target_accept, str)
                          else float(self.target_accept))
-        cfg = self._sampler_config(bars, target_accept)
-        if self.method == "nuts":
-            try:
+        cfg = self._sampler_config(display, target_accept)
+        diagnosed = None
+        try:
+            if self.method == "nuts":
                 samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
-            finally:
-                if bars is not None:
-                    bars.close()
-        else:
-            warnings.warn(
-                "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
-                "ESS or divergences to check it by. Its intervals are too narrow: far too narrow for the law's "
-                "global parameters (slopes, loadings, link weights), somewhat for forecasts; use it for "
-                "forecasts on leaderboards too large for NUTS, not to read parameter uncertainty, and check a "
-                "subset with NUTS",
-                UserWarning,
-                stacklevel=2,
-            )
-            samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
+            else:
+                warnings.warn(
+                    "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
+                    "ESS or divergences to check it by. Its intervals are too narrow: far too narrow for the law's "
+                    "global parameters (slopes, loadings, link weights), somewhat for forecasts; use it for "
+                    "forecasts on leaderboards too large for NUTS, not to read parameter uncertainty, and check a "
+                    "subset with NUTS",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
+            if display is not None:
+                display.stage("assembling the InferenceData and checking convergence")
+            idata, meta = self._fitted_idata(samples, extra, spec, arrays, lb, families, std, seconds, target_accept)
+            self._adopt(idata, meta, lb)
+            diagnosed = self.diagnostics_
+        finally:
+            if display is not None:
+                d = diagnosed
+                display.close("stopped" if d is None else
+                              f"done: {self.chains} chain(s) x ({self.warmup} warm-up + {display.done_draws()} "
+                              f"draws), {'converged' if d.ok else f'NOT converged ({len(d.problems)} problem(s))'}")
+        if not self.diagnostics_.ok and self.method == "nuts":
+            d = self.diagnostics_
+            warn(f"the fit did not pass its convergence checks ({len(d.problems)} problem(s)): {d.problems[0]}"
+                 + (f"; and {len(d.problems) - 1} more" if len(d.problems) > 1 else "")
+                 + "; print(law.diagnostics_) for all of them and what to do; forecasts from this fit are "
+                 "provisional")
+        return self
+
+    def _fitted_idata(self, samples, extra, spec, arrays, lb, families, std, seconds, target_accept):
+        """The fit's InferenceData, with its data and the metadata a fit file keeps."""
         idata = to_inference_data(samples, extra, spec, arrays, models=lb.models, families=families,
                                   benchmarks=lb.benchmarks, seed=int(self.seed))
         idata.constant_data = idata.constant_data.assign(
@@ -272,8 +294,7 @@ class SkillsLaw:
             "sampling": extra.get("report", {"draws": "svi"}) if extra else {"draws": "svi"},
         }
         idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=json_default)
-        self._adopt(idata, meta, lb)
-        return self
+        return idata, meta
 
     def _adopt(self, idata, meta: dict, lb: Leaderboard) -> None:
         """Set the fitted state from a complete InferenceData and its metadata."""
@@ -290,8 +311,8 @@ class SkillsLaw:
         self.target_accept_ = (auto_target_accept(self.spec_.n_benchmarks) if isinstance(ta, str) else float(ta))
         self.diagnostics_ = diagnose(idata, int(self.max_tree_depth), target_accept=self.target_accept_)
 
-    def _sampler_config(self, bars, target_accept: float) -> SamplerConfig:
-        progress = bars if bars is not None else (self.progress if callable(self.progress) else None)
+    def _sampler_config(self, display, target_accept: float) -> SamplerConfig:
+        progress = display if display is not None else (self.progress if callable(self.progress) else None)
         return SamplerConfig(
             chains=int(self.chains), warmup=int(self.warmup),
             draws="auto" if self.draws == "auto" else int(self.draws),
@@ -865,6 +886,14 @@ SkillsLaw.__doc__ = SkillsLaw.__doc__.replace("{parameters}", parameters_doc())
 
 
 
+
+
+def _shown(v) -> str:
+    """A constructor argument as the repr shows it: a callable (a progress reporter) by its name, never as
+    ``<object at 0x...>``."""
+    if callable(v) and not isinstance(v, (bool, np.bool_)):
+        return getattr(v, "__qualname__", None) or type(v).__name__
+    return repr(v)
 
 
 def _differs(a, b) -> bool:

@@ -31,6 +31,7 @@ from .idata import complete_posterior, constrain_draws, model_site_shapes, real_
 from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .programs import bounded_jit, cached
+from .progress import as_reporter
 from .sites import checked, posterior_dims
 from .variational import INIT_SPREAD, SVI_CACHE, fit_svi, svi_init_params, svi_run, svi_variances
 
@@ -88,8 +89,10 @@ class SamplerConfig:
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 
 
-#: The progress callable of the sampler now running (host side), heard between pieces of each chain.
-_PROGRESS: list = [None]
+#: The progress reporter of the sampler now running (host side), heard between pieces of each chain, and the
+#: iterations per chain it reports against (the run's, not the compiled structure's: draws="auto" shares
+#: its programs with a fit of ``block`` draws).
+_PROGRESS: list = [None, 0]
 
 
 #: A chain runs as pieces of about 1/PIECES of its warm-up or of its draws, one compiled program per
@@ -180,11 +183,15 @@ def _chain_programs(spec: ModelSpec, cfg: SamplerConfig):
     return start, warm, draw
 
 
-def _report(progress, chains, states, total: int, warmup: int) -> None:
-    """Tell ``progress`` where each chain is (``states.i``, its iterations so far; waits for them)."""
+def _report(progress, chains, states, total: int, warmup: int, diverging=None) -> None:
+    """Tell ``progress`` where each chain is (``states.i``, its iterations so far; waits for them) and how many
+    of the draws of the piece just run diverged (``diverging``: the piece's flags, per chain)."""
     its = np.atleast_1d(np.asarray(jax.device_get(states.i)))
-    for chain, i in zip(chains, its):
-        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+    div = np.zeros(len(its), dtype=int) if diverging is None else \
+        np.asarray(jax.device_get(diverging)).reshape(len(its), -1).sum(axis=1)
+    for chain, i, d in zip(chains, its, div):
+        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling",
+                 divergences=int(d))
 
 
 def _spread(programs: dict, run, method: str, n_devices: int, n_mapped: int):
@@ -259,7 +266,6 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
     the compiled programs: fits with and without one share them, and draw the same.
     """
     n_draws = cfg.block if cfg.auto else int(cfg.draws)
-    total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
     w_piece, d_piece = _piece(cfg.warmup), _piece(n_draws)
     key = (spec, cfg.warmup, n_draws, cfg.target_accept, cfg.max_tree_depth, method, n_devices)
 
@@ -267,7 +273,7 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
         start, warm, draw = _chain_programs(spec, cfg)
 
         def warm_run(P, chains, keys, inits, data):
-            progress = _PROGRESS[0]
+            progress, total = _PROGRESS
             state = P["start"](keys, inits, data)
             steps = jnp.zeros(jnp.shape(keys)[:-1], jnp.int32)
             for _ in range(cfg.warmup // w_piece if w_piece else 0):
@@ -278,13 +284,13 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
             return state, steps
 
         def draw_run(P, chains, state, data):
-            progress = _PROGRESS[0]
+            progress, total = _PROGRESS
             pieces = []
             for _ in range(n_draws // d_piece):
                 state, out = P["draw"](state, data)
                 pieces.append(out)
                 if progress is not None:
-                    _report(progress, chains, state, total, cfg.warmup)
+                    _report(progress, chains, state, total, cfg.warmup, out[1]["diverging"])
             axis = 0 if method != "vectorized" else 1  # the draw axis (after the chain axis when vectorized)
             return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
 
@@ -317,10 +323,15 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
     warm, draw = get_sampler(spec, cfg, method, n_dev)
+    fresh = not any(p.n_kept for p in getattr(warm, "programs", ()))  # nothing run yet: compiled or read on first use
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
+    progress = as_reporter(cfg.progress)
     if cfg.init == "svi":
+        if progress is not None:
+            progress.stage(f"variational start ({cfg.svi_steps} steps of a mean-field fit; its program is "
+                           "compiled, or read from the compile cache, the first time)")
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
         # chains start at draws from the variational fit with its scales doubled, and the mass matrix
         # starts at the same doubled scales (mean-field fits understate the spread; adaptation takes over)
@@ -331,7 +342,12 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         init = None
     else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
-    _PROGRESS[0] = cfg.progress
+    if progress is not None:
+        progress.stage(f"starting {cfg.chains} chain(s) ({method}): compiling the sampler, or reading it from "
+                       "the compile cache" if fresh else f"starting {cfg.chains} chain(s) ({method})")
+    if progress is not None and hasattr(progress, "running_at_once"):
+        progress.running_at_once(cfg.chains if method == "vectorized" else n_dev if method == "parallel" else 1)
+    _PROGRESS[:] = [progress, cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))]
     try:
         states, warm_steps = warm(keys, init, data)
         blocks, report = [], {"draws": cfg.draws}
@@ -345,11 +361,14 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
                            {k: np.asarray(v) for k, v in stats.items()}))
             if not cfg.auto:
                 break
+            if progress is not None:
+                progress.stage(f"checking convergence after {sum(b[1]['diverging'].shape[1] for b in blocks)} "
+                               "draws per chain (draws='auto')")
             done, report = _auto_verdict(spec, blocks, data, cfg)
             if done:
                 break
     finally:
-        _PROGRESS[0] = None
+        _PROGRESS[:] = [None, 0]
     samples = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
     extra = {k: np.concatenate([b[1][k] for b in blocks], axis=1) for k in blocks[0][1]}
     extra["warmup_steps"] = np.asarray(warm_steps)
