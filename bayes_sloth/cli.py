@@ -182,7 +182,9 @@ def cmd_fit(args) -> int:
     _check_out(args.out, args.data, what="fit file")
     lb = load_data(args)
     t0 = time.perf_counter()
-    law.fit(lb)
+    with warnings.catch_warnings():  # the diagnostics are printed below, each problem with what to do
+        warnings.filterwarnings("ignore", message="the fit did not pass its convergence checks")
+        law.fit(lb)
     seconds = time.perf_counter() - t0
     d = law.diagnostics_
     if args.out:
@@ -200,7 +202,10 @@ def cmd_fit(args) -> int:
         "min_ess_bulk": _finite(d.min_ess_bulk),
         "min_ess_tail": _finite(d.min_ess_tail),
         "divergences": d.divergences,
+        "max_tree_depth_hits": d.max_tree_depth_hits,
         "converged": d.ok,
+        "problems": list(d.problems),
+        "notes": list(d.notes),
         "out": args.out,
     }
     if args.json:

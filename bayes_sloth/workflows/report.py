@@ -260,7 +260,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
     d = law.diagnostics_
     unseen = sorted(set(targets["family"]) - set(law.families_))
     verdict_cls = "ok" if d.ok else "bad"
-    verdict = ("Converged: every check passed (R-hat, effective sample size, divergences, E-BFMI, tree depth)."
+    verdict = ("Converged: every check passed (R-hat, effective sample size, divergences, E-BFMI)."
                if d.ok else f"NOT converged: {len(d.problems)} problem(s). Forecasts below are provisional.")
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="sub">bayes_sloth {html.escape(__version__)}, '
