@@ -26,7 +26,7 @@ import xarray as xr
 from . import io
 from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
 from .diagnostics import Diagnostics, diagnose
-from .errors import FitFileError, InputError, warn
+from .errors import FitFileError, InputError, once_per_call, warn
 from .fitfile import FIT_FORMAT, META_ATTR, file_idata, json_default, read_meta, rebuild, versions  # noqa: F401
 from .idata import leaderboard_arrays, to_inference_data
 from .leaderboard import Leaderboard, did_you_mean, label_key, nfc, same_but_spelling
@@ -483,6 +483,7 @@ class SkillsLaw:
             imputed_tokens=(row_dim, ~np.isfinite(cov["tokens"].to_numpy(dtype=float))),
         )
 
+    @once_per_call
     def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
                 new_families: str = "warn", condition: bool = True) -> az.InferenceData:
         """Posterior predictive draws for new models, conditioned on the scores they already have.
@@ -656,6 +657,7 @@ class SkillsLaw:
         return out.assign_coords(conditioned=(("model", "benchmark"), mask),
                                  **{k: ("model", v) for k, v in diag.items()})
 
+    @once_per_call
     def predict_covariates(self, family, params, tokens, *, instruct=False, seed: int | None = None,
                            new_families: str = "warn") -> xr.Dataset:
         """Posterior predictive draws of the law at arbitrary covariates, for curves and grids.
@@ -686,6 +688,7 @@ class SkillsLaw:
         ds = self._labelled(mu, score, theta, "point", np.arange(len(cov)), cov, fidx, flags)
         return ds.assign_coords(params=("point", p), tokens=("point", t), instruct=("point", ins))
 
+    @once_per_call
     def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
                  new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
         """Tidy forecast table (model, family, seen_family, extrapolation, benchmark, mean, median, lower, upper, ...).
@@ -707,6 +710,7 @@ class SkillsLaw:
         observed = lb.scores if lb.scores.shape[1] else None
         return forecast_table(pred.predictions, level, observed)
 
+    @once_per_call
     def suggest_benchmarks(self, new, targets: Sequence[str] | None = None, k: int | None = 3,
                            cost: dict | None = None, *, candidates: Sequence[str] | None = None,
                            criterion: str = "variance", seed: int | None = None, columns: dict | None = None,
