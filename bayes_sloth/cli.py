@@ -220,7 +220,8 @@ def cmd_fit(args) -> int:
 
 # ------------------------------------------------------------------ predict
 PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark", "mean", "median", "lower",
-                   "upper", "observed", "conditioned", "pareto_k", "importance_ess", "imputed_tokens")
+                   "upper", "observed", "conditioned", "own_score_used", "pareto_k", "importance_ess",
+                   "imputed_tokens")
 
 
 def cmd_predict(args) -> int:
@@ -236,7 +237,7 @@ def cmd_predict(args) -> int:
                          "one row per model)")
     law = SkillsLaw.load(args.fit)
     full = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
-                        new_families=args.new_families, condition=bool(args.condition))
+                        new_families=args.new_families, condition=args.condition)
     table = full[[c for c in PREDICT_COLUMNS if c in full]]
     if args.out:
         write_forecasts(full if fmt == "latex" else table, args.out, format=fmt)
@@ -332,10 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--new-families", choices=["warn", "allow", "error"], default="warn",
                    help="families not in the fit: forecast as never-seen with a warning (default), silently, or refuse")
-    p.add_argument("--condition", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--condition", nargs="?", const="others", default="others", choices=["others", "all"],
                    help="condition each new model's forecast on the scores its row already has (columns named "
-                        "like fitted benchmarks), without refitting (default on; --no-condition: the fit's own "
-                        "forecast, the scores shown beside it)")
+                        "like fitted benchmarks), without refitting; a scored benchmark's own forecast from the "
+                        "other scores only (others, the default), or from every score, its own included (all)")
+    p.add_argument("--no-condition", dest="condition", action="store_const", const="none",
+                   help="the fit's own forecast, the scores shown beside it")
     p.add_argument("--out", help="write the table to this file: .csv (tidy, one row per model and benchmark) or .tex "
                                  "(LaTeX, one row per model, 'mean [lower, upper]'); default: CSV on stdout")
     p.set_defaults(func=cmd_predict)

@@ -485,7 +485,7 @@ class SkillsLaw:
 
     @once_per_call
     def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
-                new_families: str = "warn", condition: bool = True) -> az.InferenceData:
+                new_families: str = "warn", condition: bool | str = True) -> az.InferenceData:
         """Posterior predictive draws for new models, conditioned on the scores they already have.
 
         Parameters
@@ -509,16 +509,23 @@ class SkillsLaw:
             What to do about families not in the fit (Bambi's rule): forecast
             them as never-seen with a warning (default; it suggests a close
             fitted name, "did you mean"), silently, or refuse.
-        condition : bool, default True
+        condition : True, "all" or False; default True
             Condition the forecasts of each family's new rows on the observed
             scores of those rows, without refitting (nested importance
             sampling over the posterior draws, :mod:`bayes_sloth.core.conditioning`):
             the rows' own offsets, a never-seen family's efficiency and,
             through reweighted posterior draws, a seen family's efficiency
-            are updated. Scores of rows that are fitted models are never
-            conditioned on (they are in the fit, or were held out of it on
-            purpose). ``False``: the scores are ignored (the forecast the fit
-            alone makes, e.g. to compare with the scores).
+            are updated. A pair is never conditioned on its own score unless
+            asked: with ``True`` (or ``"others"``) a benchmark a row has a
+            score for is forecast from the group's *other* scores (leave that
+            score out; the fit's own forecast when it is the group's only
+            one), so the forecast can be compared with the score, and every
+            unscored pair from all the scores. ``"all"``: every pair from
+            every score, its own included (the forecast of a re-run of that
+            benchmark; ``own_score_used`` marks those pairs). Scores of rows
+            that are fitted models are never conditioned on (they are in the
+            fit, or were held out of it on purpose). ``False``: the scores are
+            ignored (the forecast the fit alone makes).
 
         Returns
         -------
@@ -537,8 +544,11 @@ class SkillsLaw:
         pairs conditioned on; per model ``pareto_k`` and ``importance_ess``
         (of its family group's draw-level weights) and ``inner_ess`` (mean
         share of effective latent draws), NaN where nothing was conditioned;
-        and ``source_draw`` (chain, draw, model), the flat index (chain x
-        draw) of the fitted posterior draw each output draw was made from.
+        ``own_score_used`` (model, benchmark), the pairs forecast from their
+        own score too (``condition="all"`` only); and ``source_draw`` (chain,
+        draw, model), the flat index (chain x draw) of the fitted posterior
+        draw each output draw was made from (with ``condition=True``, a
+        scored pair's draws come from its own leave-one-out conditioning).
         A warning names the groups whose conditioning cannot be trusted
         (Pareto k > 0.7: the observed scores are far from what the fit
         expects; refit with the model included).
@@ -550,8 +560,7 @@ class SkillsLaw:
     def _predict_leaderboard(self, lb: Leaderboard, seed, new_families, condition: bool = False, *,
                              draw_weights: bool = True, n_latent: int | None = None,
                              proposal: str = "laplace") -> az.InferenceData:
-        if not isinstance(condition, (bool, np.bool_)):
-            raise InputError(f"condition must be True or False, got {condition!r}")
+        condition = condition_mode(condition)
         cov = lb.covariates
         bad = cov["params"].isna()
         if bad.any():
@@ -581,8 +590,9 @@ class SkillsLaw:
                                      "a new model a name that differs otherwise")
         mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
         ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
-        if condition:
-            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent, proposal)
+        if condition != "none":
+            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent, proposal,
+                                 own_score=condition == "all")
         const = xr.Dataset(
             {
                 "params": ("model", cov["params"].to_numpy(dtype=float)),
@@ -596,8 +606,13 @@ class SkillsLaw:
             return az.InferenceData(predictions=ds, predictions_constant_data=const)
 
     def _condition(self, ds: xr.Dataset, lb: Leaderboard, midx, fidx, seed, draw_weights=True,
-                   n_latent=None, proposal="laplace") -> xr.Dataset:
+                   n_latent=None, proposal="laplace", own_score: bool = False) -> xr.Dataset:
         """Replace the draws of every family group with observed scores by draws conditioned on them.
+
+        Without ``own_score`` (``condition=True``) a pair that has a score is forecast from the group's other
+        scores only: its draws come from the group conditioned without that one score (leave one score
+        out), or are the fit's own forecast when it is the group's only score. With ``own_score``
+        (``condition="all"``) every pair is conditioned on every score, its own included.
 
         ``draw_weights``, ``n_latent`` and ``proposal`` are switches for measurements
         (``benchmarks/conditional.py``), see :func:`bayes_sloth.core.conditioning.condition_group`."""
@@ -630,18 +645,35 @@ class SkillsLaw:
         x = self.standardizer_.transform(cov["params"], cov["tokens"])
         floor = self.idata_.constant_data["floor"].values
         untrusted = []
+        fit_mu, fit_score = mu.copy(), score.copy()  # the fit's own forecast: a lone score's pair keeps it
         for f in groups:
             rows = np.flatnonzero(families == f)
-            res = condition_group(
-                self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
-                y=y[rows], mask=mask[rows], model_index=midx[rows], family=int(fidx[rows[0]]),
-                family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
-                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights, proposal=proposal)
+
+            def conditioned(which):
+                return condition_group(
+                    self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
+                    y=y[rows], mask=which, model_index=midx[rows], family=int(fidx[rows[0]]),
+                    family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
+                    n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights,
+                    proposal=proposal)
+
+            res = conditioned(mask[rows])
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
+            why = set()
+            if not own_score:  # each scored pair from the other scores only
+                for r, j in zip(*np.nonzero(mask[rows])):
+                    others = mask[rows].copy()
+                    others[r, j] = False
+                    if others.any():
+                        loo = conditioned(others)
+                        mu[:, rows[r], j], score[:, rows[r], j] = loo.mu[:, r, j], loo.score[:, r, j]
+                        why.update(trust_problems(loo, D))
+                    else:
+                        mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
             source[:, rows] = res.source[:, None]
             for k in diag:
                 diag[k][rows] = getattr(res, k)
-            why = trust_problems(res, D)
+            why = trust_problems(res, D) + sorted(why - set(trust_problems(res, D)))
             if why:
                 untrusted.append(f"family {str(f)!r} ({', '.join(why)})")
         if untrusted:
@@ -655,6 +687,7 @@ class SkillsLaw:
         out["skills"] = (ds["skills"].dims, theta.reshape((C, S) + ds["skills"].shape[2:]))
         out["source_draw"] = (("chain", "draw", "model"), source.reshape(C, S, N))
         return out.assign_coords(conditioned=(("model", "benchmark"), mask),
+                                 own_score_used=(("model", "benchmark"), mask & bool(own_score)),
                                  **{k: ("model", v) for k, v in diag.items()})
 
     @once_per_call
@@ -690,13 +723,15 @@ class SkillsLaw:
 
     @once_per_call
     def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
-                 new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
+                 new_families: str = "warn", condition: bool | str = True) -> pd.DataFrame:
         """Tidy forecast table (model, family, seen_family, extrapolation, benchmark, mean, median, lower, upper, ...).
 
         If ``new`` carries observed scores for the fitted benchmarks, they are
         added as an ``observed`` column, and with ``condition=True`` (default)
-        the forecasts are conditioned on them (see :meth:`predict`): the
-        ``conditioned`` column marks the pairs conditioned on, ``pareto_k``,
+        the forecasts are conditioned on them (see :meth:`predict`; a scored
+        pair's forecast uses the other scores only, so ``mean`` beside
+        ``observed`` is a real check; ``condition="all"`` uses its own too): the
+        ``conditioned`` column marks the scores conditioned on, ``pareto_k``,
         ``importance_ess`` and ``inner_ess`` say how far the conditioning can
         be trusted (NaN for models with nothing conditioned). With
         ``condition=False`` the table is the fit's own forecast, the observed
@@ -890,6 +925,21 @@ SkillsLaw.__doc__ = SkillsLaw.__doc__.replace("{parameters}", parameters_doc())
 
 
 
+
+
+#: What ``condition=`` accepts, by the mode it means (see :meth:`SkillsLaw.predict`).
+CONDITION_MODES = {True: "others", "others": "others", "all": "all", False: "none", "none": "none"}
+
+
+def condition_mode(condition) -> str:
+    """``condition`` as one of "others" (True, the default), "all" or "none" (False); anything else is an
+    InputError naming it."""
+    if isinstance(condition, (bool, np.bool_)):
+        return CONDITION_MODES[bool(condition)]
+    if isinstance(condition, str) and condition in CONDITION_MODES:
+        return CONDITION_MODES[condition]
+    raise InputError(f"condition must be True (each pair from the other scores), 'all' (every pair from every "
+                     f"score, its own included) or False (none), got {condition!r}")
 
 
 def _shown(v) -> str:
