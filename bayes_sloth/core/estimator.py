@@ -824,7 +824,10 @@ class SkillsLaw:
                         or not np.isfinite(c) or c <= 0:
                     raise InputError(f"cost of {b!r} must be a positive finite number, got {c!r}")
         lb = read_new_models(new, self.benchmarks_, columns)
-        pred = self._predict_leaderboard(lb, seed, new_families, condition).predictions
+        # only unscored benchmarks are ranked and targeted: their forecast is the same in both conditioning
+        # modes, and "all" spares the leave-one-out conditionings of the scored ones
+        mode = "all" if condition_mode(condition) != "none" else "none"
+        pred = self._predict_leaderboard(lb, seed, new_families, mode).predictions
         J = len(self.benchmarks_)
         y = lb.scores.reindex(columns=self.benchmarks_).to_numpy(dtype=float) if len(lb.scores.columns) \
             else np.full((len(lb), J), np.nan)
