@@ -200,24 +200,7 @@ class SkillsLaw:
         model, :mod:`bayes_sloth.core.model`); ``spec_.n_latent_tokens`` counts
         them and the posterior's ``imputed_tokens`` holds their draws.
         """
-        law, sampler = self.options()
-        lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
-        self._validate(lb)
-        if obs_weight is not None:
-            obs_weight = np.asarray(obs_weight)
-            if obs_weight.shape != (lb.n_observed,) or obs_weight.dtype != bool:
-                raise InputError(f"obs_weight must be a boolean array with one entry per observed score "
-                                 f"({lb.n_observed}), got shape {obs_weight.shape} and dtype {obs_weight.dtype}")
-        families = lb.families
-        known = lb.covariates["tokens"].notna().to_numpy()
-        if known.sum() < 3:
-            raise InputError(f"only {int(known.sum())} of {len(lb)} models have a token count: the tokens of the "
-                             "others are learned from those that have one, which needs at least 3")
-        # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.core.model)
-        std = Standardizer.fit(lb.covariates["params"][known], lb.covariates["tokens"][known])
-        spec = ModelSpec(int(law.n_skills), len(lb.benchmarks), len(families), self._anchor_index(lb),
-                         n_latent_tokens=int((~known).sum()), options=law)
-        arrays = leaderboard_arrays(lb, std, families, obs_weight)
+        lb, families, std, spec, arrays = self._design(data, benchmarks, columns, obs_weight)
         if self.method == "nuts":
             chains, kept = int(self.chains), int(self.max_draws) if self.draws == "auto" else int(self.draws)
         else:  # one pseudo-chain of draws from the approximation (run_svi)
@@ -267,6 +250,87 @@ class SkillsLaw:
                  + "; print(law.diagnostics_) for all of them and what to do; forecasts from this fit are "
                  "provisional")
         return self
+
+    def _design(self, data, benchmarks=None, columns=None, obs_weight=None):
+        """What a fit of ``data`` samples on, checked: (leaderboard, families, standardizer, spec, arrays)."""
+        law, sampler = self.options()
+        lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
+        self._validate(lb)
+        if obs_weight is not None:
+            obs_weight = np.asarray(obs_weight)
+            if obs_weight.shape != (lb.n_observed,) or obs_weight.dtype != bool:
+                raise InputError(f"obs_weight must be a boolean array with one entry per observed score "
+                                 f"({lb.n_observed}), got shape {obs_weight.shape} and dtype {obs_weight.dtype}")
+        families = lb.families
+        known = lb.covariates["tokens"].notna().to_numpy()
+        if known.sum() < 3:
+            raise InputError(f"only {int(known.sum())} of {len(lb)} models have a token count: the tokens of the "
+                             "others are learned from those that have one, which needs at least 3")
+        # standardized with the models that have tokens; the others get latent tokens (bayes_sloth.core.model)
+        std = Standardizer.fit(lb.covariates["params"][known], lb.covariates["tokens"][known])
+        spec = ModelSpec(int(law.n_skills), len(lb.benchmarks), len(families), self._anchor_index(lb),
+                         n_latent_tokens=int((~known).sum()), options=law)
+        arrays = leaderboard_arrays(lb, std, families, obs_weight)
+        return lb, families, std, spec, arrays
+
+    def sample_prior_predictive(self, draws: int = 500, data=None, *, seed: int | None = None,
+                                benchmarks: Sequence[str] | None = None, columns: dict | None = None
+                                ) -> az.InferenceData:
+        """Draws from the law's prior and prior predictive, made by the model itself (PyMC's
+        ``pm.sample_prior_predictive``, Bambi's ``model.prior_predictive``): every parameter from its prior,
+        then each scored pair's score around the law those parameters give.
+
+        ``data``: the leaderboard whose design (its models, families, covariates and which pairs are scored)
+        the draws are made on, checked as :meth:`fit` checks it; default, the fitted one (the law must be
+        fitted). The law's options are this estimator's. ``seed``: default, the estimator's.
+
+        Returns an InferenceData with ``prior`` (every site, with the posterior's names, dims and
+        coordinates: ``az.summary(prior_idata, group="prior")``), ``prior_predictive`` (``y`` over the
+        scored pairs, coordinates as in ``posterior_predictive``), ``observed_data`` and ``constant_data``;
+        ``az.plot_ppc(idata, group="prior")`` compares the prior's scores with the observed ones.
+        """
+        import jax
+        from functools import partial
+
+        from numpyro.infer import Predictive
+
+        from .idata import constant_dataset, group_attrs, latent_models, posterior_dataset
+        from .model import skills_law
+
+        if not _is_int(draws) or draws < 1:
+            raise InputError(f"draws must be a positive integer, got {draws!r}")
+        seed = int(self.seed) if seed is None else seed
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+        if data is None:
+            self._check_fitted()
+            data = self.leaderboard_
+        lb, families, std, spec, arrays = self._design(data, benchmarks, columns)
+        args = {k: v for k, v in arrays.items() if k != "y"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpyro's note that the model has no observed value is the point
+            sample = Predictive(partial(skills_law, spec), num_samples=int(draws))
+            drawn = jax.jit(lambda key, a: sample(key, **a))(jax.random.PRNGKey(seed), args)
+        drawn = {k: np.asarray(v)[None] for k, v in drawn.items()}  # one chain
+        y = drawn.pop("y")
+        prior = posterior_dataset(spec, drawn, models=lb.models, families=families, benchmarks=lb.benchmarks,
+                                  latent_models=latent_models(arrays, lb.models))
+        keep = np.flatnonzero(np.asarray(arrays["obs_weight"]))
+        om, ob = np.asarray(arrays["obs_model"])[keep], np.asarray(arrays["obs_bench"])[keep]
+        coords = {"obs": keep, "obs_model": ("obs", np.asarray(lb.models)[om]),
+                  "obs_benchmark": ("obs", np.asarray(lb.benchmarks)[ob])}
+        groups = {
+            "prior": prior,
+            "prior_predictive": xr.Dataset({"y": (["chain", "draw", "obs"], y[..., keep])},
+                                           coords={"chain": [0], "draw": np.arange(int(draws))}).assign_coords(coords),
+            "observed_data": xr.Dataset({"y": (["obs"], np.asarray(arrays["y"])[keep])}, coords=coords),
+            "constant_data": constant_dataset(arrays, models=lb.models, benchmarks=lb.benchmarks),
+        }
+        for ds in groups.values():
+            ds.attrs.update(group_attrs())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return az.InferenceData(**groups)
 
     def _fitted_idata(self, samples, extra, spec, arrays, lb, families, std, seconds, target_accept):
         """The fit's InferenceData, with its data and the metadata a fit file keeps."""
