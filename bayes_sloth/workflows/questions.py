@@ -441,7 +441,8 @@ def compute_budget(law, family: str, flops, *, benchmarks=None, params=None, n_p
                 hi, hi_why = c / (FLOPS_PER_BT * t_lo), f"the fewest tokens any fitted model trained on, {t_lo:g} T"
             if not lo < hi:  # no size trains on a fitted token count at this budget: the whole fitted size range
                 covered, (lo, hi) = False, (n_lo, n_hi)
-            sizes = np.exp(np.linspace(np.log(lo), np.log(hi), int(n_params)))
+            # ends pulled in by a rounding's width, so tokens C / (6 N) at an end is not a hair beyond the data
+            sizes = np.exp(np.linspace(np.log(lo) + 1e-9, np.log(hi) - 1e-9, int(n_params)))
         toks = c / (FLOPS_PER_BT * sizes)
         pts = _points(law, family, sizes, toks, instruct, seed, new_families)
         score = pts["score"].sel(benchmark=bench)
