@@ -499,7 +499,8 @@ def machine_memory_bytes() -> int | None:
         pass
     for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
-            text = open(limit).read().strip()
+            with open(limit) as fh:  # closed at once: the command line shows an unclosed file as a warning
+                text = fh.read().strip()
         except OSError:
             continue
         if text.isdigit() and int(text) > 0:
