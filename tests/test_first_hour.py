@@ -40,7 +40,7 @@ def test_prior_predictive_is_drawn_through_the_model_like_pymc(tiny_fit):
     # before any fit, on a table of one's own (Bambi's prior_predictive on a model not yet fitted)
     fresh = bs.SkillsLaw(**TINY_FIT).sample_prior_predictive(50, make_tiny_frame())
     assert fresh.prior_predictive["y"].sizes["draw"] == 50
-    with pytest.raises(bs.InputError, match="draws must be a positive integer, got 0"):
+    with pytest.raises(bs.InputError, match="samples must be a positive integer, got 0"):
         law.sample_prior_predictive(0)
     with pytest.raises(bs.InputError, match="not fitted"):
         bs.SkillsLaw(**TINY_FIT).sample_prior_predictive(10)

@@ -273,7 +273,7 @@ class SkillsLaw:
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
         return lb, families, std, spec, arrays
 
-    def sample_prior_predictive(self, draws: int = 500, data=None, *, seed: int | None = None,
+    def sample_prior_predictive(self, samples: int = 500, data=None, *, seed: int | None = None,
                                 benchmarks: Sequence[str] | None = None, columns: dict | None = None
                                 ) -> az.InferenceData:
         """Draws from the law's prior and prior predictive, made by the model itself (PyMC's
@@ -297,8 +297,8 @@ class SkillsLaw:
         from .idata import constant_dataset, group_attrs, latent_models, posterior_dataset
         from .model import skills_law
 
-        if not _is_int(draws) or draws < 1:
-            raise InputError(f"draws must be a positive integer, got {draws!r}")
+        if not _is_int(samples) or samples < 1:
+            raise InputError(f"samples must be a positive integer, got {samples!r}")
         seed = int(self.seed) if seed is None else seed
         if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
             raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
@@ -309,7 +309,7 @@ class SkillsLaw:
         args = {k: v for k, v in arrays.items() if k != "y"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpyro's note that the model has no observed value is the point
-            sample = Predictive(partial(skills_law, spec), num_samples=int(draws))
+            sample = Predictive(partial(skills_law, spec), num_samples=int(samples))
             drawn = jax.jit(lambda key, a: sample(key, **a))(jax.random.PRNGKey(seed), args)
         drawn = {k: np.asarray(v)[None] for k, v in drawn.items()}  # one chain
         y = drawn.pop("y")
@@ -322,7 +322,7 @@ class SkillsLaw:
         groups = {
             "prior": prior,
             "prior_predictive": xr.Dataset({"y": (["chain", "draw", "obs"], y[..., keep])},
-                                           coords={"chain": [0], "draw": np.arange(int(draws))}).assign_coords(coords),
+                                           coords={"chain": [0], "draw": np.arange(int(samples))}).assign_coords(coords),
             "observed_data": xr.Dataset({"y": (["obs"], np.asarray(arrays["y"])[keep])}, coords=coords),
             "constant_data": constant_dataset(arrays, models=lb.models, benchmarks=lb.benchmarks),
         }

@@ -58,11 +58,11 @@ class FitProgress:
 
     interval = 0.5
 
-    def __init__(self, chains: int = 1, warmup: int = 0, draws: int = 0, *, auto: bool = False,
+    def __init__(self, n_chains: int = 1, n_warmup: int = 0, n_draws: int = 0, *, auto: bool = False,
                  clock=time.monotonic):
         self._clock = clock
         self._lock = threading.RLock()
-        self.begin(chains, warmup, draws, auto=auto)
+        self.begin(n_chains, n_warmup, n_draws, auto=auto)
 
     def begin(self, chains: int, warmup: int, draws: int, *, auto: bool = False) -> None:
         """Start over for a fit of ``chains`` x (``warmup`` + ``draws``) iterations (``fit`` calls it, so one
@@ -200,7 +200,8 @@ class LineDisplay(FitProgress):
     """One line on ``stream`` (stderr): rewritten in place on a terminal; elsewhere (a file, a pipe, a log) a
     new line at each stage and every 10 % of the iterations, so a log stays short."""
 
-    def __init__(self, chains=1, warmup=0, draws=0, *, auto=False, stream=None, inplace: bool | None = None, **kw):
+    def __init__(self, n_chains=1, n_warmup=0, n_draws=0, *, auto=False, stream=None, inplace: bool | None = None,
+                 **kw):
         self.stream = sys.stderr if stream is None else stream
         if inplace is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -209,7 +210,7 @@ class LineDisplay(FitProgress):
             except (OSError, ValueError):
                 inplace = False
         self.inplace = inplace
-        super().__init__(chains, warmup, draws, auto=auto, **kw)
+        super().__init__(n_chains, n_warmup, n_draws, auto=auto, **kw)
 
     def _started(self) -> None:
         self._last = None  # (stage, tenth) of the last line written (not in place)
@@ -256,9 +257,9 @@ class NotebookDisplay(FitProgress):
     installed, else one display (an HTML ``<progress>`` bar and the same line as plain text) updated through
     its display id. Never stderr, never tqdm: a fit cell gets exactly one progress output."""
 
-    def __init__(self, chains=1, warmup=0, draws=0, *, auto=False, widget: bool | None = None, **kw):
+    def __init__(self, n_chains=1, n_warmup=0, n_draws=0, *, auto=False, widget: bool | None = None, **kw):
         self._use_widget = widget
-        super().__init__(chains, warmup, draws, auto=auto, **kw)
+        super().__init__(n_chains, n_warmup, n_draws, auto=auto, **kw)
 
     def _started(self) -> None:  # a new output for each fit
         from IPython.display import display

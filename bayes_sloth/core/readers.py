@@ -407,7 +407,7 @@ def load_leaderboard(
             valid = _benchmark_columns(df, others, sloth)
             rest = len([c for c in others if c not in valid and not str(c).startswith("Unnamed:")])
             raise InputError(
-                f"benchmark {fmt_rows(missing_cols)} is not a benchmark of {name}"
+                f"benchmark {fmt_rows(missing_cols)} is not a column of {name}"
                 f"{did_you_mean(missing_cols[0], valid or others)}; its benchmarks are: {fmt_rows(valid, 30)}"
                 + (f" (and {rest} other column(s): " + ("sub-task scores and metadata)" if sloth else "not scores)")
                    if rest else "")
