@@ -32,7 +32,7 @@ def _run(nb, timeout=900):
 #: A stream output longer than this is cut by notebooks/run_all.py (characters, plus its note).
 MAX_STREAM = 4000 + 200
 #: What a notebook's outputs must never show.
-_LOCAL_PATH = re.compile(r"(?<![\w.:/])/(home|root|tmp|work|Users)/")
+_LOCAL_PATH = re.compile(r"(?<![\w.:/])/(home|root|tmp|work|Users)/(?!ipykernel_\d+/)")  # not a cell's own name
 
 
 def output_problems(nb) -> list:

@@ -61,8 +61,9 @@ def _devices_for(chains: int, method: str) -> int:
 class SamplerConfig:
     """NUTS settings. ``draws`` is kept draws per chain, or "auto": sample in blocks of
     ``block`` draws until the checks pass (R-hat <= 1.01, bulk and tail ESS >= ``target_ess``, no
-    divergence) or ``max_draws`` per chain are reached. ``progress`` is None or a callable
-    ``(chain, iteration, total, phase)`` called about every 5 % of a chain's warm-up and of its draws
+    divergence) or ``max_draws`` per chain are reached. ``progress`` is None, a
+    :class:`~bayes_sloth.core.progress.FitProgress` (told each stage too, and each piece's divergences) or a
+    callable ``(chain, iteration, total, phase)``, called about every 5 % of a chain's warm-up and of its draws
     (between the pieces the chain runs in; never from inside a compiled program)."""
 
     chains: int = SamplerOptions.chains
