@@ -723,7 +723,7 @@ class SkillsLaw:
 
             res = conditioned(mask[rows])
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
-            why = set()
+            runs = [res]
             if not own_score:  # each scored pair from the other scores only
                 for r, j in zip(*np.nonzero(mask[rows])):
                     others = mask[rows].copy()
@@ -731,15 +731,19 @@ class SkillsLaw:
                     if others.any():
                         loo = conditioned(others)
                         mu[:, rows[r], j], score[:, rows[r], j] = loo.mu[:, r, j], loo.score[:, r, j]
-                        why.update(trust_problems(loo, D))
+                        runs.append(loo)
                     else:
                         mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
             source[:, rows] = res.source[:, None]
             for k in diag:
                 diag[k][rows] = getattr(res, k)
-            why = trust_problems(res, D) + sorted(why - set(trust_problems(res, D)))
-            if why:
-                untrusted.append(f"family {str(f)!r} ({', '.join(why)})")
+            bad = [(run, trust_problems(run, D)) for run in runs]
+            bad = [(run, why) for run, why in bad if why]
+            if bad:
+                k = max(run.pareto_k for run, _ in bad)
+                many = f"; {len(bad)} of its {len(runs)} conditionings (one per left-out score)" if len(runs) > 1 else ""
+                untrusted.append(f"family {str(f)!r} ({bad[0][1][0]}" + (f", Pareto k up to {k:.2f}" if len(bad) > 1
+                                                                        and np.isfinite(k) else "") + f"{many})")
         if untrusted:
             warn("conditioning on the observed scores cannot be trusted for " + "; ".join(untrusted)
                  + ": the scores are far from what the fit expects, so reweighting its draws does not reach the "
