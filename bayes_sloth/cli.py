@@ -116,7 +116,8 @@ def add_model_options(p: argparse.ArgumentParser, sampler: SamplerOptions = Samp
                 kw["type"] = _FLAG_TYPES.get(check, str)
             shown = ",".join(default) if isinstance(default, tuple) else default
             g.add_argument(f"--{flag}", help=f"{f.metadata['doc']} (default {shown})".replace("%", "%%"), **kw)
-    g.add_argument("--progress", action="store_true", help="print each chain's progress (every 10 %% of its iterations) on stderr")
+    g.add_argument("--progress", action="store_true", help="print the fit's progress on stderr: a line at each stage and every 10 %% of the "
+                        "iterations, with elapsed time, ETA and divergences")
 
 
 def _or_auto(cast, what: str):
@@ -144,17 +145,13 @@ _FLAG_TYPES = {"positive_int": int, "tree_depth": int, "seed": int, "draws": _dr
                "anchors": _names}
 
 
-class ProgressLines:
-    """The terminal's progress: a line per chain on stderr every 10 % of its iterations."""
+def ProgressLines():
+    """The terminal's progress: lines on stderr, one at each stage of a fit (variational start, compiling,
+    warm-up, sampling, checks) and at every 10 % of its iterations, each with every chain's iterations,
+    the divergences so far, the elapsed time and an ETA (:class:`bayes_sloth.core.progress.LineDisplay`)."""
+    from .core.progress import LineDisplay
 
-    def __init__(self):
-        self._shown: dict = {}
-
-    def __call__(self, chain: int, iteration: int, total: int, phase: str) -> None:
-        tenth = (10 * iteration) // max(total, 1)
-        if tenth > self._shown.get(chain, 0):
-            self._shown[chain] = tenth
-            _say(f"chain {chain}: iteration {iteration}/{total} ({phase})")
+    return LineDisplay(inplace=False)
 
 
 def law_from_args(args):
@@ -185,7 +182,9 @@ def cmd_fit(args) -> int:
     _check_out(args.out, args.data, what="fit file")
     lb = load_data(args)
     t0 = time.perf_counter()
-    law.fit(lb)
+    with warnings.catch_warnings():  # the diagnostics are printed below, each problem with what to do
+        warnings.filterwarnings("ignore", message="the fit did not pass its convergence checks")
+        law.fit(lb)
     seconds = time.perf_counter() - t0
     d = law.diagnostics_
     if args.out:
@@ -203,9 +202,12 @@ def cmd_fit(args) -> int:
         "min_ess_bulk": _finite(d.min_ess_bulk),
         "min_ess_tail": _finite(d.min_ess_tail),
         "divergences": d.divergences,
+        "max_tree_depth_hits": d.max_tree_depth_hits,
         "gradient_evaluations": d.gradient_evaluations,
         "gradient_evaluations_per_ess": _finite(round(d.gradient_evaluations_per_ess, 1)),
         "converged": d.ok,
+        "problems": list(d.problems),
+        "notes": list(d.notes),
         "out": args.out,
     }
     if args.json:
@@ -220,7 +222,8 @@ def cmd_fit(args) -> int:
 
 # ------------------------------------------------------------------ predict
 PREDICT_COLUMNS = ("model", "family", "seen_family", "extrapolation", "benchmark", "mean", "median", "lower",
-                   "upper", "observed", "conditioned", "pareto_k", "importance_ess", "imputed_tokens")
+                   "upper", "observed", "conditioned", "own_score_used", "pareto_k", "importance_ess",
+                   "imputed_tokens")
 
 
 def cmd_predict(args) -> int:
@@ -236,7 +239,7 @@ def cmd_predict(args) -> int:
                          "one row per model)")
     law = SkillsLaw.load(args.fit)
     full = law.forecast(args.data, level=args.interval, seed=args.seed, columns=_columns(args),
-                        new_families=args.new_families, condition=bool(args.condition))
+                        new_families=args.new_families, condition=args.condition)
     table = full[[c for c in PREDICT_COLUMNS if c in full]]
     if args.out:
         write_forecasts(full if fmt == "latex" else table, args.out, format=fmt)
@@ -332,10 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--new-families", choices=["warn", "allow", "error"], default="warn",
                    help="families not in the fit: forecast as never-seen with a warning (default), silently, or refuse")
-    p.add_argument("--condition", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--condition", nargs="?", const="others", default="others", choices=["others", "all"],
                    help="condition each new model's forecast on the scores its row already has (columns named "
-                        "like fitted benchmarks), without refitting (default on; --no-condition: the fit's own "
-                        "forecast, the scores shown beside it)")
+                        "like fitted benchmarks), without refitting; a scored benchmark's own forecast from the "
+                        "other scores only (others, the default), or from every score, its own included (all)")
+    p.add_argument("--no-condition", dest="condition", action="store_const", const="none",
+                   help="the fit's own forecast, the scores shown beside it")
     p.add_argument("--out", help="write the table to this file: .csv (tidy, one row per model and benchmark) or .tex "
                                  "(LaTeX, one row per model, 'mean [lower, upper]'); default: CSV on stdout")
     p.set_defaults(func=cmd_predict)

@@ -150,8 +150,35 @@ def test_forecast_table_marks_conditioned_pairs_and_fitted_models_are_not_condit
     assert tab.loc[tab["model"] == fitted_model, "pareto_k"].isna().all()
     plain = law.forecast(rows.drop(columns=["bench_01"]), new_families="allow", condition=False)
     assert "conditioned" not in plain.columns  # condition=False: today's table
-    with pytest.raises(bs.InputError, match="condition must be True or False, got 'yes'"):
+    with pytest.raises(bs.InputError, match="condition must be True .*'all'.* or False .*got 'yes'"):
         law.predict(rows, condition="yes")
+
+
+def test_a_pair_is_never_conditioned_on_its_own_score_unless_asked(fit):
+    """condition=True forecasts a scored pair from the group's other scores (leave that score out): with one
+    score it is the fit's own forecast, with two each comes from the other; condition="all" conditions it on
+    its own score too (marked own_score_used), and the unscored pairs are the same in both modes."""
+    law, lb, tr, held = fit
+    y = _truth(tr, "y")
+    one = _rows(lb, held).assign(bench_01=[y.loc[held[0], "bench_01"], np.nan, np.nan])
+    free, cond, everything = (_predict(law, one, seed=3, condition=c) for c in (False, True, "all"))
+    pair = dict(model=held[0], benchmark="bench_01")
+    np.testing.assert_array_equal(cond["score"].sel(**pair).values, free["score"].sel(**pair).values)
+    assert not np.array_equal(everything["score"].sel(**pair).values, free["score"].sel(**pair).values)
+    others = [b for b in law.benchmarks_ if b != "bench_01"]
+    np.testing.assert_array_equal(cond["score"].sel(benchmark=others).values,
+                                  everything["score"].sel(benchmark=others).values)
+    assert not cond["own_score_used"].values.any()
+    assert everything["own_score_used"].values.tolist() == everything["conditioned"].values.tolist()
+    # two scores of one model: bench_02 (skill 1) forecast from bench_01 alone is what a row carrying only
+    # bench_01 gets for it; the observed bench_02 does not pull its own forecast
+    two = one.assign(bench_02=[y.loc[held[0], "bench_02"], np.nan, np.nan])
+    both = _predict(law, two, seed=3)
+    np.testing.assert_array_equal(both["score"].sel(model=held[0], benchmark="bench_02").values,
+                                  cond["score"].sel(model=held[0], benchmark="bench_02").values)
+    assert both["conditioned"].sel(model=held[0]).values.sum() == 2
+    tab = law.forecast(two, new_families="allow", condition="all")
+    assert tab["own_score_used"].sum() == 2
 
 
 # ------------------------------------------------------------------ which benchmark next

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 import bayes_sloth as bs
+from bayes_sloth._moved import MOVED
 from bayes_sloth import cli
 
 from .conftest import REPO_ROOT, TINY_FIT, make_tiny_frame
@@ -34,8 +35,8 @@ PACKAGE = REPO_ROOT / "bayes_sloth"
 #: The layers, bottom up, as folders: a module may import its own layer and those below it, never above.
 LAYERS = ("core", "workflows")
 INTERFACE = {"cli"}
-#: Old flat module paths kept for one release, each warning that it moved.
-DEPRECATED_SHIMS = ()
+#: Old flat module paths kept for one release, each warning that it moved (and their helper).
+DEPRECATED_SHIMS = (*MOVED, "_moved")
 
 
 def _run(code: str, env=None, timeout=300):
@@ -176,6 +177,29 @@ def test_every_module_sits_in_a_layer_folder():
     assert top <= INTERFACE | set(DEPRECATED_SHIMS), f"modules outside the layer folders: {sorted(top - INTERFACE)}"
     for layer in LAYERS:
         assert (PACKAGE / layer / "__init__.py").is_file()
+
+
+def test_old_flat_paths_warn_and_forward_and_nothing_inside_uses_them():
+    """``from bayes_sloth.model import skills_law`` still works for one release, with a DeprecationWarning that
+    names the new place; no module of the layers imports an old path."""
+    import importlib
+    import warnings
+
+    for old, new in MOVED.items():
+        sys.modules.pop(f"bayes_sloth.{old}", None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            shim = importlib.import_module(f"bayes_sloth.{old}")
+        assert any(issubclass(w.category, DeprecationWarning) and f"bayes_sloth.{new}" in str(w.message)
+                   for w in caught), old
+        target = importlib.import_module(f"bayes_sloth.{new}")
+        public = [n for n in vars(target) if not n.startswith("_")]
+        assert public and all(getattr(shim, n) is getattr(target, n) for n in public), old
+        sys.modules.pop(f"bayes_sloth.{old}", None)
+        vars(bs).pop(old, None)  # bs.model is again the package's name for the new module
+    for module, deps in _graph().items():
+        if _layer(module) in LAYERS:
+            assert not {d for d in deps if d.split(".")[-1] in MOVED and _layer(d) not in LAYERS}, module
 
 
 def test_layers_import_only_downwards():

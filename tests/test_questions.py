@@ -138,3 +138,33 @@ def test_smallest_compute_at_a_fixed_ratio(fit, quiet):
     harder = q.smallest_compute(law, FAM, "bench_00", 0.6, 0.9, tokens_per_param=20.0, seed=2, n_grid=8)
     assert harder.reached and harder.value >= ans.value
     assert ans.extrapolation == (not q._inside(law, ans.params, ans.tokens))
+
+
+def test_compute_budget_stays_where_the_data_are_and_says_why_an_optimum_is_at_an_edge(fit, quiet):
+    """By default each budget's sizes train on token counts inside the fitted models' range (and are sizes
+    inside theirs): every point of the curve is covered by the data. A preferred size at an end of that grid
+    comes with a note saying what bounds the grid there; one inside has none."""
+    law, lb = fit
+    cov = law.leaderboard_.covariates
+    res = q.compute_budget(law, FAM, [1e22, 1e23], n_params=6, seed=2)
+    c = res.curve
+    assert (c["tokens"] >= cov["tokens"].min() * (1 - 1e-9)).all() and (c["tokens"] <= cov["tokens"].max() * (1 + 1e-9)).all()
+    assert (c["params"] >= cov["params"].min() * (1 - 1e-9)).all() and (c["params"] <= cov["params"].max() * (1 + 1e-9)).all()
+    for _, b in res.best.iterrows():
+        assert bool(b["note"]) == bool(b["at_edge"]), b.to_dict()
+        if b["at_edge"]:
+            assert "bounded by" in b["note"] and "not inside the grid" in b["note"]
+
+
+def test_each_warning_is_given_once_per_call_with_its_count(fit):
+    """A question asks for many forecasts; each of their warnings (a never-seen family) comes once per call,
+    counted, attributed to the caller, and again at the next call."""
+    law, lb = fit
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ans = q.smallest_params(law, "acme", "bench_00", 0.6, 0.8, tokens=2.0, n_grid=6, seed=2)
+        about = [w for w in caught if "'acme'" in str(w.message)]
+        assert len(about) == 1, [str(w.message) for w in caught]
+        assert f"(x {len(ans.grid)} in this call)" in str(about[0].message)
+        assert about[0].filename == __file__

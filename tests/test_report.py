@@ -4,7 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import os
 import re
+import shutil
+import subprocess
 import warnings
 
 import pandas as pd
@@ -140,6 +143,10 @@ def test_cli_report_with_new_models_of_an_unseen_family(tmp_path, capsys):
     assert "[2/4] sampling" in err and "wrote" in err
     doc = out.read_text()
     assert "Never-seen family (brand_new)" in doc
+    # progress was on (the command line's display object) and the data came from a local file: the report shows
+    # the law's configuration without the display, and the file by its name only
+    assert _html_problems(doc, forbidden=[str(tmp_path), "LineDisplay", "progress="]) == []
+    assert csv.name in doc
     assert main(["report", "--data", str(csv), "--target-family", "nope", "--out", str(out), *SMALL]) == 2
     assert "not in the leaderboard" in capsys.readouterr().err
 
@@ -194,3 +201,70 @@ def test_report_forecasts_a_model_without_tokens_and_refuses_one_without_paramet
         forecast_report(rep.data, target_models=new.assign(model=["a", "no-params-30b"], params=[30.0, None]),
                         law=rep.law, out=tmp_path / "r2.html", log=None)
     assert not (tmp_path / "r2.html").exists()
+
+
+#: What a report must never show: a folder of the machine that wrote it, or a Python object's repr.
+_LOCAL_PATH = re.compile(r"(?<![\w.:/])/(home|root|tmp|work|Users|var|private|mnt|opt)/")
+
+
+def _html_problems(doc: str, forbidden=()) -> list:
+    """What makes a report unfit to share or to read on a phone (checked on every report the tests write)."""
+    out = []
+    if '<meta name="viewport" content="width=device-width, initial-scale=1">' not in doc:
+        out.append("no viewport meta tag: phones render it at desktop width")
+    if " object at 0x" in doc or re.search(r"&lt;[\w.]+ object", doc):
+        out.append("an object repr")
+    if _LOCAL_PATH.search(doc):
+        out.append(f"a local path: {_LOCAL_PATH.search(doc).group(0)}")
+    for text in forbidden:
+        if text in doc:
+            out.append(f"{text!r}")
+    tables = doc.count("<table")
+    if tables != doc.count('<div class="scroll"><table'):
+        out.append("a table outside a horizontally scrolling box")
+    if "@media (max-width:600px)" not in doc or "max-width:100%" not in doc:
+        out.append("no narrow-screen CSS")
+    return out
+
+
+def test_report_html_fits_any_screen_and_shows_nothing_local(report):
+    """A viewport meta tag, every table in a box that scrolls sideways (never the page), images no wider than
+    the screen, no local path and no object repr; the loadings heatmap has its heading, and the back-test
+    says that the forecast family's instruct sibling was in the fit."""
+    rep, fam = report
+    doc = rep.path.read_text()
+    assert _html_problems(doc, forbidden=[str(rep.path.parent)]) == []
+    assert doc.index('<h3 id="loadings">') < doc.index('alt="loadings heatmap"')
+    reading = doc.split('id="reading"')[1].split("<h2")[0]
+    assert "Caution for this back-test" in reading and f"{fam}-instruct" in reading, reading
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}: the report's layout is checked in a "
+                                                          "headless browser only where one is installed")
+@pytest.mark.parametrize("width", [390, 1280])
+def test_report_fits_the_screen_in_a_browser(report, tmp_path, width):
+    """Rendered by headless Chromium in a frame of a phone's width (390 px; a headless window is at least 500 px
+    wide) and of a laptop's (1280 px): the page is no wider than the screen (tables scroll inside their box)
+    and no image overflows it."""
+    rep, fam = report
+    shutil.copy(rep.path, tmp_path / "report.html")
+    probe = ("<!DOCTYPE html><html><body style='margin:0'>"
+             f"<iframe id='f' src='report.html' style='border:0;width:{width}px;height:900px'></iframe>"
+             "<script>document.getElementById('f').addEventListener('load',function(){"
+             "var d=this.contentDocument, w=d.documentElement.clientWidth;"
+             "var imgs=[].slice.call(d.images).filter(function(i){return i.getBoundingClientRect().right>w+1;});"
+             "var p=document.createElement('pre');p.textContent='PROBE '+d.documentElement.scrollWidth+' '+w+' '"
+             "+imgs.length;document.body.appendChild(p);});</script></body></html>")
+    page = tmp_path / "page.html"
+    page.write_text(probe)
+    run = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--allow-file-access-from-files", "--window-size=1400,1000", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r"PROBE (\d+) (\d+) (\d+)", run.stdout)
+    assert found, run.stderr[-2000:]
+    scroll, client, wide_images = map(int, found.groups())
+    assert client == width, (client, width)
+    assert scroll <= client and wide_images == 0, (scroll, client, wide_images)

@@ -257,10 +257,9 @@ def test_a_new_process_compiles_nothing_and_draws_the_same(tiny_fit, tmp_path):
 
 def test_progress_reports_each_chain_and_phase(capsys):
     """The sampler reports (chain, iteration, total, phase) after each piece of about 5 % of the warm-up
-    and of the draws; the command line's reporter prints a line per chain every 10 %, naming the chain;
-    the default reporter draws a bar per chain; a reporter changes no draw."""
-    from bayes_sloth.cli import ProgressLines
-
+    and of the draws to any callable; the default display (progress=True) is one display per fit, here
+    (stderr is no terminal) a line at each stage and every 10 %, saying what the fit is doing from its
+    start (the variational start, starting the chains), with the elapsed time; a reporter changes no draw."""
     calls = []
     frame = make_tiny_frame()  # the session's tiny fit's data and settings: its compiled programs serve
     with warnings.catch_warnings():
@@ -273,24 +272,63 @@ def test_progress_reports_each_chain_and_phase(capsys):
         assert its == list(range(5, 201, 5)), its  # 100 = 20 pieces of 5, warm-up and draws alike
         assert {c[2] for c in calls if c[0] == chain} == {200}
     assert {c[3] for c in calls if c[1] <= 100} == {"warm-up"} and {c[3] for c in calls if c[1] > 100} == {"sampling"}
-    lines = ProgressLines()
-    for c in calls:
-        lines(*c)
-    err = capsys.readouterr().err.splitlines()
-    # parallel chains report from their own threads, so the two chains' lines interleave in any order;
-    # each chain's own lines come in order, every 10 %
-    assert len(err) == 20, err
-    for chain in (0, 1):
-        mine = [line for line in err if line.startswith(f"chain {chain}: ")]
-        assert mine == [f"chain {chain}: iteration {i}/200 ({'warm-up' if i <= 100 else 'sampling'})"
-                        for i in range(20, 201, 20)], mine
+    capsys.readouterr()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         silent = bs.SkillsLaw(**TINY_FIT, progress=False).fit(frame)
-        bs.SkillsLaw(**TINY_FIT).fit(frame)  # progress=True by default: tqdm bars on stderr
+        assert capsys.readouterr().err == ""
+        bs.SkillsLaw(**TINY_FIT).fit(frame)  # progress=True by default: one display, lines on a non-terminal
     for name in heard.idata_.posterior.data_vars:
         assert np.array_equal(heard.idata_.posterior[name].values, silent.idata_.posterior[name].values), name
-    assert "chain 1 sampling" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert err and all(line.startswith("fit: ") and " elapsed" in line for line in err), err
+    assert "variational start" in err[0] and "starting 2 chain(s)" in err[1], err[:2]
+    assert any(line.startswith("fit: warm-up") and "chain 0: " in line and ", 1: " in line for line in err)
+    assert any(line.startswith("fit: sampling") for line in err)
+    assert err[-1].startswith("fit: done: 2 chain(s) x (100 warm-up + 100 draws)") and "divergence" in err[-1]
+    assert len(err) <= 2 + 11 + 3, err  # stages, every 10 %, the checks and the end: a log stays short
+    assert "it/s" not in "".join(err)  # no tqdm bar per chain
+
+
+def test_the_progress_line_counts_divergences_and_times_from_the_chains_pace():
+    """One line: stage, iterations, each chain, divergences, elapsed and an ETA measured only once every
+    chain that runs at once has reported (before, one device may still be compiling); the command line's
+    lines come at each stage and every 10 %."""
+    import io
+
+    from bayes_sloth.cli import ProgressLines
+    from bayes_sloth.core.progress import LineDisplay, _clock
+
+    now = [100.0]
+    out = io.StringIO()
+    p = LineDisplay(4, 100, 100, stream=out, inplace=False, clock=lambda: now[0])
+    p.running_at_once(2)
+    p.stage("variational start")
+    assert out.getvalue().splitlines() == ["fit: variational start | 0:00 elapsed"]
+    now[0] += 30
+    p(0, 20, 200, "warm-up")
+    assert "ETA" not in p.line() and " left" not in p.line()  # chain 2 has not reported yet: no pace
+    assert "chain 0: warm-up 20/200, 1: waiting, 2: waiting, 3: waiting" in p.line()
+    p(2, 20, 200, "warm-up")
+    now[0] += 10
+    p(0, 120, 200, "sampling", divergences=2)
+    p(2, 120, 200, "sampling", divergences=1)
+    # 200 iterations in 10 s since both running chains reported: 800 - 240 left at 20 per s = 28 s
+    assert p.eta() == pytest.approx(28.0)
+    line = p.line()
+    assert line.startswith("fit: sampling | 30% of 800 iterations") and "3 divergences" in line, line
+    assert "0:40 elapsed" in line and "about 0:28 left" in line, line
+    assert _clock(3725) == "1:02:05"
+    p.close()
+    assert out.getvalue().splitlines()[-1].startswith("fit: done: 4 chain(s) x (100 warm-up + 20 draws)")
+    assert ProgressLines().inplace is False  # the command line prints lines, never carriage returns
+    tty = io.StringIO()
+    tty.isatty = lambda: True
+    q = LineDisplay(1, 10, 10, stream=tty)
+    q.stage("a")
+    q.stage("b")
+    q.close()
+    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n") and tty.getvalue().count("\n") == 1
 
 
 def test_parallel_and_sequential_chains_draw_the_same(tiny_fit):

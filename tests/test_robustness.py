@@ -207,7 +207,27 @@ def test_divergences_and_tree_depth_are_reported(tiny_fit):
     assert not d.ok
     text = str(d)
     assert f"divergences {d.divergences} of" in text and "divergent transition" in text
-    assert "hit the maximum tree depth 10" in text and "raise max_tree_depth" in text
+    assert "hit the maximum tree depth 10" in text and "--max-tree-depth 12" in text
+    assert not any("tree depth" in p for p in d.problems) and any("tree depth" in n for n in d.notes)
+
+
+def test_tree_depth_alone_is_a_note_not_a_failed_check(tiny_fit):
+    """Saturated trees cost time but leave the draws valid (Stan and PyMC say so too): a fit whose only
+    finding is depth hits is ``ok``, with the hits shown as a note; the advice names the option in Python
+    and on the command line, and every other problem's advice does too (draws="auto", --draws auto)."""
+    idata = tiny_fit[0].idata_.copy()
+    ss = idata.sample_stats
+    depth = ss["tree_depth"].values.copy()
+    depth[:, :5] = 10
+    idata.sample_stats = ss.assign(tree_depth=(("chain", "draw"), depth))
+    base = diagnose(tiny_fit[0].idata_, max_tree_depth=10)
+    d = diagnose(idata, max_tree_depth=10)
+    assert d.max_tree_depth_hits >= 10 and d.problems == base.problems
+    assert d.notes and "efficiency note, not a failed check" in d.notes[0] and "max_tree_depth=12" in d.notes[0]
+    assert "note: " in str(d) and d.to_dict()["notes"] == d.notes
+    for p in d.problems:  # the tiny fit's 2 x 100 draws fail ESS at least: its advice says how to fix it
+        if p.startswith("effective sample size"):
+            assert 'draws="auto" (--draws auto)' in p and "--chains" in p
 
 
 @pytest.mark.slow
@@ -222,5 +242,5 @@ def test_tree_depth_saturation_detected_in_a_real_run():
     d = law.diagnostics_
     assert int(law.idata_.sample_stats["tree_depth"].max()) <= 2
     assert d.max_tree_depth_hits > 0
-    assert any("maximum tree depth 2" in p for p in d.problems)
+    assert any("maximum tree depth 2" in n for n in d.notes)
     assert "divergences" in str(d)

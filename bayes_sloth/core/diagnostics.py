@@ -5,8 +5,13 @@ Checks (thresholds of Vehtari et al. 2021 and the Stan manual):
 - R-hat (rank-normalized, split) > 1.01 on any parameter;
 - bulk or tail ESS < 400;
 - any divergent transition;
-- E-BFMI < 0.3 in any chain;
-- trajectories that hit the maximum tree depth.
+- E-BFMI < 0.3 in any chain.
+
+Trajectories that hit the maximum tree depth are an efficiency note, shown
+but not a failed check (as Stan's and PyMC's diagnostics treat them): the
+draws are valid, they only cost more gradient evaluations each.
+Every piece of advice names the option to change, in Python and on the
+command line (``draws="auto"`` / ``--draws auto``).
 
 Fixed loadings (anchors, structural zeros) are constants and are skipped.
 
@@ -62,6 +67,8 @@ class Diagnostics:
     n_draws: int
     table: pd.DataFrame = field(repr=False)
     problems: list[str] = field(default_factory=list)
+    #: Efficiency notes (draws at the maximum tree depth): shown, never a reason for ``ok`` to be False.
+    notes: list[str] = field(default_factory=list)
     #: Leapfrog steps of every chain, warm-up and sampling together: the gradient evaluations the fit cost
     #: (machine independent; 0 for a variational fit)
     gradient_evaluations: int = 0
@@ -89,6 +96,7 @@ class Diagnostics:
             "gradient_evaluations": self.gradient_evaluations,
             "gradient_evaluations_per_ess": self.gradient_evaluations_per_ess,
             "problems": list(self.problems),
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -99,16 +107,19 @@ class Diagnostics:
             f"  min bulk ESS {self.min_ess_bulk:.0f}, min tail ESS {self.min_ess_tail:.0f} (want >= {ESS_MIN})",
             f"  divergences {self.divergences} of {self.n_draws} draws",
             f"  E-BFMI per chain {', '.join(f'{b:.2f}' for b in self.bfmi)} (want >= {BFMI_MIN})",
-            f"  draws at max tree depth {self.max_tree_depth_hits}",
+            f"  draws at max tree depth {self.max_tree_depth_hits} (efficiency only, not a failed check)",
         ]
         if self.gradient_evaluations:
             lines.append(f"  gradient evaluations {self.gradient_evaluations:,} "
                          f"({self.gradient_evaluations_per_ess:,.0f} per effective draw)")
         lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:  # Jupyter
-        return "<pre>" + str(self) + "</pre>"
+        import html
+
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
 
 # ------------------------------------------------- vectorized R-hat and ESS
@@ -239,7 +250,8 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     n_chains = int(stats["diverging"].sizes["chain"])
     weak = weak_benchmarks(idata)
     if n_chains < 2:
-        problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains")
+        problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains "
+                        "(chains=4, --chains 4)")
     elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
         problems.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; "
@@ -248,7 +260,8 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
         worst = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1).idxmin()
         problems.append(
             f"effective sample size {min(min_b, min_t):.0f} < {ESS_MIN} (worst: {worst}): "
-            "intervals are imprecise; draw more samples or chains"
+            f"intervals are imprecise; draw more: draws=\"auto\" (--draws auto) samples until R-hat and ESS pass, "
+            f"or raise draws (--draws, now {n_draws // max(n_chains, 1)} per chain) or chains (--chains)"
         )
     if div:
         problems.append(f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
@@ -257,16 +270,19 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     if low:
         problems.append(
             f"E-BFMI below {BFMI_MIN} in chain(s) {low}: momentum resampling explores energy poorly; "
-            "heavy tails or a funnel, consider fewer skills or stronger priors"
+            "heavy tails or a funnel: a longer warm-up (warmup=, --warmup) may help; else fewer skills "
+            "(n_skills=, --skills)"
         )
+    notes = []
     if depth_hits:
-        problems.append(
-            f"{depth_hits} draw(s) hit the maximum tree depth {max_tree_depth}: the sampler is "
-            "inefficient, not necessarily wrong; raise max_tree_depth"
-        )
+        notes.append(
+            f"{depth_hits} of {n_draws} draws ({depth_hits / max(n_draws, 1):.0%}) hit the maximum tree depth "
+            f"{max_tree_depth}: an efficiency note, not a failed check (the draws are valid; each cost "
+            f"{2 ** max_tree_depth - 1} gradient evaluations); max_tree_depth={max_tree_depth + 2} "
+            f"(--max-tree-depth {max_tree_depth + 2}) lets those trajectories run longer")
     grads = int(stats["n_steps"].sum()) if "n_steps" in stats else 0
     grads += int(stats["warmup_n_steps"].sum()) if "warmup_n_steps" in stats else 0
-    return Diagnostics(max_rhat, min_b, min_t, div, bfmi, depth_hits, n_draws, table, problems, grads)
+    return Diagnostics(max_rhat, min_b, min_t, div, bfmi, depth_hits, n_draws, table, problems, notes, grads)
 
 
 #: Scale parameters whose small values make funnels (site, what it scales).
@@ -315,15 +331,17 @@ def _rhat_cause(post, worst: str, weak: dict) -> str:
         within = float(flat.std("draw").mean())
         if within > 0 and np.ptp(means) > 3 * within:
             return ("the chains sit in different modes (their means are apart by more than 3 within-chain sd): "
-                    "check that each skill's anchor benchmark is distinct and scales with size, or use fewer skills")
-    return "they mix slowly: run longer (more warm-up and draws)"
+                    "check that each skill's anchor benchmark is distinct and scales with size (anchors=, --anchors), "
+                    "or use fewer skills (n_skills=, --skills)")
+    return ("they mix slowly: run longer: draws=\"auto\" (--draws auto) samples until the checks pass, or more "
+            "warm-up and draws (warmup=, draws=; --warmup, --draws)")
 
 
 def _raise_target_accept(target_accept: float | None) -> str:
     """The advice on the NUTS target: raise it, unless the fit already used 0.99 or more."""
     if target_accept is not None and target_accept >= 0.99:
         return f"target_accept is already {target_accept:g}, so a higher one will not help"
-    return "raise target_accept (0.95-0.99)"
+    return "raise target_accept to 0.95-0.99 (target_accept=0.95, --target-accept 0.95)"
 
 
 def _divergence_cause(idata, weak: dict, target_accept: float | None = None) -> str:
@@ -351,8 +369,9 @@ def _divergence_cause(idata, weak: dict, target_accept: float | None = None) -> 
             return (f"they sit at small {label} ({what}), and benchmark {bench!r}: {weak[bench]}; leave it out or "
                     "add scores (a higher target_accept will not fix that)")
         return (f"they sit at small {label} ({what}): a funnel, where the data say little about that scale; "
-                f"{_raise_target_accept(target_accept)}, and with few models per family or benchmark, use fewer skills")
+                f"{_raise_target_accept(target_accept)}, and with few models per family or benchmark, use fewer skills "
+                "(n_skills=, --skills)")
     if weak:
         b = next(iter(weak))
         return f"benchmark {b!r}: {weak[b]}; leave it out or add scores"
-    return f"{_raise_target_accept(target_accept)}; or use fewer skills"
+    return f"{_raise_target_accept(target_accept)}; or use fewer skills (n_skills=, --skills)"

@@ -26,7 +26,7 @@ import xarray as xr
 from . import io
 from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
 from .diagnostics import Diagnostics, diagnose
-from .errors import FitFileError, InputError, warn
+from .errors import FitFileError, InputError, once_per_call, warn
 from .fitfile import FIT_FORMAT, META_ATTR, file_idata, json_default, read_meta, rebuild, versions  # noqa: F401
 from .idata import leaderboard_arrays, to_inference_data
 from .leaderboard import Leaderboard, did_you_mean, label_key, nfc, same_but_spelling
@@ -50,7 +50,7 @@ from .prediction import (  # noqa: F401  (public here before)
     outside_fitted_range,
     stream_code,
 )
-from .progress import ChainBars
+from .progress import FitProgress, display_for
 from .readers import _as_leaderboard, read_new_models
 from .sampler import SamplerConfig, auto_target_accept, check_draws_fit_in_memory, run_nuts
 from .variational import run_svi
@@ -130,7 +130,7 @@ class SkillsLaw:
 
     def __repr__(self) -> str:
         defaults = SkillsLaw().get_params()
-        args = [f"{k}={v!r}" for k, v in self.get_params().items() if _differs(v, defaults[k]) or k == "n_skills"]
+        args = [f"{k}={_shown(v)}" for k, v in self.get_params().items() if _differs(v, defaults[k]) or k == "n_skills"]
         fitted = "" if not hasattr(self, "idata_") else f"  # fitted: {self.leaderboard_!r}"
         return f"SkillsLaw({', '.join(args)}){fitted}"
 
@@ -200,6 +200,59 @@ class SkillsLaw:
         model, :mod:`bayes_sloth.core.model`); ``spec_.n_latent_tokens`` counts
         them and the posterior's ``imputed_tokens`` holds their draws.
         """
+        lb, families, std, spec, arrays = self._design(data, benchmarks, columns, obs_weight)
+        if self.method == "nuts":
+            chains, kept = int(self.chains), int(self.max_draws) if self.draws == "auto" else int(self.draws)
+        else:  # one pseudo-chain of draws from the approximation (run_svi)
+            chains, kept = 1, 1000 if self.draws == "auto" else int(self.draws)
+        check_draws_fit_in_memory(spec, arrays, chains, kept, "max_draws" if self.draws == "auto" else "draws")
+        display = None
+        if self.method == "nuts" and (self.progress is True or isinstance(self.progress, FitProgress)):
+            size = (int(self.chains), int(self.warmup), int(self.max_draws) if self.draws == "auto" else int(self.draws))
+            if self.progress is True:  # one display per fit: a notebook's output, or a line on stderr
+                display = display_for(*size, auto=self.draws == "auto")
+            else:  # a display of the caller's (the command line's lines), started over for this fit
+                display = self.progress
+                display.begin(*size, auto=self.draws == "auto")
+        target_accept = (auto_target_accept(spec.n_benchmarks) if isinstance(self.target_accept, str)
+                         else float(self.target_accept))
+        cfg = self._sampler_config(display, target_accept)
+        diagnosed = None
+        try:
+            if self.method == "nuts":
+                samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
+            else:
+                warnings.warn(
+                    "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
+                    "ESS or divergences to check it by. Its intervals are too narrow: far too narrow for the law's "
+                    "global parameters (slopes, loadings, link weights), somewhat for forecasts; use it for "
+                    "forecasts on leaderboards too large for NUTS, not to read parameter uncertainty, and check a "
+                    "subset with NUTS",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
+            if display is not None:
+                display.stage("assembling the InferenceData and checking convergence")
+            idata, meta = self._fitted_idata(samples, extra, spec, arrays, lb, families, std, seconds, target_accept)
+            self._adopt(idata, meta, lb)
+            diagnosed = self.diagnostics_
+        finally:
+            if display is not None:
+                d = diagnosed
+                display.close("stopped" if d is None else
+                              f"done: {self.chains} chain(s) x ({self.warmup} warm-up + {display.done_draws()} "
+                              f"draws), {'converged' if d.ok else f'NOT converged ({len(d.problems)} problem(s))'}")
+        if not self.diagnostics_.ok and self.method == "nuts":
+            d = self.diagnostics_
+            warn(f"the fit did not pass its convergence checks ({len(d.problems)} problem(s)): {d.problems[0]}"
+                 + (f"; and {len(d.problems) - 1} more" if len(d.problems) > 1 else "")
+                 + "; print(law.diagnostics_) for all of them and what to do; forecasts from this fit are "
+                 "provisional")
+        return self
+
+    def _design(self, data, benchmarks=None, columns=None, obs_weight=None):
+        """What a fit of ``data`` samples on, checked: (leaderboard, families, standardizer, spec, arrays)."""
         law, sampler = self.options()
         lb = _as_leaderboard(data, benchmarks, columns).complete_covariates(columns=("params",))
         self._validate(lb)
@@ -218,36 +271,69 @@ class SkillsLaw:
         spec = ModelSpec(int(law.n_skills), len(lb.benchmarks), len(families), self._anchor_index(lb),
                          n_latent_tokens=int((~known).sum()), options=law)
         arrays = leaderboard_arrays(lb, std, families, obs_weight)
-        if self.method == "nuts":
-            chains, kept = int(self.chains), int(self.max_draws) if self.draws == "auto" else int(self.draws)
-        else:  # one pseudo-chain of draws from the approximation (run_svi)
-            chains, kept = 1, 1000 if self.draws == "auto" else int(self.draws)
-        check_draws_fit_in_memory(spec, arrays, chains, kept, "max_draws" if self.draws == "auto" else "draws")
-        bars = None
-        if self.progress is True and self.method == "nuts":
+        return lb, families, std, spec, arrays
 
-            bars = ChainBars(int(self.chains), int(self.warmup) + (int(self.max_draws) if self.draws == "auto"
-                                                                     else int(self.draws)))
-        target_accept = (auto_target_accept(spec.n_benchmarks) if isinstance(self.target_accept, str)
-                         else float(self.target_accept))
-        cfg = self._sampler_config(bars, target_accept)
-        if self.method == "nuts":
-            try:
-                samples, extra, seconds = run_nuts(spec, arrays, cfg, int(self.seed))
-            finally:
-                if bars is not None:
-                    bars.close()
-        else:
-            warnings.warn(
-                "method='svi' gives a mean-field variational approximation, not posterior draws: no R-hat, "
-                "ESS or divergences to check it by. Its intervals are too narrow: far too narrow for the law's "
-                "global parameters (slopes, loadings, link weights), somewhat for forecasts; use it for "
-                "forecasts on leaderboards too large for NUTS, not to read parameter uncertainty, and check a "
-                "subset with NUTS",
-                UserWarning,
-                stacklevel=2,
-            )
-            samples, extra, seconds = run_svi(spec, arrays, cfg, int(self.seed))
+    def sample_prior_predictive(self, samples: int = 500, data=None, *, seed: int | None = None,
+                                benchmarks: Sequence[str] | None = None, columns: dict | None = None
+                                ) -> az.InferenceData:
+        """Draws from the law's prior and prior predictive, made by the model itself (PyMC's
+        ``pm.sample_prior_predictive``, Bambi's ``model.prior_predictive``): every parameter from its prior,
+        then each scored pair's score around the law those parameters give.
+
+        ``data``: the leaderboard whose design (its models, families, covariates and which pairs are scored)
+        the draws are made on, checked as :meth:`fit` checks it; default, the fitted one (the law must be
+        fitted). The law's options are this estimator's. ``seed``: default, the estimator's.
+
+        Returns an InferenceData with ``prior`` (every site, with the posterior's names, dims and
+        coordinates: ``az.summary(prior_idata, group="prior")``), ``prior_predictive`` (``y`` over the
+        scored pairs, coordinates as in ``posterior_predictive``), ``observed_data`` and ``constant_data``;
+        ``az.plot_ppc(idata, group="prior")`` compares the prior's scores with the observed ones.
+        """
+        import jax
+        from functools import partial
+
+        from numpyro.infer import Predictive
+
+        from .idata import constant_dataset, group_attrs, latent_models, posterior_dataset
+        from .model import skills_law
+
+        if not _is_int(samples) or samples < 1:
+            raise InputError(f"samples must be a positive integer, got {samples!r}")
+        seed = int(self.seed) if seed is None else seed
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+        if data is None:
+            self._check_fitted()
+            data = self.leaderboard_
+        lb, families, std, spec, arrays = self._design(data, benchmarks, columns)
+        args = {k: v for k, v in arrays.items() if k != "y"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpyro's note that the model has no observed value is the point
+            sample = Predictive(partial(skills_law, spec), num_samples=int(samples))
+            drawn = jax.jit(lambda key, a: sample(key, **a))(jax.random.PRNGKey(seed), args)
+        drawn = {k: np.asarray(v)[None] for k, v in drawn.items()}  # one chain
+        y = drawn.pop("y")
+        prior = posterior_dataset(spec, drawn, models=lb.models, families=families, benchmarks=lb.benchmarks,
+                                  latent_models=latent_models(arrays, lb.models))
+        keep = np.flatnonzero(np.asarray(arrays["obs_weight"]))
+        om, ob = np.asarray(arrays["obs_model"])[keep], np.asarray(arrays["obs_bench"])[keep]
+        coords = {"obs": keep, "obs_model": ("obs", np.asarray(lb.models)[om]),
+                  "obs_benchmark": ("obs", np.asarray(lb.benchmarks)[ob])}
+        groups = {
+            "prior": prior,
+            "prior_predictive": xr.Dataset({"y": (["chain", "draw", "obs"], y[..., keep])},
+                                           coords={"chain": [0], "draw": np.arange(int(samples))}).assign_coords(coords),
+            "observed_data": xr.Dataset({"y": (["obs"], np.asarray(arrays["y"])[keep])}, coords=coords),
+            "constant_data": constant_dataset(arrays, models=lb.models, benchmarks=lb.benchmarks),
+        }
+        for ds in groups.values():
+            ds.attrs.update(group_attrs())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return az.InferenceData(**groups)
+
+    def _fitted_idata(self, samples, extra, spec, arrays, lb, families, std, seconds, target_accept):
+        """The fit's InferenceData, with its data and the metadata a fit file keeps."""
         idata = to_inference_data(samples, extra, spec, arrays, models=lb.models, families=families,
                                   benchmarks=lb.benchmarks, seed=int(self.seed))
         idata.constant_data = idata.constant_data.assign(
@@ -272,8 +358,7 @@ class SkillsLaw:
             "sampling": extra.get("report", {"draws": "svi"}) if extra else {"draws": "svi"},
         }
         idata.posterior.attrs[META_ATTR] = json.dumps(meta, default=json_default)
-        self._adopt(idata, meta, lb)
-        return self
+        return idata, meta
 
     def _adopt(self, idata, meta: dict, lb: Leaderboard) -> None:
         """Set the fitted state from a complete InferenceData and its metadata."""
@@ -290,8 +375,8 @@ class SkillsLaw:
         self.target_accept_ = (auto_target_accept(self.spec_.n_benchmarks) if isinstance(ta, str) else float(ta))
         self.diagnostics_ = diagnose(idata, int(self.max_tree_depth), target_accept=self.target_accept_)
 
-    def _sampler_config(self, bars, target_accept: float) -> SamplerConfig:
-        progress = bars if bars is not None else (self.progress if callable(self.progress) else None)
+    def _sampler_config(self, display, target_accept: float) -> SamplerConfig:
+        progress = display if display is not None else (self.progress if callable(self.progress) else None)
         return SamplerConfig(
             chains=int(self.chains), warmup=int(self.warmup),
             draws="auto" if self.draws == "auto" else int(self.draws),
@@ -462,8 +547,9 @@ class SkillsLaw:
             imputed_tokens=(row_dim, ~np.isfinite(cov["tokens"].to_numpy(dtype=float))),
         )
 
+    @once_per_call
     def predict(self, new, *, seed: int | None = None, columns: dict | None = None,
-                new_families: str = "warn", condition: bool = True) -> az.InferenceData:
+                new_families: str = "warn", condition: bool | str = True) -> az.InferenceData:
         """Posterior predictive draws for new models, conditioned on the scores they already have.
 
         Parameters
@@ -487,16 +573,23 @@ class SkillsLaw:
             What to do about families not in the fit (Bambi's rule): forecast
             them as never-seen with a warning (default; it suggests a close
             fitted name, "did you mean"), silently, or refuse.
-        condition : bool, default True
+        condition : True, "all" or False; default True
             Condition the forecasts of each family's new rows on the observed
             scores of those rows, without refitting (nested importance
             sampling over the posterior draws, :mod:`bayes_sloth.core.conditioning`):
             the rows' own offsets, a never-seen family's efficiency and,
             through reweighted posterior draws, a seen family's efficiency
-            are updated. Scores of rows that are fitted models are never
-            conditioned on (they are in the fit, or were held out of it on
-            purpose). ``False``: the scores are ignored (the forecast the fit
-            alone makes, e.g. to compare with the scores).
+            are updated. A pair is never conditioned on its own score unless
+            asked: with ``True`` (or ``"others"``) a benchmark a row has a
+            score for is forecast from the group's *other* scores (leave that
+            score out; the fit's own forecast when it is the group's only
+            one), so the forecast can be compared with the score, and every
+            unscored pair from all the scores. ``"all"``: every pair from
+            every score, its own included (the forecast of a re-run of that
+            benchmark; ``own_score_used`` marks those pairs). Scores of rows
+            that are fitted models are never conditioned on (they are in the
+            fit, or were held out of it on purpose). ``False``: the scores are
+            ignored (the forecast the fit alone makes).
 
         Returns
         -------
@@ -515,8 +608,11 @@ class SkillsLaw:
         pairs conditioned on; per model ``pareto_k`` and ``importance_ess``
         (of its family group's draw-level weights) and ``inner_ess`` (mean
         share of effective latent draws), NaN where nothing was conditioned;
-        and ``source_draw`` (chain, draw, model), the flat index (chain x
-        draw) of the fitted posterior draw each output draw was made from.
+        ``own_score_used`` (model, benchmark), the pairs forecast from their
+        own score too (``condition="all"`` only); and ``source_draw`` (chain,
+        draw, model), the flat index (chain x draw) of the fitted posterior
+        draw each output draw was made from (with ``condition=True``, a
+        scored pair's draws come from its own leave-one-out conditioning).
         A warning names the groups whose conditioning cannot be trusted
         (Pareto k > 0.7: the observed scores are far from what the fit
         expects; refit with the model included).
@@ -528,8 +624,7 @@ class SkillsLaw:
     def _predict_leaderboard(self, lb: Leaderboard, seed, new_families, condition: bool = False, *,
                              draw_weights: bool = True, n_latent: int | None = None,
                              proposal: str = "laplace") -> az.InferenceData:
-        if not isinstance(condition, (bool, np.bool_)):
-            raise InputError(f"condition must be True or False, got {condition!r}")
+        condition = condition_mode(condition)
         cov = lb.covariates
         bad = cov["params"].isna()
         if bad.any():
@@ -559,8 +654,9 @@ class SkillsLaw:
                                      "a new model a name that differs otherwise")
         mu, score, theta, fidx = self._draw_rows(cov, list(cov.index), seed, new_families, model_index=midx)
         ds = self._labelled(mu, score, theta, "model", list(cov.index), cov, fidx, self._extrapolation(cov))
-        if condition:
-            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent, proposal)
+        if condition != "none":
+            ds = self._condition(ds, lb, midx, fidx, seed, draw_weights, n_latent, proposal,
+                                 own_score=condition == "all")
         const = xr.Dataset(
             {
                 "params": ("model", cov["params"].to_numpy(dtype=float)),
@@ -574,8 +670,13 @@ class SkillsLaw:
             return az.InferenceData(predictions=ds, predictions_constant_data=const)
 
     def _condition(self, ds: xr.Dataset, lb: Leaderboard, midx, fidx, seed, draw_weights=True,
-                   n_latent=None, proposal="laplace") -> xr.Dataset:
+                   n_latent=None, proposal="laplace", own_score: bool = False) -> xr.Dataset:
         """Replace the draws of every family group with observed scores by draws conditioned on them.
+
+        Without ``own_score`` (``condition=True``) a pair that has a score is forecast from the group's other
+        scores only: its draws come from the group conditioned without that one score (leave one score
+        out), or are the fit's own forecast when it is the group's only score. With ``own_score``
+        (``condition="all"``) every pair is conditioned on every score, its own included.
 
         ``draw_weights``, ``n_latent`` and ``proposal`` are switches for measurements
         (``benchmarks/conditional.py``), see :func:`bayes_sloth.core.conditioning.condition_group`."""
@@ -608,20 +709,41 @@ class SkillsLaw:
         x = self.standardizer_.transform(cov["params"], cov["tokens"])
         floor = self.idata_.constant_data["floor"].values
         untrusted = []
+        fit_mu, fit_score = mu.copy(), score.copy()  # the fit's own forecast: a lone score's pair keeps it
         for f in groups:
             rows = np.flatnonzero(families == f)
-            res = condition_group(
-                self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
-                y=y[rows], mask=mask[rows], model_index=midx[rows], family=int(fidx[rows[0]]),
-                family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
-                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights, proposal=proposal)
+
+            def conditioned(which):
+                return condition_group(
+                    self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
+                    y=y[rows], mask=which, model_index=midx[rows], family=int(fidx[rows[0]]),
+                    family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
+                    n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights,
+                    proposal=proposal)
+
+            res = conditioned(mask[rows])
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
+            runs = [res]
+            if not own_score:  # each scored pair from the other scores only
+                for r, j in zip(*np.nonzero(mask[rows])):
+                    others = mask[rows].copy()
+                    others[r, j] = False
+                    if others.any():
+                        loo = conditioned(others)
+                        mu[:, rows[r], j], score[:, rows[r], j] = loo.mu[:, r, j], loo.score[:, r, j]
+                        runs.append(loo)
+                    else:
+                        mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
             source[:, rows] = res.source[:, None]
             for k in diag:
                 diag[k][rows] = getattr(res, k)
-            why = trust_problems(res, D)
-            if why:
-                untrusted.append(f"family {str(f)!r} ({', '.join(why)})")
+            bad = [(run, trust_problems(run, D)) for run in runs]
+            bad = [(run, why) for run, why in bad if why]
+            if bad:
+                k = max(run.pareto_k for run, _ in bad)
+                many = f"; {len(bad)} of its {len(runs)} conditionings (one per left-out score)" if len(runs) > 1 else ""
+                untrusted.append(f"family {str(f)!r} ({bad[0][1][0]}" + (f", Pareto k up to {k:.2f}" if len(bad) > 1
+                                                                        and np.isfinite(k) else "") + f"{many})")
         if untrusted:
             warn("conditioning on the observed scores cannot be trusted for " + "; ".join(untrusted)
                  + ": the scores are far from what the fit expects, so reweighting its draws does not reach the "
@@ -633,8 +755,10 @@ class SkillsLaw:
         out["skills"] = (ds["skills"].dims, theta.reshape((C, S) + ds["skills"].shape[2:]))
         out["source_draw"] = (("chain", "draw", "model"), source.reshape(C, S, N))
         return out.assign_coords(conditioned=(("model", "benchmark"), mask),
+                                 own_score_used=(("model", "benchmark"), mask & bool(own_score)),
                                  **{k: ("model", v) for k, v in diag.items()})
 
+    @once_per_call
     def predict_covariates(self, family, params, tokens, *, instruct=False, seed: int | None = None,
                            new_families: str = "warn") -> xr.Dataset:
         """Posterior predictive draws of the law at arbitrary covariates, for curves and grids.
@@ -665,14 +789,17 @@ class SkillsLaw:
         ds = self._labelled(mu, score, theta, "point", np.arange(len(cov)), cov, fidx, flags)
         return ds.assign_coords(params=("point", p), tokens=("point", t), instruct=("point", ins))
 
+    @once_per_call
     def forecast(self, new, level: float = 0.9, *, seed: int | None = None, columns: dict | None = None,
-                 new_families: str = "warn", condition: bool = True) -> pd.DataFrame:
+                 new_families: str = "warn", condition: bool | str = True) -> pd.DataFrame:
         """Tidy forecast table (model, family, seen_family, extrapolation, benchmark, mean, median, lower, upper, ...).
 
         If ``new`` carries observed scores for the fitted benchmarks, they are
         added as an ``observed`` column, and with ``condition=True`` (default)
-        the forecasts are conditioned on them (see :meth:`predict`): the
-        ``conditioned`` column marks the pairs conditioned on, ``pareto_k``,
+        the forecasts are conditioned on them (see :meth:`predict`; a scored
+        pair's forecast uses the other scores only, so ``mean`` beside
+        ``observed`` is a real check; ``condition="all"`` uses its own too): the
+        ``conditioned`` column marks the scores conditioned on, ``pareto_k``,
         ``importance_ess`` and ``inner_ess`` say how far the conditioning can
         be trusted (NaN for models with nothing conditioned). With
         ``condition=False`` the table is the fit's own forecast, the observed
@@ -686,6 +813,7 @@ class SkillsLaw:
         observed = lb.scores if lb.scores.shape[1] else None
         return forecast_table(pred.predictions, level, observed)
 
+    @once_per_call
     def suggest_benchmarks(self, new, targets: Sequence[str] | None = None, k: int | None = 3,
                            cost: dict | None = None, *, candidates: Sequence[str] | None = None,
                            criterion: str = "variance", seed: int | None = None, columns: dict | None = None,
@@ -764,7 +892,10 @@ class SkillsLaw:
                         or not np.isfinite(c) or c <= 0:
                     raise InputError(f"cost of {b!r} must be a positive finite number, got {c!r}")
         lb = read_new_models(new, self.benchmarks_, columns)
-        pred = self._predict_leaderboard(lb, seed, new_families, condition).predictions
+        # only unscored benchmarks are ranked and targeted: their forecast is the same in both conditioning
+        # modes, and "all" spares the leave-one-out conditionings of the scored ones
+        mode = "all" if condition_mode(condition) != "none" else "none"
+        pred = self._predict_leaderboard(lb, seed, new_families, mode).predictions
         J = len(self.benchmarks_)
         y = lb.scores.reindex(columns=self.benchmarks_).to_numpy(dtype=float) if len(lb.scores.columns) \
             else np.full((len(lb), J), np.nan)
@@ -865,6 +996,29 @@ SkillsLaw.__doc__ = SkillsLaw.__doc__.replace("{parameters}", parameters_doc())
 
 
 
+
+
+#: What ``condition=`` accepts, by the mode it means (see :meth:`SkillsLaw.predict`).
+CONDITION_MODES = {True: "others", "others": "others", "all": "all", False: "none", "none": "none"}
+
+
+def condition_mode(condition) -> str:
+    """``condition`` as one of "others" (True, the default), "all" or "none" (False); anything else is an
+    InputError naming it."""
+    if isinstance(condition, (bool, np.bool_)):
+        return CONDITION_MODES[bool(condition)]
+    if isinstance(condition, str) and condition in CONDITION_MODES:
+        return CONDITION_MODES[condition]
+    raise InputError(f"condition must be True (each pair from the other scores), 'all' (every pair from every "
+                     f"score, its own included) or False (none), got {condition!r}")
+
+
+def _shown(v) -> str:
+    """A constructor argument as the repr shows it: a callable (a progress reporter) by its name, never as
+    ``<object at 0x...>``."""
+    if callable(v) and not isinstance(v, (bool, np.bool_)):
+        return getattr(v, "__qualname__", None) or type(v).__name__
+    return repr(v)
 
 
 def _differs(a, b) -> bool:

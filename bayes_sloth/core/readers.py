@@ -255,6 +255,8 @@ def load_leaderboard(
     }
     given = {k: nfc(v) for k, v in given.items()}
     sloth = all(v is None for v in given.values()) and _is_sloth_table(df)
+    if sloth and not isinstance(source, pd.DataFrame):
+        name = f"the Sloth table ({os.path.basename(str(source))!r})"
     defaults = SLOTH_COLUMNS if sloth else _DEFAULT_COLUMNS
     cols = {k: (v if v is not None else defaults[k]) for k, v in given.items()}
 
@@ -402,9 +404,13 @@ def load_leaderboard(
                              f"case or spacing, and names must match exactly): {todo}")
     if missing_cols:
         if require_scores:
+            valid = _benchmark_columns(df, others, sloth)
+            rest = len([c for c in others if c not in valid and not str(c).startswith("Unnamed:")])
             raise InputError(
                 f"benchmark {fmt_rows(missing_cols)} is not a column of {name}"
-                f"{did_you_mean(missing_cols[0], others)}; columns are: {fmt_rows(others, 20)}"
+                f"{did_you_mean(missing_cols[0], valid or others)}; its benchmarks are: {fmt_rows(valid, 30)}"
+                + (f" (and {rest} other column(s): " + ("sub-task scores and metadata)" if sloth else "not scores)")
+                   if rest else "")
             )
         benchmarks = [b for b in benchmarks if b in df.columns]
     clash = spelling_clashes(list(dict.fromkeys([cols[k] for k in _CANONICAL if cols[k] in df.columns]
@@ -592,6 +598,21 @@ def _resolve_floors(benchmarks: Sequence[str], floors: Mapping[str, float] | Non
             stacklevel=3,
         )
     return pd.Series(out, name="floor", dtype=float).rename_axis("benchmark")
+
+
+def _benchmark_columns(df: pd.DataFrame, others, sloth: bool) -> list:
+    """The columns a user can ask for as benchmarks, to list in an error: in the Sloth table, those with a known
+    chance floor (its MMLU-like benchmarks, not its sub-task and metadata columns); elsewhere the numeric columns
+    that are not covariates."""
+    if sloth:
+        return [c for c in others if c in CHANCE_FLOOR]
+    out = []
+    for c in others:
+        if str(c).startswith("Unnamed:"):
+            continue
+        if pd.api.types.is_numeric_dtype(df[c]) or pd.to_numeric(df[c], errors="coerce").notna().mean() > 0.5:
+            out.append(c)
+    return out
 
 
 def _as_leaderboard(data, benchmarks=None, columns=None, require_scores=True) -> Leaderboard:

@@ -35,6 +35,7 @@ from .idata import complete_posterior, constrain_draws, model_site_shapes, real_
 from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .programs import bounded_jit, cached
+from .progress import as_reporter
 from .sites import checked, posterior_dims
 from .variational import INIT_SPREAD, SVI_CACHE, fit_svi, svi_init_params, svi_run, svi_variances
 
@@ -64,8 +65,9 @@ def _devices_for(chains: int, method: str) -> int:
 class SamplerConfig:
     """NUTS settings. ``draws`` is kept draws per chain, or "auto": sample in blocks of
     ``block`` draws until the checks pass (R-hat <= 1.01, bulk and tail ESS >= ``target_ess``, no
-    divergence) or ``max_draws`` per chain are reached. ``progress`` is None or a callable
-    ``(chain, iteration, total, phase)`` called about every 5 % of a chain's warm-up and of its draws
+    divergence) or ``max_draws`` per chain are reached. ``progress`` is None, a
+    :class:`~bayes_sloth.core.progress.FitProgress` (told each stage too, and each piece's divergences) or a
+    callable ``(chain, iteration, total, phase)``, called about every 5 % of a chain's warm-up and of its draws
     (between the pieces the chain runs in; never from inside a compiled program)."""
 
     chains: int = SamplerOptions.chains
@@ -93,8 +95,10 @@ class SamplerConfig:
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 
 
-#: The progress callable of the sampler now running (host side), heard between pieces of each chain.
-_PROGRESS: list = [None]
+#: The progress reporter of the sampler now running (host side), heard between pieces of each chain, and the
+#: iterations per chain it reports against (the run's, not the compiled structure's: draws="auto" shares
+#: its programs with a fit of ``block`` draws).
+_PROGRESS: list = [None, 0]
 
 
 #: A chain runs as pieces of about 1/PIECES of its warm-up or of its draws, one compiled program per
@@ -273,11 +277,15 @@ def _lowrank_programs(spec: ModelSpec, cfg: SamplerConfig):
     return start1, warm1, start2, warm2, draw2
 
 
-def _report(progress, chains, states, total: int, warmup: int, offset: int = 0) -> None:
-    """Tell ``progress`` where each chain is (``states.i`` + ``offset``, its iterations so far; waits for them)."""
+def _report(progress, chains, states, total: int, warmup: int, diverging=None, offset: int = 0) -> None:
+    """Tell ``progress`` where each chain is (``states.i`` + ``offset``, its iterations so far; waits for them)
+    and how many of the draws of the piece just run diverged (``diverging``: the piece's flags, per chain)."""
     its = np.atleast_1d(np.asarray(jax.device_get(states.i))) + offset
-    for chain, i in zip(chains, its):
-        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling")
+    div = np.zeros(len(its), dtype=int) if diverging is None else \
+        np.asarray(jax.device_get(diverging)).reshape(len(its), -1).sum(axis=1)
+    for chain, i, d in zip(chains, its, div):
+        progress(int(chain), int(i), int(total), "warm-up" if int(i) <= int(warmup) else "sampling",
+                 divergences=int(d))
 
 
 def _vmapped(fn, n_mapped: int):
@@ -359,7 +367,6 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
     the compiled programs: fits with and without one share them, and draw the same.
     """
     n_draws = cfg.block if cfg.auto else int(cfg.draws)
-    total = cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))
     w_piece, d_piece = _piece(cfg.warmup), _piece(n_draws)
     key = (spec, cfg.warmup, n_draws, cfg.target_accept, cfg.max_tree_depth, method, n_devices)
 
@@ -367,7 +374,7 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
         start, warm, draw = _chain_programs(spec, cfg)
 
         def warm_run(P, chains, keys, inits, data):
-            progress = _PROGRESS[0]
+            progress, total = _PROGRESS
             state = P["start"](keys, inits, data)
             steps = jnp.zeros(jnp.shape(keys)[:-1], jnp.int32)
             for _ in range(cfg.warmup // w_piece if w_piece else 0):
@@ -378,13 +385,13 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
             return state, steps
 
         def draw_run(P, chains, state, data):
-            progress = _PROGRESS[0]
+            progress, total = _PROGRESS
             pieces = []
             for _ in range(n_draws // d_piece):
                 state, out = P["draw"](state, data)
                 pieces.append(out)
                 if progress is not None:
-                    _report(progress, chains, state, total, cfg.warmup)
+                    _report(progress, chains, state, total, cfg.warmup, out[1]["diverging"])
             axis = 0 if method != "vectorized" else 1  # the draw axis (after the chain axis when vectorized)
             return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
 
@@ -442,7 +449,7 @@ def _build_lowrank(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: 
             state, out = P["draw"](state, pre, data)
             pieces.append(out)
             if progress is not None:
-                _report(progress, chains, state, total, cfg.warmup, offset=w1)
+                _report(progress, chains, state, total, cfg.warmup, out[1]["diverging"], offset=w1)
         return state, jax.tree.map(lambda *v: jnp.concatenate(v, axis=axis), *pieces)
 
     return (_spread({"start1": (start1, 2), "warm1": (partial(warm1, n=p1), 1)}, warm1_run, method, n_devices, 2),
@@ -486,10 +493,16 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     runs = get_sampler(spec, cfg, method, n_dev)
     if cfg.adaptation != "low-rank":
         warm, draw = runs
+    # nothing run yet: compiled, or read from the compile cache, on first use
+    fresh = not any(p.n_kept for p in getattr(runs[0], "programs", ()))
     base = jax.random.PRNGKey(seed)
     keys = jnp.stack([jax.random.fold_in(base, c) for c in range(cfg.chains)])
     t0 = time.perf_counter()
+    progress = as_reporter(cfg.progress)
     if cfg.init == "svi":
+        if progress is not None:
+            progress.stage(f"variational start ({cfg.svi_steps} steps of a mean-field fit; its program is "
+                           "compiled, or read from the compile cache, the first time)")
         params, _ = fit_svi(spec, data, steps=cfg.svi_steps, seed=seed)
         # chains start at draws from the variational fit with its scales doubled, and the mass matrix
         # starts at the same doubled scales (mean-field fits understate the spread; adaptation takes over)
@@ -500,7 +513,12 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         init = None
     else:
         raise ValueError(f"init must be 'svi' or 'uniform', got {cfg.init!r}")
-    _PROGRESS[0] = cfg.progress
+    if progress is not None:
+        progress.stage(f"starting {cfg.chains} chain(s) ({method}): compiling the sampler, or reading it from "
+                       "the compile cache" if fresh else f"starting {cfg.chains} chain(s) ({method})")
+    if progress is not None and hasattr(progress, "running_at_once"):
+        progress.running_at_once(cfg.chains if method == "vectorized" else n_dev if method == "parallel" else 1)
+    _PROGRESS[:] = [progress, cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))]
     try:
         if cfg.adaptation == "low-rank":
             warm1, warm2, draw_pre = runs
@@ -520,11 +538,14 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
                            {k: np.asarray(v) for k, v in stats.items()}))
             if not cfg.auto:
                 break
+            if progress is not None:
+                progress.stage(f"checking convergence after {sum(b[1]['diverging'].shape[1] for b in blocks)} "
+                               "draws per chain (draws='auto')")
             done, report = _auto_verdict(spec, blocks, data, cfg)
             if done:
                 break
     finally:
-        _PROGRESS[0] = None
+        _PROGRESS[:] = [None, 0]
     samples = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
     extra = {k: np.concatenate([b[1][k] for b in blocks], axis=1) for k in blocks[0][1]}
     extra["warmup_steps"] = np.asarray(warm_steps)
@@ -661,7 +682,8 @@ def machine_memory_bytes() -> int | None:
         pass
     for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
-            text = open(limit).read().strip()
+            with open(limit) as fh:  # closed at once: the command line shows an unclosed file as a warning
+                text = fh.read().strip()
         except OSError:
             continue
         if text.isdigit() and int(text) > 0:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..core.errors import InputError
+from ..core.errors import InputError, once_per_call
 from ..core.prediction import outside_fitted_range
 
 #: FLOPs per (billion parameters x trillion tokens): C = 6 N T.
@@ -116,6 +116,7 @@ def _draws(da: xr.DataArray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ exceedance
+@once_per_call
 def exceedance(law, new, threshold, *, benchmarks=None, seed: int | None = None, condition: bool = True,
                new_families: str = "warn", columns: dict | None = None) -> pd.DataFrame:
     """P(score > t) for every model of ``new`` and benchmark.
@@ -144,6 +145,7 @@ def exceedance(law, new, threshold, *, benchmarks=None, seed: int | None = None,
 
 
 # ------------------------------------------------------------------ head to head
+@once_per_call
 def head_to_head(law, new, a: str, b: str, *, benchmarks=None, level: float = 0.9, seed: int | None = None,
                  condition: bool = True, new_families: str = "warn", columns: dict | None = None) -> pd.DataFrame:
     """P(model ``a`` beats model ``b``) on each benchmark, from joint draws.
@@ -212,8 +214,14 @@ class InverseAnswer:
 
     def __str__(self) -> str:
         if not self.reached:
-            return (f"{self.question}: not reached in {self.search_range[0]:.3g}-{self.search_range[1]:.3g} "
-                    f"(largest probability {self.best_probability:.3f}): widen the range, or the law does not get there")
+            g = self.grid.iloc[int(np.argmax(self.grid["probability"].to_numpy()))] if len(self.grid) else None
+            where = "" if g is None else f" at {g.iloc[0]:.3g}"
+            beyond = ""
+            if g is not None and "extrapolation" in self.grid and bool(g["extrapolation"]):
+                beyond = ", already beyond the fitted models there"
+            return (f"{self.question}: not reached in {self.search_range[0]:.3g}-{self.search_range[1]:.3g}: the "
+                    f"probability is at most {self.best_probability:.3f}{where}{beyond}; a wider range extrapolates "
+                    "further from the data, a lower threshold or probability may be within reach")
         extra = " (at the low end of the range: it may be smaller)" if self.at_lower_end else ""
         ext = "; EXTRAPOLATION beyond the fitted models" if self.extrapolation else ""
         return (f"{self.question}: {self.value:.4g} ({self.params:.3g}B parameters, {self.tokens:.3g}T tokens), "
@@ -257,6 +265,7 @@ def _inside(law, params, tokens) -> bool:
     return not any(bool(out[0]) for out in outside_fitted_range(law.leaderboard_.covariates, params, tokens).values())
 
 
+@once_per_call
 def smallest_params(law, family: str, benchmark: str, threshold: float, prob: float = 0.5, *,
                     tokens: float | None = None, tokens_per_param: float | None = None, params_range=None,
                     instruct: bool = False, n_grid: int = 16, rtol: float = 0.01, seed: int | None = None,
@@ -294,6 +303,7 @@ def smallest_params(law, family: str, benchmark: str, threshold: float, prob: fl
     x, p, best, reached, at_lo, steps = _search(f, lo, hi, prob, n_grid, rtol)
     grid = pd.DataFrame(steps, columns=["params", "probability", "step"])
     grid["tokens"] = [tok(n) for n in grid["params"]]
+    grid["extrapolation"] = [not _inside(law, n, t) for n, t in zip(grid["params"], grid["tokens"])]
     q = (f"smallest params of a {family} model with P({benchmark} > {threshold:g}) >= {prob:g} at "
          + (f"{tokens:g}T tokens" if ratio is None else f"{ratio:g} tokens per parameter"))
     t = tok(x) if reached else float("nan")
@@ -306,6 +316,7 @@ def _grid_args(n_grid, rtol):
     return int(n_grid), _number(rtol, "rtol", 0, 1)
 
 
+@once_per_call
 def smallest_compute(law, family: str, benchmark: str, threshold: float, prob: float = 0.5, *,
                      flops_range=None, tokens_per_param: float | None = None, params_range=None,
                      n_params: int = 15, instruct: bool = False, n_grid: int = 12, rtol: float = 0.02,
@@ -376,13 +387,17 @@ class BudgetForecast:
     best: pd.DataFrame
 
 
+@once_per_call
 def compute_budget(law, family: str, flops, *, benchmarks=None, params=None, n_params: int = 15,
                    threshold: float | None = None, level: float = 0.9, instruct: bool = False,
                    seed: int | None = None, new_families: str = "warn") -> BudgetForecast:
     """Forecasts of a new ``family`` model along compute budgets C (FLOPs), tokens = C / (6 N), over sizes N.
 
     ``flops``: one budget or several; ``params``: the sizes (billions) to
-    try (default: ``n_params`` on a log grid over the fitted range). The
+    try (default, per budget: ``n_params`` on a log grid over the sizes
+    whose tokens C / (6 N) lie inside the fitted models' tokens and whose
+    size lies inside their sizes, so that every point is covered by the
+    data; where no size is, the fitted size range, with a note). The
     preferred allocation of each budget is the size with the largest
     expected score (or, with ``threshold``, the largest P(score >
     threshold)); its uncertainty is the spread over posterior draws of the
@@ -400,17 +415,34 @@ def compute_budget(law, family: str, flops, *, benchmarks=None, params=None, n_p
     for j in bench:
         _benchmark(law, j)
     fit_cov = law.leaderboard_.covariates
-    if params is None:
-        sizes = np.exp(np.linspace(np.log(fit_cov["params"].min()), np.log(fit_cov["params"].max()), int(n_params)))
-    else:
-        sizes = np.atleast_1d(np.asarray(params, dtype=float))
-        if not (np.isfinite(sizes) & (sizes > 0)).all() or sizes.ndim != 1 or len(sizes) < 2:
+    n_lo, n_hi = float(fit_cov["params"].min()), float(fit_cov["params"].max())
+    t_lo, t_hi = float(fit_cov["tokens"].min()), float(fit_cov["tokens"].max())
+    if params is not None:
+        given = np.atleast_1d(np.asarray(params, dtype=float))
+        if not (np.isfinite(given) & (given > 0)).all() or given.ndim != 1 or len(given) < 2:
             raise InputError(f"params must be at least two positive sizes (billions), got {params!r}")
-        sizes = np.sort(sizes)
+        given = np.sort(given)
     loadings = law.loadings_.sel(benchmark=bench)
     curve, best = [], []
     qlo, qhi = (1 - level) / 2, (1 + level) / 2
     for c in flops:
+        # the sizes: given, or (default) those whose tokens C / (6 N) stay inside the fitted tokens and whose size
+        # stays inside the fitted sizes, so every point is one the data cover; what bounds the grid is said
+        lo_why, hi_why = "the smallest fitted model", "the largest fitted model"
+        covered = True
+        if params is not None:
+            sizes = given
+            lo_why = hi_why = "the sizes given"
+        else:
+            lo, hi = n_lo, n_hi
+            if c / (FLOPS_PER_BT * t_hi) > lo:
+                lo, lo_why = c / (FLOPS_PER_BT * t_hi), f"the most tokens any fitted model trained on, {t_hi:g} T"
+            if c / (FLOPS_PER_BT * t_lo) < hi:
+                hi, hi_why = c / (FLOPS_PER_BT * t_lo), f"the fewest tokens any fitted model trained on, {t_lo:g} T"
+            if not lo < hi:  # no size trains on a fitted token count at this budget: the whole fitted size range
+                covered, (lo, hi) = False, (n_lo, n_hi)
+            # ends pulled in by a rounding's width, so tokens C / (6 N) at an end is not a hair beyond the data
+            sizes = np.exp(np.linspace(np.log(lo) + 1e-9, np.log(hi) - 1e-9, int(n_params)))
         toks = c / (FLOPS_PER_BT * sizes)
         pts = _points(law, family, sizes, toks, instruct, seed, new_families)
         score = pts["score"].sel(benchmark=bench)
@@ -437,6 +469,19 @@ def compute_budget(law, family: str, flops, *, benchmarks=None, params=None, n_p
             rows = tab[tab["benchmark"] == b].reset_index(drop=True)
             i = int(np.argmax(rows[key].to_numpy()))
             r = rows.iloc[i]
+            if not covered:
+                note = (f"no size between {n_lo:g} and {n_hi:g} B trains on a fitted token count ({t_lo:g}-{t_hi:g} T) "
+                        f"at {c:.3g} FLOPs: every point is an extrapolation")
+            elif i == len(sizes) - 1:
+                note = (f"the {key} still rises at the largest size tried ({sizes[-1]:.3g} B, bounded by {hi_why}): "
+                        "the law prefers a larger model than the data cover at this budget, so the optimum is not "
+                        "inside the grid")
+            elif i == 0:
+                note = (f"the {key} still rises toward the smallest size tried ({sizes[0]:.3g} B, bounded by "
+                        f"{lo_why}): the law prefers a smaller model (more tokens) than the data cover at this "
+                        "budget, so the optimum is not inside the grid")
+            else:
+                note = ""
             best.append({
                 "flops": c, "benchmark": b, "params": r["params"], "tokens": r["tokens"], "mean": r["mean"],
                 "lower": r["lower"], "upper": r["upper"],
@@ -444,7 +489,7 @@ def compute_budget(law, family: str, flops, *, benchmarks=None, params=None, n_p
                 "params_lower": float(np.exp(np.quantile(np.log(peak[:, j]), qlo))),
                 "params_upper": float(np.exp(np.quantile(np.log(peak[:, j]), qhi))),
                 "at_edge": bool(i in (0, len(sizes) - 1)), "extrapolation": bool(r["extrapolation"]),
-                "criterion": "probability" if threshold is not None else "mean",
+                "criterion": "probability" if threshold is not None else "mean", "note": note,
             })
     curve = pd.concat(curve, ignore_index=True)
     curve["level"] = level

@@ -146,7 +146,7 @@ def _pts(x: float) -> str:
 
 
 def reading(table: pd.DataFrame, diagnostics, *, level: float, unseen: list, target_family: str | None,
-            train_of_family: list) -> list[str]:
+            train_of_family: list, related: str = "") -> list[str]:
     r"""A short plain-language reading of the forecasts' uncertainty (list of sentences/paragraphs).
 
     Everything in it is computed from the forecast table: interval widths
@@ -174,6 +174,14 @@ def reading(table: pd.DataFrame, diagnostics, *, level: float, unseen: list, tar
             f"{'that' if len(train_of_family) == 1 else 'those'} and pooled toward the other families, "
             "so the forecasts for its larger models lean on how other families scale."
         )
+        if related:
+            out.append(
+                f"Caution for this back-test: the fit contains related families of {target_family}: {related} "
+                "(* marks a model of the same size as a forecast one, such as its instruction-tuned sibling). The "
+                "law gives each family its own efficiency and does not tie them, but their scores still inform "
+                "the slopes and the instruct shift it shares across families at these sizes, so this check is "
+                "easier than forecasting a family with no relatives in the data."
+            )
     if unseen:
         out.append(
             f"Never-seen famil{'y' if len(unseen) == 1 else 'ies'} ({', '.join(unseen)}): the efficiency is "
@@ -202,8 +210,13 @@ def reading(table: pd.DataFrame, diagnostics, *, level: float, unseen: list, tar
 
 
 _CSS = """
+*{box-sizing:border-box}
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
+color:#222;line-height:1.45;overflow-wrap:break-word}
+.scroll{max-width:100%;overflow-x:auto}
+code{overflow-wrap:anywhere}
+@media (max-width:600px){body{margin:1em auto;padding:0 .6em}table{font-size:.78em}th,td{padding:2px 4px}
+h1{font-size:1.3em}nav a{display:inline-block;margin:.2em .8em .2em 0}}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .sub{color:#666;margin-top:0}
 .verdict{padding:.8em 1em;border-radius:6px;margin:1em 0;font-weight:600}
@@ -213,7 +226,7 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f4f
 td.l,th.l{text-align:left}
 tr.out td{background:#fff4e5}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
-pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap;font-size:.85em}
+pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}
 .kv td{text-align:left} .kv td:first-child{color:#555;white-space:nowrap}
 .legend{font-size:.85em;color:#555}
 nav a{margin-right:1em}
@@ -222,7 +235,7 @@ nav a{margin-right:1em}
 
 def _kv(rows) -> str:
     cells = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in rows)
-    return f'<table class="kv">{cells}</table>'
+    return f'<div class="scroll"><table class="kv">{cells}</table></div>'
 
 
 def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
@@ -248,7 +261,33 @@ def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
                 cells += ["<td>not observed</td>", "<td></td>"]
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     th = "".join(f'<th class="l">{h}</th>' if i < 3 else f"<th>{h}</th>" for i, h in enumerate(head))
-    return f'<table class="forecasts"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<div class="scroll"><table class="forecasts"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}'
+            "</tbody></table></div>")
+
+
+def _law_repr(law) -> str:
+    """The law's configuration as code (what differs from the defaults), without the progress display: how a
+    fit was watched is not part of the model."""
+    defaults = type(law)().get_params()
+    args = [f"{k}={v!r}" for k, v in law.get_params().items()
+            if k != "progress" and (k == "n_skills" or _differs(v, defaults[k]))]
+    return f"{type(law).__name__}({', '.join(args)})"
+
+
+def _differs(a, b) -> bool:
+    try:
+        return bool(a != b)
+    except Exception:
+        return True
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/])(?:/|~/|[A-Za-z]:[\\/])[^\s()<>\"']+")
+
+
+def shown_source(text: str) -> str:
+    """A data source as the report shows it: a local file by its name only (a report is shared; the folders of
+    the machine that wrote it are not its business), URLs as they are."""
+    return _ABS_PATH.sub(lambda m: re.split(r"[\\/]", m.group(0).rstrip("/\\"))[-1] or m.group(0), str(text))
 
 
 def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float, title: str,
@@ -260,7 +299,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
     d = law.diagnostics_
     unseen = sorted(set(targets["family"]) - set(law.families_))
     verdict_cls = "ok" if d.ok else "bad"
-    verdict = ("Converged: every check passed (R-hat, effective sample size, divergences, E-BFMI, tree depth)."
+    verdict = ("Converged: every check passed (R-hat, effective sample size, divergences, E-BFMI)."
                if d.ok else f"NOT converged: {len(d.problems)} problem(s). Forecasts below are provisional.")
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="sub">bayes_sloth {html.escape(__version__)}, '
@@ -270,8 +309,9 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
              f'<div class="verdict {verdict_cls}" id="verdict">Diagnostics verdict: {html.escape(verdict)}</div>']
 
     parts.append('<h2 id="reading">What the forecasts say, in plain words</h2>')
+    related = "" if target_family is None else _related_rows(lb.covariates, target_family, targets["params"])
     for p in reading(table, d, level=level, unseen=unseen, target_family=target_family,
-                     train_of_family=train_of_family or []):
+                     train_of_family=train_of_family or [], related=related):
         parts.append(f"<p>{html.escape(p)}</p>")
 
     parts.append('<h2 id="forecasts">Forecasts</h2>')
@@ -307,7 +347,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
 
     parts.append('<h2 id="data">Data used</h2>')
     cov = lb.covariates
-    rows = [("source", html.escape(data_source)),
+    rows = [("source", html.escape(shown_source(data_source))),
             ("table sha256 (content)", f"<code>{lb.sha256()}</code>"),
             ("models in the fit", f"{len(lb)} models of {cov['family'].nunique()} families"),
             ("benchmarks", html.escape(", ".join(law.benchmarks_))),
@@ -336,7 +376,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
     parts.append('<h2 id="model">Model and settings</h2>')
     spec = law.spec_
     parts.append(_kv([
-        ("estimator", f"<code>{html.escape(repr(law).split('  #')[0])}</code>"),
+        ("estimator", f"<code>{html.escape(_law_repr(law))}</code>"),
         ("skills K", spec.n_skills),
         ("anchors", html.escape(", ".join(f"skill {k + 1}: {a}" for k, a in enumerate(law.anchors_)))),
         ("link / noise / loadings", html.escape(f"{spec.link} / {spec.noise} / {spec.loadings}")),
@@ -353,9 +393,15 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
         "<p>A Bayesian version of the Sloth skills scaling law (Maia Polo, Somerstep, Choshen, Sun, Yurochkin, "
         "<i>Sloth: scaling laws for LLM skills to predict multi-benchmark performance across families</i>, "
         "arXiv:2412.06540).</p>")
+    parts.append('<h3 id="loadings">Loadings: which benchmarks each skill drives</h3>')
+    parts.append('<p class="legend">Posterior mean loading of each benchmark (rows) on each skill (columns, named by '
+                 "their anchor benchmark, which has loading 1); larger means the benchmark's score rises faster "
+                 "with that skill.</p>")
     parts.append(_fig_to_img(plots.plot_loadings(law), "loadings heatmap", dpi=90))
     body = "\n".join(parts)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
 
 

@@ -259,7 +259,8 @@ def leave_family_out_lpd(law, n_seen: int = 0, *, seed: int | None = None) -> tu
                          law.leaderboard_.floors.reindex(benchmarks))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit's own warnings were given at fit; conditioning trust is returned
-        pred = law.predict(new_lb, seed=seed, new_families="allow", condition=n_seen > 0).predictions
+        pred = law.predict(new_lb, seed=seed, new_families="allow",  # only unseen rows are scored:
+                           condition="all" if n_seen > 0 else False).predictions  # no leave-one-out needed
     scored_rows = [n for n, r in zip(names, rows) if not seen.loc[r]]
     scored_y = Y.loc[[r for r in rows if not seen.loc[r]]]
     scored_y.index = pd.Index(scored_rows, name="model")
