@@ -71,6 +71,7 @@ def _predict(law, rows, **kw):
 
 
 # ------------------------------------------------------------------ conditioning
+@pytest.mark.slow
 def test_one_observed_score_pulls_the_family_towards_the_truth(fit):
     """One skill-1 score of one model of a never-seen family moves the forecasts of the other skill-1
     benchmarks of all three of its models (the family's efficiency is shared) to the truth.
@@ -98,6 +99,7 @@ def test_one_observed_score_pulls_the_family_towards_the_truth(fit):
     assert cond["score"].dims == ("chain", "draw", "model", "benchmark")
 
 
+@pytest.mark.slow
 def test_conditioning_on_nothing_is_the_unconditional_forecast(fit):
     """Rows without scores, and rows of other families in a call that conditions one family, get exactly
     the draws of condition=False (and the same seed reproduces conditioned draws bit for bit)."""
@@ -120,6 +122,7 @@ def test_conditioning_on_nothing_is_the_unconditional_forecast(fit):
     np.testing.assert_array_equal(alone["score"].values, c["score"].sel(model=held).values)
 
 
+@pytest.mark.slow
 def test_absurd_observed_scores_warn_that_conditioning_cannot_be_trusted(fit):
     """bench_00 and bench_03 measure the same skill: 0.999 on one and 0.001 on the other is far outside
     anything the fit expects, the draw-level weights degenerate (Pareto k > 0.7) and the user is told."""
@@ -136,6 +139,7 @@ def test_absurd_observed_scores_warn_that_conditioning_cannot_be_trusted(fit):
     assert float(ok["pareto_k"].values[0]) < K_TRUST
 
 
+@pytest.mark.slow
 def test_forecast_table_marks_conditioned_pairs_and_fitted_models_are_not_conditioned(fit):
     law, lb, tr, held = fit
     y = _truth(tr, "y")
@@ -154,6 +158,7 @@ def test_forecast_table_marks_conditioned_pairs_and_fitted_models_are_not_condit
         law.predict(rows, condition="yes")
 
 
+@pytest.mark.slow
 def test_a_pair_is_never_conditioned_on_its_own_score_unless_asked(fit):
     """condition=True forecasts a scored pair from the group's other scores (leave that score out): with one
     score it is the fit's own forecast, with two each comes from the other; condition="all" conditions it on
@@ -182,6 +187,7 @@ def test_a_pair_is_never_conditioned_on_its_own_score_unless_asked(fit):
 
 
 # ------------------------------------------------------------------ which benchmark next
+@pytest.mark.slow
 def test_suggest_ranks_a_benchmark_on_the_targets_skill_first(fit):
     """For a never-seen family (its skills unknown), to learn about bench_02 (skill 1), bench_04 (skill 1)
     and the anchor bench_01 are worth far more than bench_00 and bench_03 (skill 0)."""
@@ -215,6 +221,7 @@ def test_suggest_ranks_a_benchmark_on_the_targets_skill_first(fit):
     np.testing.assert_allclose(cheap["gain_per_cost"], per_cost.iloc[:2], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_suggest_conditions_on_what_is_observed(fit):
     """Once bench_01 is observed it is no candidate, and bench_04 (also skill 1) tells less than before."""
     law, lb, tr, held = fit
@@ -245,6 +252,7 @@ def test_information_gain_matches_gaussian_theory():
         information_gain(np.zeros((10, 3)), [1], lambda b: [0], criterion="kl")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, match", [
     (dict(targets=["bench_2"]), "targets names 'bench_2', not a fitted benchmark \\(did you mean 'bench_02'"),
     (dict(candidates=[]), "candidates is empty"),
@@ -261,6 +269,7 @@ def test_suggest_bad_input_names_the_value(fit, kwargs, match):
 
 
 # ------------------------------------------------------------------ command line
+@pytest.mark.slow
 def test_cli_predict_conditions_on_observed_scores(fit, tmp_path, capsys):
     from bayes_sloth.cli import main
 

@@ -103,6 +103,7 @@ def test_inference_data_layout(recovery_fit):
     assert np.isfinite(loo.elpd_loo)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fit", FITS)
 def test_identified_same_mode_from_dispersed_starts(fit, request):
     """4 chains from overdispersed starts land on the same mode: no mirrored

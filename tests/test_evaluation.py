@@ -208,6 +208,7 @@ def test_summary_elpd_is_the_mean_lpd_over_pairs():
 
 
 # ------------------------------------------------- one tiny end-to-end check
+@pytest.mark.slow
 def test_evaluate_small_synthetic_end_to_end():
     lb, _ = bs.simulate_leaderboard(n_families=6, n_benchmarks=3, n_skills=1, models_per_family=(2, 3),
                                     missing=0.0, seed=1)

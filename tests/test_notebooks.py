@@ -100,6 +100,7 @@ def test_kernel_is_this_python():
     assert out.cells[0].outputs[0]["text"].strip() == sys.prefix
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):

@@ -36,6 +36,7 @@ def _visible(fig):
     return [ax for ax in fig.axes if ax.get_visible()]
 
 
+@pytest.mark.slow
 def test_scaling_curves_mark_fitted_and_forecast_models(fitted):
     law, lb = fitted
     fam = lb.covariates["family"].value_counts().index[0]
@@ -56,6 +57,7 @@ def test_scaling_curves_mark_fitted_and_forecast_models(fitted):
     assert "FLOPs" in _visible(fig2)[-1].get_xlabel() and len([a for a in _visible(fig2) if a.get_title()]) == 2
 
 
+@pytest.mark.slow
 def test_scaling_rejects_bad_options(fitted):
     law, lb = fitted
     with pytest.raises(bs.InputError, match="x must be"):
@@ -66,6 +68,7 @@ def test_scaling_rejects_bad_options(fitted):
         plots.plot_scaling(law, "ghost")
 
 
+@pytest.mark.slow
 def test_loadings_heatmap_marks_fixed_cells(fitted):
     law, _ = fitted
     fig = plots.plot_loadings(law)
@@ -78,6 +81,7 @@ def test_loadings_heatmap_marks_fixed_cells(fitted):
     assert "varimax" in fig_r.axes[0].get_title()
 
 
+@pytest.mark.slow
 def test_skills_forest_includes_forecast_models(fitted):
     law, lb = fitted
     models = lb.models[:5]
@@ -90,6 +94,7 @@ def test_skills_forest_includes_forecast_models(fitted):
         plots.plot_skills(law, ["not-a-model"])
 
 
+@pytest.mark.slow
 def test_ppc_titles_report_coverage(fitted):
     law, lb = fitted
     fig = plots.plot_ppc(law)
@@ -134,6 +139,7 @@ def test_calibration_from_pairs_and_from_dict():
         plots.plot_calibration([1, 2, 3])
 
 
+@pytest.mark.slow
 def test_diagnostics_plots_select_worst_parameters(fitted):
     law, _ = fitted
     fig = plots.plot_diagnostics(law, "trace")
@@ -146,6 +152,7 @@ def test_diagnostics_plots_select_worst_parameters(fitted):
         plots.plot_diagnostics(law, "pair")
 
 
+@pytest.mark.slow
 def test_forecast_interval_figure(fitted):
     law, lb = fitted
     new = lb.to_frame().reset_index().head(3)
@@ -175,6 +182,7 @@ def test_align_undoes_signed_permutations():
     assert np.allclose(P[0], perm.T) and np.allclose(P[1], np.eye(3))
 
 
+@pytest.mark.slow
 def test_rotate_posterior_keeps_the_law_and_aligns_draws(fitted):
     law, _ = fitted
     post = law.idata_.posterior

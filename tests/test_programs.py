@@ -74,6 +74,7 @@ print(json.dumps(sizes))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not MAPS.exists(), reason="counts memory maps in /proc (Linux)")
 def test_fits_of_new_shapes_do_not_pile_up_memory_maps():
     """Three fits of three leaderboard shapes in a fresh process map about what two do.

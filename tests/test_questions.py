@@ -36,6 +36,7 @@ def _two(lb):
                          "tokens": [2.0, 2.0], "instruct": [False, False]})
 
 
+@pytest.mark.slow
 def test_exceedance_is_the_share_of_draws_above_and_falls_with_the_threshold(fit, quiet):
     law, lb = fit
     pred = law.predict(_two(lb), seed=4)
@@ -56,6 +57,7 @@ def test_exceedance_is_the_share_of_draws_above_and_falls_with_the_threshold(fit
         q.exceedance(law, pred, "high")
 
 
+@pytest.mark.slow
 def test_head_to_head_uses_joint_draws(fit, quiet):
     law, lb = fit
     pred = law.predict(_two(lb), seed=4)
@@ -77,6 +79,7 @@ def test_head_to_head_uses_joint_draws(fit, quiet):
         q.head_to_head(law, pred, "small", "small")
 
 
+@pytest.mark.slow
 def test_smallest_params_is_where_the_probability_first_reaches_p(fit, quiet):
     law, lb = fit
     ans = q.smallest_params(law, FAM, "bench_00", 0.6, 0.8, tokens=2.0, seed=2)
@@ -104,6 +107,7 @@ def test_smallest_params_is_where_the_probability_first_reaches_p(fit, quiet):
         q.smallest_params(law, FAM, "bench_00", 0.6, 1.5, tokens=2.0)
 
 
+@pytest.mark.slow
 def test_compute_budget_agrees_with_direct_draws(fit, quiet):
     law, lb = fit
     res = q.compute_budget(law, FAM, [1e22, 1e23], benchmarks=["bench_00", "bench_02"], n_params=6, seed=2)
@@ -125,6 +129,7 @@ def test_compute_budget_agrees_with_direct_draws(fit, quiet):
         q.compute_budget(law, FAM, [-1.0])
 
 
+@pytest.mark.slow
 def test_smallest_compute_at_a_fixed_ratio(fit, quiet):
     """At 20 tokens per parameter (T = 20 N) the budget is C = 6 N T; the probability at the answer, asked
     for directly, is reached; a higher probability needs at least as much compute."""
@@ -140,6 +145,7 @@ def test_smallest_compute_at_a_fixed_ratio(fit, quiet):
     assert ans.extrapolation == (not q._inside(law, ans.params, ans.tokens))
 
 
+@pytest.mark.slow
 def test_compute_budget_stays_where_the_data_are_and_says_why_an_optimum_is_at_an_edge(fit, quiet):
     """By default each budget's sizes train on token counts inside the fitted models' range (and are sizes
     inside theirs): every point of the curve is covered by the data. A preferred size at an end of that grid
@@ -156,6 +162,7 @@ def test_compute_budget_stays_where_the_data_are_and_says_why_an_optimum_is_at_a
             assert "bounded by" in b["note"] and "not inside the grid" in b["note"]
 
 
+@pytest.mark.slow
 def test_each_warning_is_given_once_per_call_with_its_count(fit):
     """A question asks for many forecasts; each of their warnings (a never-seen family) comes once per call,
     counted, attributed to the caller, and again at the next call."""

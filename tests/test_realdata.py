@@ -42,6 +42,7 @@ def test_sloth_table_loads_as_documented():
     assert len(complete) == 175
 
 
+@pytest.mark.slow
 def test_fit_command_json(tmp_path, capsys):
     out = tmp_path / "fit.nc"
     rc = main(["fit", "--data-dir", DATA_DIR, "--skills", "2", "--chains", "2", "--warmup", "150",

@@ -52,6 +52,7 @@ def report(synthetic, tmp_path_factory):
     return rep, fam
 
 
+@pytest.mark.slow
 def test_split_target_family_keeps_the_smallest(synthetic):
     fam = _family_with(synthetic, 3)
     train, targets = split_target_family(synthetic, fam, n_train=1)
@@ -66,6 +67,7 @@ def test_split_target_family_keeps_the_smallest(synthetic):
         split_target_family(synthetic, fam, n_train=len(members))
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained_and_complete(report):
     rep, fam = report
     doc = rep.path.read_text()
@@ -83,6 +85,7 @@ def test_report_html_is_self_contained_and_complete(report):
     assert "arXiv:2412.06540" in doc and fam in doc
 
 
+@pytest.mark.slow
 def test_report_reading_matches_the_numbers(report):
     rep, fam = report
     doc = rep.path.read_text()
@@ -92,6 +95,7 @@ def test_report_reading_matches_the_numbers(report):
     assert rep.target_models and not set(rep.target_models) & set(rep.law.leaderboard_.models)
 
 
+@pytest.mark.slow
 def test_report_counts_match_the_terminal_and_forecasts_are_unconditioned(report):
     rep, fam = report
     doc = rep.path.read_text()
@@ -109,6 +113,7 @@ def test_report_counts_match_the_terminal_and_forecasts_are_unconditioned(report
     assert (cond["mean"] - free["mean"]).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_report_lists_related_families_with_sizes(report):
     rep, fam = report
     doc = rep.path.read_text()
@@ -126,11 +131,13 @@ def test_related_families_by_base_name():
     assert related_families("recurrentgemma", fams) == []
 
 
+@pytest.mark.slow
 def test_report_requires_exactly_one_target(synthetic, tmp_path):
     with pytest.raises(bs.InputError, match="exactly one"):
         forecast_report(synthetic, out=tmp_path / "r.html", log=None)
 
 
+@pytest.mark.slow
 def test_cli_report_with_new_models_of_an_unseen_family(tmp_path, capsys):
     csv = write_synthetic(tmp_path, seed=1, n_families=10, n_benchmarks=5, n_skills=2)
     new = tmp_path / "new.csv"
@@ -151,6 +158,7 @@ def test_cli_report_with_new_models_of_an_unseen_family(tmp_path, capsys):
     assert "not in the leaderboard" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_predict_seen_and_unseen_families(report, tmp_path, capsys):
     rep, fam = report
     fit = tmp_path / "fit.nc"
@@ -178,6 +186,7 @@ def test_cli_predict_seen_and_unseen_families(report, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("model,family,seen_family,extrapolation,benchmark,mean")
 
 
+@pytest.mark.slow
 def test_report_forecasts_a_model_without_tokens_and_refuses_one_without_parameters(report, tmp_path):
     """A target without a token count is forecast with imputed tokens (as SkillsLaw.forecast does) and marked
     so in the table; a target without a parameter count is refused, naming it."""
@@ -227,6 +236,7 @@ def _html_problems(doc: str, forbidden=()) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_report_html_fits_any_screen_and_shows_nothing_local(report):
     """A viewport meta tag, every table in a box that scrolls sideways (never the page), images no wider than
     the screen, no local path and no object repr; the loadings heatmap has its heading, and the back-test
@@ -242,6 +252,7 @@ def test_report_html_fits_any_screen_and_shows_nothing_local(report):
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}: the report's layout is checked in a "
                                                           "headless browser only where one is installed")
 @pytest.mark.parametrize("width", [390, 1280])

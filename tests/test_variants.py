@@ -66,6 +66,7 @@ def test_family_slopes_are_recovered(sloped):
     assert cover >= 0.76, cover
 
 
+@pytest.mark.slow
 def test_family_slopes_widen_size_extrapolation(sloped):
     """The largest model of a family seen only through its smallest model:
     with family slopes its skill carries the uncertainty of how that family
@@ -97,6 +98,7 @@ def test_unseen_family_draws_its_slope_from_the_population(sloped):
     assert float(pred["score"].min()) >= 0.0 and float(pred["score"].max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_logistic_noise_fit_recovers_noise_scale():
     """Logistic noise fitted to data simulated with normal noise of sd s: the
     logistic scale should be near s * sqrt(3) / pi (same sd), within its posterior."""
@@ -109,6 +111,7 @@ def test_logistic_noise_fit_recovers_noise_scale():
     np.testing.assert_allclose(scale, 0.03 * np.sqrt(3) / np.pi, rtol=0.35)
 
 
+@pytest.mark.slow
 def test_instruct_slope_is_recovered():
     """Instruction tuning that adds more to larger models (delta_S = 0.8 per sd of log S on top of a shift of
     0.3): the fitted slope's 90 % interval holds the truth and excludes zero."""
@@ -141,6 +144,7 @@ def jittered():
     return lb, truth, law
 
 
+@pytest.mark.slow
 def test_model_effect_scale_is_recovered(jittered):
     """The scale of the models' offsets is inside its 90 % interval, and the
     offsets themselves are recovered (each model is seen through ~5 scores)."""
@@ -366,6 +370,7 @@ def test_pooled_links_tell_two_benchmark_links_apart():
     assert "learned link per benchmark" in describe(law.spec_)
 
 
+@pytest.mark.slow
 def test_learned_link_fits_a_sigmoid_law_as_well_as_the_sigmoid():
     """On data from the sigmoid law, the learned link's posterior mean of each
     observed pair's law is within 1.5x the sigmoid fit's error against the true
