@@ -1,7 +1,8 @@
 """The posterior's geometry on the real Sloth table: what each sampler coordinate system and mass matrix costs.
 
-One row per (coordinates, adaptation, seed): the default law fitted to the whole table (every model, latent
-tokens where the table has none, as ``bayes-sloth fit`` does), with the package's own sampler. Columns:
+One row per (coordinates, adaptation, seed): the default law (with ``--skills K`` skills) fitted to the whole
+table (every model, latent tokens where the table has none, as ``bayes-sloth fit`` does), with the package's
+own sampler. Columns:
 gradient evaluations (leapfrog steps of every chain, warm-up included: the machine-independent cost), leapfrog
 steps per draw, min bulk and tail ESS, max R-hat, divergences, gradient evaluations per min ESS, whether the
 fit passes every check (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence), and the fit call's seconds
@@ -9,6 +10,7 @@ fit passes every check (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence),
 
     python benchmarks/geometry.py --data-dir ../shared/data [--seeds 0-4]
         [--coordinates scaled,anchored] [--adaptation diagonal,low-rank] [--chains 4 --warmup 1000 --draws 1000]
+        [--skills K]        # the number of skills (default: the law's)
         [--out FILE]        # also write the table there, with this command
         [--quick]           # 2 x 20 x 20, seed 0: checks that the script runs, measures nothing
 """
@@ -21,6 +23,7 @@ import warnings
 from harness import BenchmarkParser, Transcript, load_table, markdown_header, markdown_row, run_fit
 
 import bayes_sloth as bs
+from bayes_sloth.core.options import LawOptions
 
 COLUMNS = ("coordinates", "adaptation", "seed", "gradient evals", "steps/draw", "min ESS bulk", "min ESS tail",
            "max R-hat", "div", "grads per min ESS", "passes", "fit s")
@@ -37,6 +40,7 @@ def main(argv=None):
     ap.add_sampler(chains=4, warmup=1000, draws=1000)
     ap.add_argument("--coordinates", type=_names, default=_names("scaled,anchored"))
     ap.add_argument("--adaptation", type=_names, default=_names("diagonal"))
+    ap.add_argument("--skills", type=int, default=LawOptions.n_skills, help="the number of skills K")
     ap.add_out()
     ap.add_quick(chains=2, warmup=20, draws=20, seeds=[0])
     args = ap.parse(argv)
@@ -44,14 +48,16 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     lb = load_table(args.data_dir)
     with Transcript(args.out, args.command) as out:
-        out.print(f"# {lb!r}; default law; {args.chains} chains x ({args.warmup} warmup + {args.draws} draws)")
+        out.print(f"# {lb!r}; default law, K = {args.skills}; {args.chains} chains x ({args.warmup} warmup + "
+                  f"{args.draws} draws)")
         out.print(markdown_header(COLUMNS))
         for coords in args.coordinates:
             for adaptation in args.adaptation:
                 per_ess = []
                 for seed in args.seeds:
-                    law, n = run_fit(lb, coordinates=coords, adaptation=adaptation, chains=args.chains,
-                                     warmup=args.warmup, draws=args.draws, seed=seed, progress=False)
+                    _law, n = run_fit(lb, n_skills=args.skills, coordinates=coords, adaptation=adaptation,
+                                     chains=args.chains, warmup=args.warmup, draws=args.draws, seed=seed,
+                                     progress=False)
                     steps = n.draw_gradient_evaluations / (n.chains * n.draws_per_chain)
                     per_ess.append(n.gradients_per_ess)
                     out.print(markdown_row([
