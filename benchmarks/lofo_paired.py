@@ -17,10 +17,13 @@ table cannot say:
   on the other n_train of the same benchmark set ("other n"), and the one
   variant best on average over the six cells ("one for all").
 
+``--against NAME=CACHE/TAG`` also pairs each law with another law's cached cells, group by group: the
+difference in MAE (with its interval), CRPS and log score per cell and pooled over all test groups.
+
 ::
 
     python benchmarks/lofo_paired.py K4=CACHE/K4_normal_instr_meff_mono_all_c2w200d200 \\
-        --paper-groups ../shared/reference/sloth_lofo_mae_by_group.csv
+        --paper-groups ../shared/reference/sloth_lofo_mae_by_group.csv [--against K3=CACHE/K3_...]
 """
 
 from __future__ import annotations
@@ -61,12 +64,45 @@ def paired(ours: pd.Series, theirs: pd.Series, rng) -> dict:
             "hi": np.quantile(boot, 0.95), "wins": int((d < 0).sum()), "groups": len(d)}
 
 
+def group_scores(prefix: str, s: str, n: int, point: str) -> pd.DataFrame:
+    """Per test group of one cached cell: the MAE of the point forecast, the mean CRPS and the mean log score."""
+    _, pairs = load(prefix, s, n)
+    pairs = pairs.assign(err=(pairs[point] - pairs["observed"]).abs())
+    return pairs.groupby("group")[["err", "crps", "lpd"]].mean()
+
+
+def versus(out, name: str, prefix: str, other: str, other_prefix: str, point: str) -> None:
+    """Print ``name`` minus ``other`` per test group: each cell and all groups pooled (resamples fixed as above)."""
+    out.print(f"\n**{name} minus {other}**, paired by test group (negative MAE and CRPS, positive log score: "
+              f"{name} is better); MAE with its 90 % bootstrap interval over groups and the groups where it is "
+              f"lower.\n")
+    out.print("| cell | MAE difference | groups better | CRPS difference | log score difference |")
+    out.print("|---|---|---|---|---|")
+    diffs = []
+    for c, (s, n) in enumerate(CELLS):
+        a, b = group_scores(prefix, s, n, point), group_scores(other_prefix, s, n, point)
+        p = paired(a["err"], b["err"], np.random.default_rng([SEED, c]))
+        d = a - b.loc[a.index]
+        diffs.append(d)
+        out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {p['diff']:+.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] | "
+                  f"{p['wins']}/{p['groups']} | {d['crps'].mean():+.4f} | {d['lpd'].mean():+.3f} |")
+    d = pd.concat(diffs)
+    rng = np.random.default_rng([SEED, len(CELLS)])
+    boot = d.to_numpy()[rng.integers(0, len(d), size=(N_BOOT, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(boot, [0.05, 0.95], axis=0)
+    cols = {c: i for i, c in enumerate(d.columns)}
+    out.print(f"| all {len(d)} groups | {d['err'].mean():+.4f} [{lo[cols['err']]:+.4f}, {hi[cols['err']]:+.4f}] | "
+              f"{int((d['err'] < 0).sum())}/{len(d)} | {d['crps'].mean():+.4f} [{lo[cols['crps']]:+.4f}, "
+              f"{hi[cols['crps']]:+.4f}] | {d['lpd'].mean():+.3f} [{lo[cols['lpd']]:+.3f}, {hi[cols['lpd']]:+.3f}] |")
+
+
 def main(argv=None) -> int:
     ap = BenchmarkParser(__doc__, __file__)
     ap.add_argument("laws", nargs="+", metavar="NAME=CACHE/TAG", help="a law's name and its cells' path prefix")
     ap.add_argument("--paper-groups", default="../shared/reference/sloth_lofo_mae_by_group.csv",
                     help="the paper's per-group errors (sloth_lofo_mae_by_group.csv)")
     ap.add_argument("--point", choices=("mean", "median"), default="mean")
+    ap.add_argument("--against", metavar="NAME=CACHE/TAG", help="another law's cells to pair each law with")
     ap.add_out()
     args = ap.parse(argv)
     paper = paper_by_group(args.paper_groups)
@@ -104,6 +140,8 @@ def main(argv=None) -> int:
                 out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {ours.mean():.4f} | "
                           + " | ".join(cells) + " |")
             out.print("| at or below | | " + " | ".join(f"{at_or_below[r]}/{len(CELLS)}" for r in refs) + " |")
+            if args.against:
+                versus(out, name, prefix, *args.against.rsplit("=", 1), args.point)
     return 0
 
 
