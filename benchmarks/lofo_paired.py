@@ -127,9 +127,7 @@ def main(argv=None) -> int:
             out.print("|---|---|" + "---|" * len(refs))
             at_or_below = dict.fromkeys(refs, 0)
             for c, (s, n) in enumerate(CELLS):
-                _, pairs = load(prefix, s, n)
-                pairs = pairs.assign(err=(pairs[args.point] - pairs["observed"]).abs())
-                ours = pairs.groupby("group")["err"].mean()
+                ours = group_scores(prefix, s, n, args.point)["err"]
                 cells = []
                 for r in refs:
                     method = r if r.startswith("sloth_") else choice[(s, n)][r]

@@ -55,6 +55,8 @@ def old_fit(tiny_fit, tmp_path):
 
 
 def _intact(path: Path, data: bytes, forecast: np.ndarray):
+    # the same file on the same machine before and after a failed save: untouched means byte for byte (nothing
+    # is recomputed here, so no float rounding enters)
     assert path.read_bytes() == data, "the previous fit file was changed"
     assert np.array_equal(_forecast(bs.SkillsLaw.load(path)), forecast)
 
@@ -183,7 +185,7 @@ def test_a_full_disk_is_one_error_line_in_a_real_process(tiny_fit, tmp_path, com
         r.stderr
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
     assert all(ln.startswith(("warning:", "error:")) for ln in r.stderr.splitlines() if ln.strip()), r.stderr
-    assert out.read_bytes() == before
+    assert out.read_bytes() == before  # the file left in place, not a recomputation: exact bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["board.csv", "new.csv", out.name]), \
         "a temporary or lock file was left behind"
 
