@@ -66,8 +66,12 @@ def _leading(Z: np.ndarray, k: int) -> np.ndarray:
 
 
 def estimate(x: np.ndarray, g: np.ndarray, *, max_rank: int = MAX_RANK, cutoff: float = CUTOFF,
-             dtype=np.float32) -> dict:
+             dtype=np.float32, mask=None) -> dict:
     """The preconditioner of draws ``x`` (S, n) and their potential's gradients ``g`` (S, n) (module docstring).
+
+    ``mask`` (n,) bool: the coordinates the low-rank correction may use (default: all); the others keep the
+    diagonal only (their rows of U are zero). A coordinate whose posterior is far from Gaussian (a simplex's
+    near its edge) is better left out: a direction scaled for the bulk there overshoots in the tail.
 
     Returns ``{"mu", "d", "U", "s", "s_inv"}`` for :func:`to_x` and :func:`to_u` (``d`` is sqrt D, ``s`` and
     ``s_inv`` hold s - 1 and 1/s - 1 of the kept directions, ``U`` their orthonormal basis; a zero column when
@@ -75,6 +79,17 @@ def estimate(x: np.ndarray, g: np.ndarray, *, max_rank: int = MAX_RANK, cutoff: 
     x = np.asarray(x, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     S, n = x.shape
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"mask must have one entry per coordinate ({n}), got shape {mask.shape}")
+        if not mask.all():
+            inner = estimate(x[:, mask], g[:, mask], max_rank=max_rank, cutoff=cutoff, dtype=np.float64)
+            outer = estimate(x, g, max_rank=0, cutoff=cutoff, dtype=np.float64)  # the diagonal of every coordinate
+            U = np.zeros((n, 2 * max_rank))
+            U[mask] = inner["U"]
+            return {"mu": outer["mu"].astype(dtype), "d": outer["d"].astype(dtype), "U": U.astype(dtype),
+                    "s": inner["s"].astype(dtype), "s_inv": inner["s_inv"].astype(dtype)}
     mu = x.mean(axis=0)
     sx, sg = x.std(axis=0), g.std(axis=0)
     ok = (sx > 0) & (sg > 0) & np.isfinite(sx) & np.isfinite(sg)

@@ -36,7 +36,7 @@ from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .programs import bounded_jit, cached
 from .progress import as_reporter
-from .sites import checked, posterior_dims
+from .sites import checked, posterior_dims, simplex_sites
 from .variational import INIT_SPREAD, SVI_CACHE, fit_svi, svi_init_params, svi_run, svi_variances
 
 _CHAIN_AXIS = "chains"
@@ -457,13 +457,23 @@ def _build_lowrank(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: 
             _spread({"draw": (partial(draw2, n=d_piece), 1)}, draw_run, method, n_devices, 1))
 
 
-def lowrank_warmup(warm1, warm2, keys, init, data, dtype):
+def lowrank_mask(z: dict, diagonal: tuple[str, ...]) -> np.ndarray:
+    """Per flattened coordinate of the chains' unconstrained state ``z`` (site -> (chain, ...)), in the order
+    ``ravel_pytree`` flattens one chain's: False for the sites in ``diagonal``."""
+    leaves = jax.tree_util.tree_flatten_with_path(z)[0]
+    return np.concatenate([np.full(int(np.prod(np.shape(v)[1:], dtype=int)), path[0].key not in diagonal)
+                           for path, v in leaves])
+
+
+def lowrank_warmup(warm1, warm2, keys, init, data, dtype, diagonal: tuple[str, ...] = ()):
     """Both warm-up phases of ``adaptation="low-rank"``, the preconditioner estimated in between from every
-    chain's collected draws and gradients. Returns (states, warm-up leapfrog steps per chain, preconditioner)."""
+    chain's collected draws and gradients, the sites in ``diagonal`` (on a simplex: :func:`simplex_sites`)
+    left to the diagonal. Returns (states, warm-up leapfrog steps per chain, preconditioner)."""
     states, steps1, z, g = warm1(keys, init, data)
     z, g = (np.asarray(jax.device_get(a)) for a in (z, g))
+    mask = lowrank_mask(states.z, diagonal) if diagonal else None
     pre = as_jax(estimate(z.reshape(-1, z.shape[-1]), g.reshape(-1, g.shape[-1]), max_rank=mass.MAX_RANK,
-                          cutoff=mass.CUTOFF), dtype)
+                          cutoff=mass.CUTOFF, mask=mask), dtype)
     states, steps2 = warm2(states, pre, data)
     return states, np.asarray(steps1) + np.asarray(steps2), pre
 
@@ -522,7 +532,8 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
     try:
         if cfg.adaptation == "low-rank":
             warm1, warm2, draw_pre = runs
-            states, warm_steps, pre = lowrank_warmup(warm1, warm2, keys, init, data, real_dtype())
+            states, warm_steps, pre = lowrank_warmup(warm1, warm2, keys, init, data, real_dtype(),
+                                                     diagonal=simplex_sites(spec))
             draw = partial(_with_pre, draw_pre, pre)
         else:
             states, warm_steps = warm(keys, init, data)

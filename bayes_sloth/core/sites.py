@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
+from numpyro.distributions import constraints
 
 from .covariates import COVARIATES
 from .links import LINK_KNOTS
@@ -49,6 +50,8 @@ class Site:
     #: for a pooled effect: the site of its scale, and the group (plate) whose members it pools
     scale: str | None = None
     group: str | None = None
+    #: a sampled site on the simplex (the link's knot weights): far from Gaussian near its edges
+    simplex: bool = False
 
     @property
     def checked(self) -> bool:
@@ -90,7 +93,8 @@ def site_table(spec: ModelSpec) -> dict[str, Site]:
         model = handlers.seed(skills_law, jax.random.PRNGKey(0))
         tr = handlers.trace(model).get_trace(spec, **data)
         # observed sample sites are data or factors (the token regression, an offset frame's Jacobian)
-        return {k: {"type": s["type"], "dims": _dims(s), "infer": dict(s.get("infer") or {})}
+        return {k: {"type": s["type"], "dims": _dims(s), "infer": dict(s.get("infer") or {}),
+                    "simplex": s["type"] == "sample" and s["fn"].support is constraints.simplex}
                 for k, s in tr.items() if s["type"] == "deterministic" or (s["type"] == "sample" and not s["is_observed"])}
 
     box = []
@@ -113,13 +117,18 @@ def site_table(spec: ModelSpec) -> dict[str, Site]:
         else:
             role = "parameter" if kind == "sample" else "derived"
         table[name] = Site(name, kind, s["dims"], role, coordinate=coord, scale=info.get("scale"),
-                           group=info.get("group"))
+                           group=info.get("group"), simplex=s["simplex"])
     return table
 
 
 def sampled(spec: ModelSpec) -> tuple[str, ...]:
     """Names of the sampled sites: what a fit stores, and what every other site is computed from."""
     return tuple(n for n, s in site_table(spec).items() if s.kind == "sample")
+
+
+def simplex_sites(spec: ModelSpec) -> tuple[str, ...]:
+    """Names of the sampled sites on a simplex, which a low-rank mass matrix leaves to its diagonal."""
+    return tuple(n for n, s in site_table(spec).items() if s.kind == "sample" and s.simplex)
 
 
 def checked(spec: ModelSpec) -> tuple[str, ...]:
