@@ -16,6 +16,8 @@ table cannot say:
   d before seeing them. Two honest choices are shown: the variant that is best
   on the other n_train of the same benchmark set ("other n"), and the one
   variant best on average over the six cells ("one for all").
+- **All test groups at once.** The row "all N groups" pools the six cells' test groups (73 on the Sloth
+  table), each group weighing the same, with its own bootstrap interval (seed (0, 6)).
 
 ``--against NAME=CACHE/TAG`` also pairs each law with another law's cached cells, group by group: the
 difference in MAE (with its interval), CRPS and log score per cell and pooled over all test groups.
@@ -62,6 +64,10 @@ def paired(ours: pd.Series, theirs: pd.Series, rng) -> dict:
     boot = d[rng.integers(0, len(d), size=(N_BOOT, len(d)))].mean(axis=1)
     return {"diff": d.mean(), "se": d.std(ddof=1) / np.sqrt(len(d)), "lo": np.quantile(boot, 0.05),
             "hi": np.quantile(boot, 0.95), "wins": int((d < 0).sum()), "groups": len(d)}
+
+
+def _cell(p: dict) -> str:
+    return f"{p['diff']:+.4f} ± {p['se']:.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] {p['wins']}/{p['groups']}"
 
 
 def group_scores(prefix: str, s: str, n: int, point: str) -> pd.DataFrame:
@@ -126,17 +132,27 @@ def main(argv=None) -> int:
             out.print("| cell | MAE | " + " | ".join(f"vs {r}" for r in refs) + " |")
             out.print("|---|---|" + "---|" * len(refs))
             at_or_below = dict.fromkeys(refs, 0)
+            pooled = {r: ([], []) for r in refs}  # (ours, the paper's) per group, every cell
             for c, (s, n) in enumerate(CELLS):
                 ours = group_scores(prefix, s, n, args.point)["err"]
                 cells = []
                 for r in refs:
                     method = r if r.startswith("sloth_") else choice[(s, n)][r]
-                    p = paired(ours, paper.loc[(s, n)][method], np.random.default_rng([SEED, c]))
+                    theirs = paper.loc[(s, n)][method]
+                    p = paired(ours, theirs, np.random.default_rng([SEED, c]))
                     at_or_below[r] += p["diff"] <= 0
-                    cells.append(f"{p['diff']:+.4f} ± {p['se']:.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] "
-                                 f"{p['wins']}/{p['groups']}")
+                    cells.append(_cell(p))
+                    key = [f"{s}/{n}/{g}" for g in ours.index]
+                    pooled[r][0].append(pd.Series(ours.to_numpy(), index=key))
+                    pooled[r][1].append(pd.Series(theirs.loc[ours.index].to_numpy(), index=key))
                 out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {ours.mean():.4f} | "
                           + " | ".join(cells) + " |")
+            # all test groups of the six cells at once, each group weighing the same (resamples seeded apart)
+            every = {r: paired(pd.concat(a), pd.concat(b), np.random.default_rng([SEED, len(CELLS)]))
+                     for r, (a, b) in pooled.items()}
+            ours_all = pd.concat(pooled[refs[0]][0])
+            out.print(f"| all {len(ours_all)} groups | {ours_all.mean():.4f} | "
+                      + " | ".join(_cell(every[r]) for r in refs) + " |")
             out.print("| at or below | | " + " | ".join(f"{at_or_below[r]}/{len(CELLS)}" for r in refs) + " |")
             if args.against:
                 versus(out, name, prefix, *args.against.rsplit("=", 1), args.point)
