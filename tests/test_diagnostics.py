@@ -107,3 +107,16 @@ def test_funnel_advice_raises_target_accept_only_when_there_is_room():
                           for ta in (0.9, 0.99, None))
     assert "raise target_accept" in low and "raise target_accept" in unknown
     assert "raise target_accept" not in high and "already 0.99" in high and "funnel" in high
+
+
+def test_chains_that_never_moved_are_a_verdict_not_a_crash():
+    """Every draw of every chain the same (a sampler stuck at its start): R-hat is undefined, and the verdict
+    says so instead of failing to name the worst parameter."""
+    from bayes_sloth.core.diagnostics import diagnose
+
+    rng = np.random.default_rng(2)
+    idata = _idata(rng, np.full((4, 50, 3), 0.05))
+    idata.posterior["tau"] = idata.posterior["tau"] * 0 + 1.0
+    d = diagnose(idata)
+    assert not d.ok
+    assert any(p.startswith("R-hat undefined") and "stuck" in p for p in d.problems), d.problems

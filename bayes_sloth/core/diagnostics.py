@@ -243,7 +243,7 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
         bfmi = [float(b) for b in np.atleast_1d(az.bfmi(idata))]
     depth_hits = int((stats["tree_depth"] >= max_tree_depth).sum()) if "tree_depth" in stats else 0
 
-    max_rhat = float(np.nanmax(rhat)) if rhat.size else float("nan")
+    max_rhat = float(np.nanmax(rhat)) if rhat.size and np.isfinite(rhat).any() else float("nan")
     min_b = float(np.nanmin(ess_b)) if ess_b.size else float("nan")
     min_t = float(np.nanmin(ess_t)) if ess_t.size else float("nan")
     problems = []
@@ -252,6 +252,9 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     if n_chains < 2:
         problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains "
                         "(chains=4, --chains 4)")
+    elif not table["r_hat"].astype(float).notna().any():
+        problems.append("R-hat undefined: no chain moved (every draw of every parameter the same): the sampler was "
+                        "stuck where it started; run a longer warm-up (warmup=, --warmup)")
     elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
         problems.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; "
