@@ -9,8 +9,9 @@ fit passes every check (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence),
 (compare these only between rows of one run on a quiet machine).
 
     python benchmarks/geometry.py --data-dir ../shared/data [--seeds 0-4]
-        [--coordinates scaled,anchored] [--adaptation diagonal,low-rank] [--chains 4 --warmup 1000 --draws 1000]
+        [--coordinates scaled,anchored] [--adaptation low-rank,diagonal] [--chains 4 --warmup 1000 --draws 1000]
         [--skills K]        # the number of skills (default: the law's)
+        [--save DIR]        # keep each fit, for benchmarks/directions.py
         [--out FILE]        # also write the table there, with this command
         [--quick]           # 2 x 20 x 20, seed 0: checks that the script runs, measures nothing
 """
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import statistics
 import warnings
+from pathlib import Path
 
 from harness import BenchmarkParser, Transcript, load_table, markdown_header, markdown_row, run_fit
 
 import bayes_sloth as bs
-from bayes_sloth.core.options import LawOptions
+from bayes_sloth.core.options import LawOptions, SamplerOptions
 
 COLUMNS = ("coordinates", "adaptation", "seed", "gradient evals", "steps/draw", "min ESS bulk", "min ESS tail",
            "max R-hat", "div", "grads per min ESS", "passes", "fit s")
@@ -39,8 +41,10 @@ def main(argv=None):
     ap.add_seeds(default="0")
     ap.add_sampler(chains=4, warmup=1000, draws=1000)
     ap.add_argument("--coordinates", type=_names, default=_names("scaled,anchored"))
-    ap.add_argument("--adaptation", type=_names, default=_names("diagonal"))
+    ap.add_argument("--adaptation", type=_names, default=[SamplerOptions.adaptation])
     ap.add_argument("--skills", type=int, default=LawOptions.n_skills, help="the number of skills K")
+    ap.add_argument("--save", metavar="DIR", help="also save each fit there (K<k>_<coordinates>_<adaptation>_"
+                    "seed<s>.nc), for benchmarks/directions.py")
     ap.add_out()
     ap.add_quick(chains=2, warmup=20, draws=20, seeds=[0])
     args = ap.parse(argv)
@@ -55,9 +59,12 @@ def main(argv=None):
             for adaptation in args.adaptation:
                 per_ess = []
                 for seed in args.seeds:
-                    _law, n = run_fit(lb, n_skills=args.skills, coordinates=coords, adaptation=adaptation,
+                    law, n = run_fit(lb, n_skills=args.skills, coordinates=coords, adaptation=adaptation,
                                      chains=args.chains, warmup=args.warmup, draws=args.draws, seed=seed,
                                      progress=False)
+                    if args.save:  # for benchmarks/directions.py
+                        Path(args.save).mkdir(parents=True, exist_ok=True)
+                        law.save(Path(args.save) / f"K{args.skills}_{coords}_{adaptation}_seed{seed}.nc")
                     steps = n.draw_gradient_evaluations / (n.chains * n.draws_per_chain)
                     per_ess.append(n.gradients_per_ess)
                     out.print(markdown_row([

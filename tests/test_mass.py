@@ -105,7 +105,7 @@ def test_a_low_rank_fit_agrees_with_the_diagonal_one():
     kw = dict(TINY_FIT, warmup=300, draws=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = bs.SkillsLaw(**kw).fit(frame)
+        a = bs.SkillsLaw(adaptation="diagonal", **kw).fit(frame)
         b = bs.SkillsLaw(adaptation="low-rank", **kw).fit(frame)
     assert b.diagnostics_.divergences == 0
     for name in ("tau", "slopes", "intercept", "sigma"):

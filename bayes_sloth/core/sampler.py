@@ -91,6 +91,12 @@ class SamplerConfig:
     def auto(self) -> bool:
         return self.draws == "auto"
 
+    @property
+    def lowrank(self) -> bool:
+        """Whether the low-rank mass matrix is used: asked for, and a warm-up long enough for both of its phases
+        (:data:`LOWRANK_MIN_WARMUP`); a shorter one uses the diagonal."""
+        return self.adaptation == "low-rank" and self.warmup >= LOWRANK_MIN_WARMUP
+
 
 _SAMPLER_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 
@@ -192,6 +198,12 @@ def _chain_programs(spec: ModelSpec, cfg: SamplerConfig):
 #: Share of the warm-up spent before the low-rank mass matrix is estimated (``adaptation="low-rank"``), and the
 #: share of that first phase whose draws and gradients it is estimated from (its last iterations).
 FIRST_PHASE, COLLECTED = 0.4, 0.5
+
+
+#: Shortest warm-up with which ``adaptation="low-rank"`` estimates its correction (80 iterations before it, 40
+#: of them collected per chain, and 120 after it to adapt the step size and the diagonal in the new
+#: coordinates); a shorter warm-up uses the diagonal mass matrix alone.
+LOWRANK_MIN_WARMUP = 200
 
 
 def warmup_phases(warmup: int) -> tuple[int, int]:
@@ -398,7 +410,7 @@ def get_sampler(spec: ModelSpec, cfg: SamplerConfig, method: str, n_devices: int
         return (_spread({"start": (start, 2), "warm": (partial(warm, n=w_piece), 1)}, warm_run, method, n_devices, 2),
                 _spread({"draw": (partial(draw, n=d_piece), 1)}, draw_run, method, n_devices, 1))
 
-    if cfg.adaptation == "low-rank":
+    if cfg.lowrank:
         return cached(_SAMPLER_CACHE, key + ("low-rank",), lambda: _build_lowrank(spec, cfg, method, n_devices))
     return cached(_SAMPLER_CACHE, key, build)
 
@@ -501,7 +513,7 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         warn_sequential_chains(cfg.chains)
     n_dev = _devices_for(cfg.chains, method)
     runs = get_sampler(spec, cfg, method, n_dev)
-    if cfg.adaptation != "low-rank":
+    if not cfg.lowrank:
         warm, draw = runs
     # nothing run yet: compiled, or read from the compile cache, on first use
     fresh = not any(p.n_kept for p in getattr(runs[0], "programs", ()))
@@ -530,7 +542,7 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         progress.running_at_once(cfg.chains if method == "vectorized" else n_dev if method == "parallel" else 1)
     _PROGRESS[:] = [progress, cfg.warmup + (cfg.max_draws if cfg.auto else int(cfg.draws))]
     try:
-        if cfg.adaptation == "low-rank":
+        if cfg.lowrank:
             warm1, warm2, draw_pre = runs
             states, warm_steps, pre = lowrank_warmup(warm1, warm2, keys, init, data, real_dtype(),
                                                      diagonal=simplex_sites(spec))
