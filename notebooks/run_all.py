@@ -6,7 +6,9 @@
 Run it from the repository's virtual environment (its ``python3`` kernel is
 this interpreter) after anything that changes the law's draws, and commit the
 notebooks it writes: their outputs are what a reader sees on a code host
-without running anything. Each notebook runs in a fresh kernel (nbclient)
+without running anything, so they are a reader's run (the package's defaults,
+``draws="auto"``), never CI's small draws (``BAYES_SLOTH_NOTEBOOKS=small`` is
+unset here). Each notebook runs in a fresh kernel (nbclient)
 in this folder, with the Sloth table that ships with the package (or
 ``$BAYES_SLOTH_DATA_DIR``); a cell that fails stops that notebook, which is
 then left as it was, and the script exits non-zero.
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
         print(f"no notebook in {HERE} starts with {' or '.join(prefixes)}", file=sys.stderr)
         return 2
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures (as PNG)
+    os.environ.pop("BAYES_SLOTH_NOTEBOOKS", None)  # a reader's run: the defaults, not CI's small draws
     failed = 0
     print("| notebook | seconds | image outputs | stderr outputs |")
     print("| --- | ---: | ---: | ---: |")

@@ -83,12 +83,16 @@ def test_notebooks_are_committed_executed_with_small_readable_outputs():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert [c.get("execution_count") for c in code] == list(range(1, len(code) + 1)), \
             f"{path.name} is not executed top to bottom: run notebooks/run_all.py"
-        assert "Small draws for CI" in "".join(c.source for c in nb.cells)
+        assert "BAYES_SLOTH_NOTEBOOKS=small" in "".join(c.source for c in nb.cells)
         assert output_problems(nb) == [], path.name
         for c in code:
             if ".fit(" in c.source and "progress=False" not in c.source and "SAMPLER = dict(" not in c.source:
                 shown = [o for o in c.get("outputs", []) if o.get("data", {}).get("text/plain", "").startswith("fit: ")]
                 assert len(shown) == 1 and shown[0]["data"]["text/plain"].startswith("fit: done"), (path.name, c.source)
+                # committed outputs are a reader's run (defaults, draws="auto"), not CI's small draws
+                assert ", converged" in shown[0]["data"]["text/plain"], (path.name, shown[0]["data"]["text/plain"])
+        texts = [o.get("text", "") for c in code for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+        assert not any("NOT converged" in t for t in texts), f"{path.name}: a committed fit did not converge"
         images = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
         assert images >= 1, path.name
     assert total < 8e6, f"the notebooks take {total / 1e6:.1f} MB"
@@ -109,6 +113,7 @@ def test_notebook_runs(path, monkeypatch):
         pytest.skip("real Sloth table not found: set BAYES_SLOTH_DATA_DIR or put it in ../shared/data")
     monkeypatch.setenv("BAYES_SLOTH_DATA_DIR", str(data))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BAYES_SLOTH_NOTEBOOKS", "small")  # CI's small draws; the committed outputs are a full run
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     out = _run(nb)
