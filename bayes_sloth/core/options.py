@@ -218,9 +218,10 @@ class SamplerOptions(_Record):
                                     "accelerator) or one after another; default: parallel on a CPU with "
                                     "several devices, vectorized on an accelerator",
                                     (None, "parallel", "vectorized", "sequential"))
-    adaptation: str = _opt("low-rank", "NUTS's mass matrix: diagonal plus a low-rank correction learned from the "
-                           "warm-up's draws and gradients partway through it (low-rank; the link's knot weights "
-                           "keep the diagonal; a warm-up under 200 iterations uses the diagonal), or diagonal only", ("low-rank", "diagonal"))
+    adaptation: str = _opt("diagonal", "NUTS's mass matrix: diagonal, or diagonal plus a low-rank correction learned "
+                           "from the warm-up's draws and gradients partway through it (low-rank; the link's knot "
+                           "weights keep the diagonal; a warm-up under 200 iterations uses the diagonal alone)",
+                           ("diagonal", "low-rank"))
     init: str = _opt("svi", "chain starts: overdispersed draws of a short variational fit, or uniform in "
                      "(-2, 2) on the unconstrained scale", ("svi", "uniform"))
     method: str = _opt("nuts", "nuts, or svi: a fast mean-field variational approximation (no convergence "
