@@ -132,9 +132,11 @@ def main(argv=None) -> int:
             out.print("| cell | MAE | " + " | ".join(f"vs {r}" for r in refs) + " |")
             out.print("|---|---|" + "---|" * len(refs))
             at_or_below = dict.fromkeys(refs, 0)
-            pooled = {r: ([], []) for r in refs}  # (ours, the paper's) per group, every cell
+            ours_parts, theirs_parts = [], {r: [] for r in refs}  # per group, every cell
             for c, (s, n) in enumerate(CELLS):
                 ours = group_scores(prefix, s, n, args.point)["err"]
+                key = [f"{s}/{n}/{g}" for g in ours.index]  # a group's name is unique only within its cell
+                ours_parts.append(pd.Series(ours.to_numpy(), index=key))
                 cells = []
                 for r in refs:
                     method = r if r.startswith("sloth_") else choice[(s, n)][r]
@@ -142,15 +144,13 @@ def main(argv=None) -> int:
                     p = paired(ours, theirs, np.random.default_rng([SEED, c]))
                     at_or_below[r] += p["diff"] <= 0
                     cells.append(_cell(p))
-                    key = [f"{s}/{n}/{g}" for g in ours.index]
-                    pooled[r][0].append(pd.Series(ours.to_numpy(), index=key))
-                    pooled[r][1].append(pd.Series(theirs.loc[ours.index].to_numpy(), index=key))
+                    theirs_parts[r].append(pd.Series(theirs.loc[ours.index].to_numpy(), index=key))
                 out.print(f"| {s.replace('leaderboard_', '')}/n{n} | {ours.mean():.4f} | "
                           + " | ".join(cells) + " |")
             # all test groups of the six cells at once, each group weighing the same (resamples seeded apart)
-            every = {r: paired(pd.concat(a), pd.concat(b), np.random.default_rng([SEED, len(CELLS)]))
-                     for r, (a, b) in pooled.items()}
-            ours_all = pd.concat(pooled[refs[0]][0])
+            ours_all = pd.concat(ours_parts)
+            every = {r: paired(ours_all, pd.concat(parts), np.random.default_rng([SEED, len(CELLS)]))
+                     for r, parts in theirs_parts.items()}
             out.print(f"| all {len(ours_all)} groups | {ours_all.mean():.4f} | "
                       + " | ".join(_cell(every[r]) for r in refs) + " |")
             out.print("| at or below | | " + " | ".join(f"{at_or_below[r]}/{len(CELLS)}" for r in refs) + " |")

@@ -67,7 +67,7 @@ def test_masked_coordinates_keep_the_diagonal_only():
     np.testing.assert_allclose(pre["d"], full["d"], rtol=1e-12)  # every coordinate's own scale as before
     assert _condition(pre, cov) < 2.0  # the narrow direction is corrected as without a mask
     # a masked coordinate of the narrow direction keeps it narrow: the correction cannot move what it may not
-    # use (the link's knot weights in the law's narrowest direction, benchmarks/results/geometry.md)
+    # use (the link's knot weights in the law's narrowest direction, benchmarks/results/geometry_lowrank.md)
     mask[0] = False
     partial = mass.estimate(x, g, dtype=np.float64, mask=mask)
     assert _condition(partial, cov) > 10 * _condition(pre, cov)

@@ -252,7 +252,7 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     if n_chains < 2:
         problems.append("only one chain: R-hat cannot be computed and convergence cannot be judged; run >= 4 chains "
                         "(chains=4, --chains 4)")
-    elif not table["r_hat"].astype(float).notna().any():
+    elif np.isnan(max_rhat):  # every R-hat undefined
         problems.append("R-hat undefined: no chain moved (every draw of every parameter the same): the sampler was "
                         "stuck where it started; run a longer warm-up (warmup=, --warmup)")
     elif not max_rhat <= RHAT_MAX:

@@ -207,8 +207,9 @@ LOWRANK_MIN_WARMUP = 200
 
 
 def warmup_phases(warmup: int) -> tuple[int, int]:
-    """Iterations of the two warm-up phases of ``adaptation="low-rank"``: (before, after) the estimate."""
-    w1 = min(max(int(round(FIRST_PHASE * warmup)), 60), warmup - 20) if warmup >= 80 else warmup
+    """Iterations of the two warm-up phases of ``adaptation="low-rank"`` (``warmup >= LOWRANK_MIN_WARMUP``):
+    (before, after) the estimate."""
+    w1 = min(max(int(round(FIRST_PHASE * warmup)), 60), warmup - 20)
     return w1, warmup - w1
 
 
