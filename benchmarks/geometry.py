@@ -11,6 +11,8 @@ fit passes every check (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence),
     python benchmarks/geometry.py --data-dir ../shared/data [--seeds 0-4]
         [--coordinates scaled,anchored] [--adaptation low-rank,diagonal] [--chains 4 --warmup 1000 --draws 1000]
         [--skills K]        # the number of skills (default: the law's)
+        [--families N]      # only N families drawn at random (numpy seed --subset-seed, default 0), every
+                            # model of each: how the coordinates fare when few families pin the skills' spread
         [--save DIR]        # keep each fit, for benchmarks/directions.py
         [--out FILE]        # also write the table there, with this command
         [--quick]           # 2 x 20 x 20, seed 0: checks that the script runs, measures nothing
@@ -21,6 +23,8 @@ from __future__ import annotations
 import statistics
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from harness import BenchmarkParser, Transcript, load_table, markdown_header, markdown_row, run_fit
 
@@ -35,6 +39,15 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def family_subset(lb: bs.Leaderboard, n: int, seed: int) -> bs.Leaderboard:
+    """Every model of ``n`` families drawn without replacement (``numpy.random.default_rng(seed)``)."""
+    families = sorted(lb.covariates["family"].unique())
+    if not 0 < n <= len(families):
+        raise SystemExit(f"--families must be between 1 and {len(families)}, got {n}")
+    keep = set(np.random.default_rng(seed).choice(families, size=n, replace=False))
+    return lb.select(models=[m for m in lb.covariates.index if lb.covariates.loc[m, "family"] in keep])
+
+
 def main(argv=None):
     ap = BenchmarkParser(__doc__, __file__)
     ap.add_data_dir()
@@ -43,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--coordinates", type=_names, default=_names("scaled,anchored"))
     ap.add_argument("--adaptation", type=_names, default=[SamplerOptions.adaptation])
     ap.add_argument("--skills", type=int, default=LawOptions.n_skills, help="the number of skills K")
+    ap.add_argument("--families", type=int, default=0, help="fit only this many families, drawn at random (0: all)")
+    ap.add_argument("--subset-seed", type=int, default=0, help="numpy seed of the families' draw")
     ap.add_argument("--save", metavar="DIR", help="also save each fit there (K<k>_<coordinates>_<adaptation>_"
                     "seed<s>.nc), for benchmarks/directions.py")
     ap.add_out()
@@ -51,6 +66,8 @@ def main(argv=None):
     bs.configure()
     warnings.simplefilter("ignore")
     lb = load_table(args.data_dir)
+    if args.families:
+        lb = family_subset(lb, args.families, args.subset_seed)
     with Transcript(args.out, args.command) as out:
         out.print(f"# {lb!r}; default law, K = {args.skills}; {args.chains} chains x ({args.warmup} warmup + "
                   f"{args.draws} draws)")
@@ -64,7 +81,8 @@ def main(argv=None):
                                      progress=False)
                     if args.save:  # for benchmarks/directions.py
                         Path(args.save).mkdir(parents=True, exist_ok=True)
-                        law.save(Path(args.save) / f"K{args.skills}_{coords}_{adaptation}_seed{seed}.nc")
+                        sub = f"_F{args.families}s{args.subset_seed}" if args.families else ""
+                        law.save(Path(args.save) / f"K{args.skills}{sub}_{coords}_{adaptation}_seed{seed}.nc")
                     steps = n.draw_gradient_evaluations / (n.chains * n.draws_per_chain)
                     per_ess.append(n.gradients_per_ess)
                     out.print(markdown_row([
