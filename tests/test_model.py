@@ -91,3 +91,22 @@ def test_each_coordinates_declares_the_same_law_to_the_user():
     assert {n for n, s in new.items() if s.role == "coordinate"} == {
         "slopes_scaled", "instruct_shift_scaled", "instruct_slope_scaled", "family_slope_sd_scaled", "family_v",
         "family_slope_v", "loadings_scaled", "intercept_shifted", "model_z"}
+
+
+def test_auto_coordinates_follow_the_number_of_families():
+    """coordinates="auto" (the default) is the scaled coordinates from AUTO_SCALED_MIN_FAMILIES families and the
+    anchored ones below; an explicit choice is kept at any size, and the spec (and so the fit file) names the
+    coordinates the sampler used, never "auto"."""
+    n = law_model.AUTO_SCALED_MIN_FAMILIES
+    assert bs.SkillsLaw().coordinates == "auto"
+    assert ModelSpec(2, 6, n - 1, (0, 1)).coordinates == "anchored"
+    assert ModelSpec(2, 6, n, (0, 1)).coordinates == "scaled"
+    assert ModelSpec(2, 6, n - 1, (0, 1), coordinates="scaled").coordinates == "scaled"
+    assert ModelSpec(2, 6, n, (0, 1), coordinates="anchored").coordinates == "anchored"
+    for f in (n - 1, n):
+        saved = ModelSpec(2, 6, f, (0, 1)).to_dict()
+        assert saved["coordinates"] != "auto"
+        assert ModelSpec.from_dict(saved).coordinates == saved["coordinates"]
+    raw = lambda spec: {name for name, s in site_table(spec).items() if s.role == "coordinate"}  # noqa: E731
+    assert "loadings_scaled" in raw(ModelSpec(2, 6, n, (0, 1)))
+    assert "loadings_scaled" not in raw(ModelSpec(2, 6, n - 1, (0, 1)))

@@ -76,7 +76,7 @@ from .covariates import (  # noqa: F401  (their home before the split)
 from .errors import InputError
 from .links import LINK_KNOTS, LINK_SD_SCALE, Link, get_link, link_fn, pooled_link_weights  # noqa: F401
 from .noise import TruncatedLogistic01, TruncatedNormal01, get_noise, noise_dist  # noqa: F401
-from .options import LINK_NAMES, LawOptions, absent_values
+from .options import AUTO_SCALED_MIN_FAMILIES, LINK_NAMES, LawOptions, absent_values
 
 #: Allowed values of the law's options (declared in :mod:`bayes_sloth.core.options`).
 LINKS = LINK_NAMES
@@ -104,6 +104,8 @@ class ModelSpec:
     def __init__(self, n_skills: int, n_benchmarks: int, n_families: int, anchors, *, n_latent_tokens: int = 0,
                  options: LawOptions | None = None, **law):
         options = (options or LawOptions()).changed(n_skills=n_skills, **law).structure()
+        if options.coordinates == "auto":  # resolved here, so the compiled law and the fit file name the real ones
+            options = options.changed(coordinates=auto_coordinates(int(n_families)))
         if isinstance(n_latent_tokens, bool) or not isinstance(n_latent_tokens, (int, np.integer)) \
                 or n_latent_tokens < 0:
             raise InputError(f"n_latent_tokens must be a non-negative integer, got {n_latent_tokens!r}")
@@ -156,6 +158,20 @@ class ModelSpec:
         law.pop("anchors", None)
         return cls(law.pop("n_skills"), shape["n_benchmarks"], shape["n_families"], shape["anchors"],
                    n_latent_tokens=shape.get("n_latent_tokens", 0), **law)
+
+
+def auto_coordinates(n_families: int) -> str:
+    """The coordinates ``coordinates="auto"`` samples in on a leaderboard of ``n_families`` families.
+
+    "scaled" from :data:`~bayes_sloth.core.options.AUTO_SCALED_MIN_FAMILIES` families, "anchored" below.
+    The scaled coordinates measure each skill in units of its family spread tau_k: where many families pin
+    tau_k, that removes the ridge between a skill's scale and its loadings (the whole Sloth table, 68
+    families). Where few families hold it loosely, every coordinate of the skill is divided by an uncertain
+    tau_k, and the posterior becomes a funnel in tau_k: on the SBC design (8 families, 4 benchmarks) the
+    scaled coordinates left 5 of 16 replications divergent or unconverged where the anchored ones left 2
+    (``benchmarks/results/coordinates.md``).
+    """
+    return "scaled" if int(n_families) >= AUTO_SCALED_MIN_FAMILIES else "anchored"
 
 
 # ------------------------------------------------------------------- the law

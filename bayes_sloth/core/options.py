@@ -34,6 +34,11 @@ import numpy as np
 
 from .errors import InputError
 
+#: ``coordinates="auto"`` samples in the scaled coordinates on a leaderboard of at least this many families and
+#: in the anchored ones on fewer (:func:`bayes_sloth.core.model.auto_coordinates`; measured in
+#: ``benchmarks/results/coordinates.md``).
+AUTO_SCALED_MIN_FAMILIES = 20
+
 #: Links from skills to scores: the names a :class:`~bayes_sloth.core.links.Link` is registered under.
 LINK_NAMES = ("monotone", "monotone-pooled", "sigmoid")
 
@@ -183,11 +188,13 @@ class LawOptions(_Record):
     model_effects: bool = _opt(True, "give each model its own partially pooled offset on the link scale, common "
                                "to all its benchmarks, so a family seen through one or two models is not taken "
                                "to be exactly like them", "bool")
-    coordinates: str = _opt("scaled", "the sampler's coordinates for the same posterior: scaled (each skill in units of "
+    coordinates: str = _opt("auto", "the sampler's coordinates for the same posterior: scaled (each skill in units of "
                              "its family spread, the instruct shift sheared off the family efficiencies and "
-                             "intercepts, families on a sum-zero basis) or anchored (each skill in its anchor's "
-                             "units, as the law is written)", ("scaled", "anchored"), absent="anchored",
-                             parametrization=True)
+                             "intercepts, families on a sum-zero basis), anchored (each skill in its anchor's "
+                             "units, as the law is written) or auto: scaled on leaderboards of at least "
+                             f"{AUTO_SCALED_MIN_FAMILIES} families, anchored on fewer, where the families pin "
+                             "each skill's spread too loosely to be its unit", ("auto", "scaled", "anchored"),
+                             absent="anchored", parametrization=True)
     anchors: tuple | None = _opt(None, "anchor benchmark of each skill, comma-separated (unit loading, zero "
                                  "loadings on later skills); default: chosen from the data", "anchors")
 
