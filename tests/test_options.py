@@ -11,7 +11,7 @@ import pytest
 
 import bayes_sloth as bs
 from bayes_sloth.cli import build_parser, law_from_args
-from bayes_sloth.core.model import ModelSpec
+from bayes_sloth.core.model import ModelSpec, auto_coordinates
 from bayes_sloth.core.options import (
     EVALUATION_SAMPLER,
     LEAN_LAW,
@@ -41,7 +41,9 @@ def test_the_estimator_takes_every_option_with_the_records_defaults():
 
 def test_the_spec_the_cli_the_evaluation_and_the_simulator_read_the_same_defaults():
     spec = ModelSpec(LAW.n_skills, 5, 4, tuple(range(LAW.n_skills)))
-    assert spec.options == LAW.structure() and spec.link == LAW.link and spec.family_slopes == LAW.family_slopes
+    # the spec resolves coordinates="auto" for its 4 families; every other option is the default
+    assert spec.options == LAW.structure().changed(coordinates=auto_coordinates(4))
+    assert spec.link == LAW.link and spec.family_slopes == LAW.family_slopes
     fit = law_from_args(build_parser().parse_args(["fit"])).get_params()
     assert {k: v for k, v in fit.items() if k != "progress"} == {
         k: v for k, v in {**LAW.to_dict(), **SAMPLER.to_dict()}.items() if k != "progress"}
