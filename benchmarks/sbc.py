@@ -53,8 +53,8 @@ import bayes_sloth as bs
 from bayes_sloth.core.data import Leaderboard
 from bayes_sloth.core.idata import model_arrays
 from bayes_sloth.core.io import write_csv
-from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer
-from bayes_sloth.core.options import LawOptions
+from bayes_sloth.core.model import LINK_KNOTS, SIGMA_LOG_SD, SIGMA_MEDIAN, ModelSpec, Standardizer, auto_coordinates
+from bayes_sloth.core.options import AUTO_SCALED_MIN_FAMILIES, LawOptions
 from bayes_sloth.core.sampler import auto_target_accept
 from bayes_sloth.workflows.simulation import draw_through_model  # the simulator's pass through skills_law
 
@@ -262,7 +262,8 @@ RUN_COLUMNS = ("rep", "divergences", "max_rhat", "min_ess_bulk", "tree_depth_hit
 
 def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300, draws: int = 300, chains: int = 2,
             n_ranks: int = 100, seed: int = 0, wrong_prior: bool = False, verbose: bool = True,
-            start: int = 0, stop: int | None = None, rows_out: str | None = None) -> SBCResult:
+            start: int = 0, stop: int | None = None, rows_out: str | None = None,
+            coordinates: str = "auto") -> SBCResult:
     """Run replications ``start..stop`` of ``reps``; ranks among ``n_ranks - 1`` thinned draws.
 
     The truth of replication r depends only on (design, reps, seed, r), so a
@@ -289,7 +290,8 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
         law = bs.SkillsLaw(n_skills=spec.n_skills, anchors=design.benchmarks[: spec.n_skills], chains=chains,
                            warmup=warmup, draws=draws, seed=seed * 100003 + r, link=spec.link, noise=spec.noise,
                            instruct_shift=spec.instruct_shift, instruct_slope=spec.instruct_slope,
-                           family_slopes=spec.family_slopes, model_effects=spec.model_effects)
+                           family_slopes=spec.family_slopes, model_effects=spec.model_effects,
+                           coordinates=coordinates)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -355,7 +357,9 @@ def report(res: SBCResult, bins: int = 10) -> str:
         f"{s['n_benchmarks']} benchmarks, {s['n_observed']} observed pairs, K={s['n_skills']}, "
         f"{s.get('law', 'lean')} law ({LAW_WORDS[s.get('law', 'lean')]}); "
         f"NUTS {s['chains']} chains x {s['warmup']} warmup x {s['draws']} draws, target_accept "
-        f"{auto_target_accept(s['n_benchmarks'])} (SkillsLaw's default 'auto'), ranks among L={s['L']} thinned "
+        f"{auto_target_accept(s['n_benchmarks'])} (SkillsLaw's default 'auto'), "
+        + (f"{s['coordinates']} coordinates, " if "coordinates" in s else "")
+        + f"ranks among L={s['L']} thinned "
         f"draws, {bins} bins (chi-square df={bins - 1}); "
         + (f"rendered from the ranks file, whose replications took {runs['seconds'].sum():.0f} s in all "
            "(their seeds as the file says)." if s.get("rendered") else f"seed {s['seed']}; {s['seconds']:.0f} s."),
@@ -392,6 +396,9 @@ def main(argv=None) -> int:
     p.add_argument("--bins", type=int, default=10)
     p.add_seed()
     p.add_argument("--wrong-prior", action="store_true")
+    p.add_argument("--coordinates", choices=("auto", "scaled", "anchored"), default="auto",
+                   help="the fits' sampler coordinates (default auto, the package's: scaled from "
+                        f"{AUTO_SCALED_MIN_FAMILIES} families, anchored below)")
     p.add_argument("--law", choices=sorted(LAWS), default="lean",
                    help="law simulated and fitted: " + "; ".join(f"{k}: {v}" for k, v in LAW_WORDS.items()))
     p.add_argument("--chunk", type=int, default=25,
@@ -410,7 +417,8 @@ def main(argv=None) -> int:
     a = p.parse(argv)
     bs.configure()  # one CPU device per core (chains in parallel), compiled programs kept on disk
     design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills, law=a.law)
-    kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior)
+    kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior,
+              coordinates=a.coordinates)
     if a.worker:
         run_sbc(a.reps, start=a.start, stop=a.stop, rows_out=a.ranks_out, **kw)
         return 0
@@ -435,6 +443,7 @@ def main(argv=None) -> int:
                         wrong_prior=a.wrong_prior, n_models=len(design.covariates), n_families=len(design.families),
                         n_benchmarks=len(design.benchmarks), n_skills=design.n_skills,
                         n_observed=int(design.observed.sum()), law=design.law, seconds=time.perf_counter() - t0,
+                        coordinates=auto_coordinates(len(design.families)) if a.coordinates == "auto" else a.coordinates,
                         rendered=bool(a.render_only), command=a.command)
         res = from_rows(rows, design.spec, 100, settings)
     text = report(res, a.bins)
