@@ -202,7 +202,8 @@ def main(argv=None) -> int:
     p.add_argument("--fits-only", action="store_true")
     p.add_argument("--held-out", type=int, default=0, metavar="N",
                    help="evaluate only the first N held-out models of each fold (0, the default: all); the fits "
-                        "still leave the whole fold out. For checking the script, not for measuring")
+                        "still leave the whole fold out. A fold's order is a random permutation fixed by --seed, so "
+                        "this is a smaller random sample of the held-out models, fixed before the run")
     p.add_out(default="benchmarks/results/conditional.md", help="the report, written atomically")
     p.add_quick(folds=2, chains=2, warmup=20, draws=20, refit_models=2, prepost_models=1, prepost_sims=2,
                 held_out=4, cache=quick_path("conditional_cache"), out=quick_path("conditional.md"))
