@@ -479,23 +479,25 @@ def refit_compare(args, lb, fits, refits):
     return pd.concat(rows, ignore_index=True), pd.DataFrame(folds_rows)
 
 
-def paired_by_model(pairs: pd.DataFrame, a: str, b: str, n_boot: int = 4000, seed: int = 0) -> dict:
+def ratio_interval(num: np.ndarray, den: np.ndarray, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """sum(num) / sum(den) over models (one entry each), with a 90 % percentile bootstrap interval over models."""
+    w = np.random.default_rng(seed).multinomial(len(num), np.full(len(num), 1 / len(num)), size=n_boot)
+    lo, hi = np.quantile((w @ num) / (w @ den), [0.05, 0.95])
+    return float(num.sum() / den.sum()), float(lo), float(hi)
+
+
+def paired_by_model(pairs: pd.DataFrame, a: str, b: str) -> dict:
     """Scenario a against b on the same pairs, resampling models: CRPS ratio a / b, MAE ratio and 90 % coverage
     difference a - b, each with a 90 % percentile bootstrap interval over models."""
     sums = pairs.pivot_table(index="model", columns="scenario", values=["crps", "abs_err", "in90"], aggfunc="sum")
     n = pairs[pairs["scenario"] == a].groupby("model").size().reindex(sums.index).to_numpy(float)
-    stats = {"CRPS ratio": lambda s, w: s[("crps", a)] @ w / (s[("crps", b)] @ w),
-             "MAE ratio": lambda s, w: s[("abs_err", a)] @ w / (s[("abs_err", b)] @ w),
-             "cov90 difference": lambda s, w: (s[("in90", a)] - s[("in90", b)]) @ w / (n @ w)}
-    cols = {k: sums[k].to_numpy(float) for k in sums.columns}
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(n), np.full(len(n), 1 / len(n)), size=n_boot)  # bootstrap weights over models
-    out = {}
-    for name, stat in stats.items():
-        boot = np.array([stat(cols, w) for w in counts])
-        lo, hi = np.quantile(boot, [0.05, 0.95])
-        out[name] = (float(stat(cols, np.ones(len(n)))), float(lo), float(hi))
-    return out
+
+    def col(value, scenario):
+        return sums[(value, scenario)].to_numpy(float)
+
+    return {"CRPS ratio": ratio_interval(col("crps", a), col("crps", b)),
+            "MAE ratio": ratio_interval(col("abs_err", a), col("abs_err", b)),
+            "cov90 difference": ratio_interval(col("in90", a) - col("in90", b), n)}
 
 
 def prepost_check(args, lb, folds, fits):
@@ -552,19 +554,16 @@ def residual_table(fits) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gain_table(gains: pd.DataFrame, n_boot: int = 4000, seed: int = 0) -> pd.DataFrame:
+def gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     """Pooled realised / expected reduction (90 % bootstrap interval over models) and the mean rank correlation
     of the two across a model's candidates."""
     per = gains.groupby("model")[["expected", "realised"]].sum()
-    rng = np.random.default_rng(seed)
-    w = rng.multinomial(len(per), np.full(len(per), 1 / len(per)), size=n_boot)
-    boot = (w @ per["realised"].to_numpy()) / (w @ per["expected"].to_numpy())
+    ratio, lo, hi = ratio_interval(per["realised"].to_numpy(), per["expected"].to_numpy())
     rho = [spearmanr(g["expected"], g["realised"])[0] for _, g in gains.groupby("model") if len(g) >= 3]
     rho = np.array([r for r in rho if np.isfinite(r)])
     return pd.DataFrame([{"models": len(per), "candidates": len(gains), "expected (sum)": per["expected"].sum(),
-                          "realised (sum)": per["realised"].sum(),
-                          "realised / expected": per["realised"].sum() / per["expected"].sum(),
-                          "90 % interval low": np.quantile(boot, 0.05), "90 % interval high": np.quantile(boot, 0.95),
+                          "realised (sum)": per["realised"].sum(), "realised / expected": ratio,
+                          "90 % interval low": lo, "90 % interval high": hi,
                           "mean spearman within model": rho.mean(), "se": rho.std(ddof=1) / np.sqrt(len(rho)),
                           "share of models with spearman > 0": float((rho > 0).mean())}])
 

@@ -41,11 +41,12 @@ def _names(text: str) -> list[str]:
 
 def family_subset(lb: bs.Leaderboard, n: int, seed: int) -> bs.Leaderboard:
     """Every model of ``n`` families drawn without replacement (``numpy.random.default_rng(seed)``)."""
-    families = sorted(lb.covariates["family"].unique())
+    family = lb.covariates["family"]
+    families = sorted(family.unique())
     if not 0 < n <= len(families):
         raise SystemExit(f"--families must be between 1 and {len(families)}, got {n}")
-    keep = set(np.random.default_rng(seed).choice(families, size=n, replace=False))
-    return lb.select(models=[m for m in lb.covariates.index if lb.covariates.loc[m, "family"] in keep])
+    keep = np.random.default_rng(seed).choice(families, size=n, replace=False)
+    return lb.select(models=list(family.index[family.isin(keep)]))
 
 
 def main(argv=None):

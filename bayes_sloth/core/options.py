@@ -35,8 +35,7 @@ import numpy as np
 from .errors import InputError
 
 #: ``coordinates="auto"`` samples in the scaled coordinates on a leaderboard of at least this many families and
-#: in the anchored ones on fewer (:func:`bayes_sloth.core.model.auto_coordinates`; measured in
-#: ``benchmarks/results/coordinates.md``).
+#: in the anchored ones on fewer (:func:`bayes_sloth.core.model.auto_coordinates` says why).
 AUTO_SCALED_MIN_FAMILIES = 40
 
 #: Links from skills to scores: the names a :class:`~bayes_sloth.core.links.Link` is registered under.
