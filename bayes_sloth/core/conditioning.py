@@ -16,9 +16,11 @@ phi. This is computed for every posterior draw phi_s by nested importance
 sampling:
 
 1. inner level, per draw: the mode u*_s of ``log p(u | phi_s) + log p(y_obs
-   | u, phi_s)`` by damped Newton steps (saddle-free: the Hessian's
-   eigenvalues are taken in absolute value and floored at the prior's
-   precision, 1), then M draws from a defensive mixture (Hesterberg 1995)
+   | u, phi_s)`` by damped Newton steps until none moves (where the
+   negative Hessian is not positive definite, it is shifted by the
+   Gershgorin bound of its smallest eigenvalue), the curvature there
+   saddle-free (the Hessian's eigenvalues in absolute value, floored at the
+   prior's precision, 1), then M draws from a defensive mixture (Hesterberg 1995)
    q_s = 0.9 t_5(u*_s, H_s^-1) + 0.1 p(u | phi_s), weights
    ``w_sm = p(u_sm | phi_s) p(y_obs | u_sm, phi_s) / q_s(u_sm)`` (bounded
    by 10 x the likelihood, so one wild draw cannot dominate); their mean is
@@ -37,6 +39,12 @@ sampling:
    draw one latent u is picked among the M in proportion to its weight; the
    scores of all the group's rows (observed benchmarks too: a replicate of
    the measured score) are drawn from the law at (phi, u).
+
+A forecast of every observed pair from the group's other scores (what
+:meth:`~bayes_sloth.core.estimator.SkillsLaw.predict` gives) needs one
+conditioning per score left out: :func:`condition_runs` does them together,
+the inner level once (the proposal built on every score) and each left-out
+run by weighting the same latent draws with the likelihood of its own scores.
 
 Every likelihood evaluation and every forecast goes through the law's own
 :func:`bayes_sloth.core.model.pair_dist` and :func:`~bayes_sloth.core.model.noise_dist`.
@@ -80,14 +88,21 @@ from .prediction import flat_posterior  # noqa: F401  (the posterior sites a for
 from .programs import bounded_jit
 from .sites import member_size, pooled
 
-#: Inner importance draws per posterior draw (chosen on held-out models of the real table: docs/decisions.md).
-N_LATENT = 64
+#: Inner importance draws per posterior draw (chosen on held-out models of the real table: docs/decisions.md,
+#: "Conditioning: 32 latent draws").
+N_LATENT = 32
 #: Weight of the prior in the defensive mixture proposal.
 DEFENSIVE = 0.1
 #: Degrees of freedom of the Student-t component of the proposal.
 T_DOF = 5.0
-#: Damped Newton steps towards the latent mode.
+_T_DOF_INT = int(T_DOF)
+assert _T_DOF_INT == T_DOF, "the t proposal's chi-square is drawn as a sum of T_DOF squared normals"
+#: Damped Newton steps towards the latent mode: at most this many, and none after a step moved no
+#: coordinate by more than NEWTON_TOL (prior standard deviations; the mode only centres the proposal, whose
+#: importance weights correct what is left). On the real table's held-out models most draws stop after 3-5
+#: steps, and 4 fixed steps gave the same inner effective sample size as 12 (docs/decisions.md).
 NEWTON_STEPS = 12
+NEWTON_TOL = 1e-3
 #: Pareto k above which the draw-level weights cannot be trusted (Vehtari et al. 2024).
 K_TRUST = 0.7
 #: Mean inner effective sample size (as a fraction of the M latent draws) below which the inner level is suspect.
@@ -140,29 +155,63 @@ def _group_params(spec: ModelSpec, layout: GroupLayout, p: dict, z, fam, midx, f
     return q
 
 
-def _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx):
-    """log p(y_obs | u = z, phi = p) over the group's observed pairs, through the law's pair_dist."""
-    n, J = y.shape
-    om, ob = jnp.divmod(jnp.arange(n * J), J)
-    q = _group_params(spec, layout, p, z, fam, midx, jnp.zeros(n, dtype=y.dtype))
+def _pair_loglik(spec, layout, p, z, fam, x, instruct, floor, y_obs, om, ob, midx):
+    """log p(y_ij | u = z, phi = p) of each of the group's observed pairs (om, ob), (P,), through the law's
+    pair_dist (only those pairs are evaluated: a row with 2 scores of 12 costs 2 pairs)."""
+    n = x.shape[0]
+    q = _group_params(spec, layout, p, z, fam, midx, jnp.zeros(n, dtype=y_obs.dtype))
     d, _, _ = pair_dist(spec, q, x, jnp.zeros(n, dtype=jnp.int32), instruct, floor, om, ob)
-    lp = d.log_prob(jnp.where(mask, y, 0.5).reshape(-1))
-    return jnp.sum(jnp.where(mask.reshape(-1), lp, 0.0))
+    return d.log_prob(y_obs)
+
+
+def _weighted(lp, w):
+    """Sum of the pairs' log-likelihoods ``lp`` (..., P) that the run's ``w`` (P,) conditions on."""
+    return jnp.sum(jnp.where(w > 0, lp, 0.0), axis=-1)
+
+
+def _cho_solve(P, g):
+    """P^-1 g for a small symmetric P by a Cholesky factorization written in loops over its columns (NaN where
+    P is not positive definite). XLA's LAPACK Cholesky inside the batched Newton loop stalled the CPU
+    runtime on a never-seen family's group (seen with jax 0.10.2); this one is plain array operations."""
+    d = P.shape[-1]
+    idx = jnp.arange(d)
+
+    def column(j, L):
+        v = P[:, j] - L @ L[j, :]  # L's columns from j on are still zero
+        ljj = jnp.sqrt(v[j])
+        return L.at[:, j].set(jnp.where(idx > j, v / ljj, jnp.where(idx == j, ljj, 0.0)))
+
+    L = jax.lax.fori_loop(0, d, column, jnp.zeros_like(P))
+    y = jax.lax.fori_loop(0, d, lambda i, y: y.at[i].set((g[i] - L[i] @ y) / L[i, i]), jnp.zeros_like(g))
+    return jax.lax.fori_loop(0, d, lambda k, x: x.at[d - 1 - k].set((y[d - 1 - k] - L[:, d - 1 - k] @ x)
+                                                                     / L[d - 1 - k, d - 1 - k]), jnp.zeros_like(g))
 
 
 @bounded_jit(static_argnums=(0, 1, 2, 3))
-def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, midx, key):
-    """Per posterior draw: latent mode, M proposal draws and their log weights. Returns (z (D, M, d), lw (D, M)).
+def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y_obs, w, om, ob, midx, key):
+    """Per posterior draw: latent mode given every observed pair, M proposal draws, and for each run r (a row
+    of ``w`` (R, P): which of the P observed pairs it conditions on) their log weights. Returns (z (D, M, d),
+    lw (R, D, M)).
 
+    The proposal is built for the first run (every pair: ``w[0]`` must be all true) and serves the others
+    by importance weighting (their latent posteriors lie between the prior and the first's, which the
+    defensive mixture covers); each run's inner effective sample size measures how well.
     ``defensive``: the prior's weight in the proposal (DEFENSIVE; 1.0 draws from the prior alone, the plain
     importance sampler the Laplace-centred proposal is measured against)."""
     d = layout.size(spec)
     D = flat["sigma"].shape[0]
     dtype = flat["sigma"].dtype
+    run_w = w  # (R, P); ``w`` below is the Hessian's eigenvalues
 
     def one(p, k):
+        def pairs(z):
+            return _pair_loglik(spec, layout, p, z, fam, x, instruct, floor, y_obs, om, ob, midx)
+
+        def loglik(z):
+            return jnp.sum(pairs(z))
+
         def logpost(z):
-            return -0.5 * jnp.dot(z, z) + _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx)
+            return -0.5 * jnp.dot(z, z) + loglik(z)
 
         grad, hess = jax.grad(logpost), jax.hessian(logpost)
 
@@ -170,20 +219,39 @@ def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, m
             w, V = jnp.linalg.eigh(-hess(z))
             return jnp.maximum(jnp.abs(w), 1.0), V
 
-        def newton(z, _):
-            w, V = precision(z)
-            step = V @ ((V.T @ grad(z)) / w)
+        def direction(z):
+            """The Newton step where -H is positive definite, else a step with -H shifted by the
+            Gershgorin bound of its smallest eigenvalue (every eigenvalue then at least the prior's precision):
+            two Cholesky factorizations, where an eigendecomposition per step cost 10 times more at d = 7."""
+            P = -hess(z)
+            g = grad(z)
+            off = jnp.sum(jnp.abs(P), axis=1) - jnp.abs(jnp.diagonal(P))
+            shift = jnp.maximum(0.0, 1.0 - jnp.min(jnp.diagonal(P) - off))
+            plain = _cho_solve(P, g)
+            shifted = _cho_solve(P + shift * jnp.eye(d, dtype=dtype), g)
+            return jnp.where(jnp.all(jnp.isfinite(plain)), plain, shifted)
+
+        def newton(carry):
+            z, i, _ = carry
+            step = direction(z)
             ts = jnp.asarray([1.0, 0.5, 0.25, 0.1, 0.0], dtype)
             vals = jax.vmap(lambda t: logpost(z + t * step))(ts)
             vals = jnp.where(jnp.isfinite(vals), vals, -jnp.inf)
-            return z + ts[jnp.argmax(vals)] * step, None
+            moved = ts[jnp.argmax(vals)] * step
+            return z + moved, i + 1, jnp.max(jnp.abs(moved))
 
-        zs, _ = jax.lax.scan(newton, jnp.zeros(d, dtype), None, length=NEWTON_STEPS)
+        def going(carry):
+            _, i, last = carry
+            return (i < NEWTON_STEPS) & (last > NEWTON_TOL)
+
+        zs, _, _ = jax.lax.while_loop(going, newton, (jnp.zeros(d, dtype), 0, jnp.asarray(jnp.inf, dtype)))
         w, V = precision(zs)
         L = V / jnp.sqrt(w)[None, :]  # Sigma = V diag(1/w) V' = L L'
         k1, k2, k3, k4 = jax.random.split(k, 4)
         eps = jax.random.normal(k1, (M, d), dtype)
-        chi = 2.0 * jax.random.gamma(k2, T_DOF / 2.0, (M,), dtype)
+        # chi-square with T_DOF (an integer) degrees of freedom as a sum of squared normals: exact, and a
+        # tenth of the time of jax.random.gamma's rejection sampler (the inner level's largest cost, measured)
+        chi = jnp.sum(jax.random.normal(k2, (_T_DOF_INT, M), dtype) ** 2, axis=0)
         t_draw = zs + (eps @ L.T) * jnp.sqrt(T_DOF / chi)[:, None]
         prior_draw = jax.random.normal(k3, (M, d), dtype)
         from_prior = jax.random.uniform(k4, (M,), dtype) < defensive
@@ -197,48 +265,67 @@ def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y, mask, m
                  - 0.5 * (T_DOF + d) * jnp.log1p(maha / T_DOF))
         log_q = log_prior if defensive >= 1.0 else jnp.logaddexp(np.log(1 - defensive) + log_t,
                                                                   np.log(defensive) + log_prior)
-        ll = jax.vmap(lambda z: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(zm)
-        lw = log_prior + ll - log_q
+        lp = jax.vmap(pairs)(zm)  # (M, P)
+        lw = (log_prior - log_q)[None, :] + jax.vmap(lambda wr: _weighted(lp, wr))(run_w)  # (R, M)
         return zm, jnp.where(jnp.isfinite(lw), lw, -jnp.inf)
 
     keys = jax.random.split(key, D)
-    return jax.vmap(one)(flat, keys)
+    z, lw = jax.vmap(one)(flat, keys)
+    return z, jnp.swapaxes(lw, 0, 1)
 
 
 @bounded_jit(static_argnums=(0,))
-def _exact_loglik(spec, flat, fam, x, instruct, floor, y, mask, midx):
-    """log p(y_obs | phi_s) per draw when the group has no latent (a seen family, no model offsets)."""
-    layout = GroupLayout(int(y.shape[0]), False, ())
+def _exact_loglik(spec, flat, fam, x, instruct, floor, y_obs, w, om, ob, midx):
+    """log p(y_obs | phi_s) per run and draw, (R, D), when the group has no latent (a seen family, no model
+    offsets)."""
+    layout = GroupLayout(int(x.shape[0]), False, ())
     z = jnp.zeros(0, flat["sigma"].dtype)
-    return jax.vmap(lambda p: _loglik(spec, layout, p, z, fam, x, instruct, floor, y, mask, midx))(flat)
+    lp = jax.vmap(lambda p: _pair_loglik(spec, layout, p, z, fam, x, instruct, floor, y_obs, om, ob, midx))(flat)
+    return jax.vmap(lambda wr: _weighted(lp, wr))(w)
 
 
 @bounded_jit(static_argnums=(0, 1))
 def _final(spec, layout, flat, source, z, fam, x, instruct, floor, midx, key_rows, row_codes):
-    """Draws of the law and the scores of the group's rows at (phi_source[d], z[d]) for every output draw d."""
+    """Draws of the law and the scores of the group's rows at (phi_source[r, d], z[r, d]) for every run r and
+    output draw d: (mu, score, theta), each (R, D, n, .). A row's fresh offset and noise are the same in every
+    run (streams of the row's name), so runs differ only through their draws and latents."""
     n = x.shape[0]
     J = spec.n_benchmarks
-    D = source.shape[0]
+    D = source.shape[1]
     dtype = flat["sigma"].dtype
     key_e, key_y = jax.random.split(key_rows)
     # fresh offsets of the rows without a latent one: a stream per row name
     fresh = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key_e, c), (D,), dtype))(row_codes).T  # (D, n)
     om, ob = jnp.divmod(jnp.arange(n * J), J)
-    picked = jax.tree_util.tree_map(lambda a: jnp.take(a, source, axis=0), flat)
 
-    def one(p, zd, fd):
-        q = _group_params(spec, layout, p, zd, fam, midx, fd)
-        _, m, theta = pair_dist(spec, q, x, jnp.zeros(n, dtype=jnp.int32), instruct, floor, om, ob)
-        return m.reshape(n, J), theta
+    def run(src, zr):
+        picked = jax.tree_util.tree_map(lambda a: jnp.take(a, src, axis=0), flat)
 
-    mu, theta = jax.vmap(one)(picked, z, fresh)
-    sigma = jnp.broadcast_to(picked["sigma"][:, None, :], mu.shape)
+        def one(p, zd, fd):
+            q = _group_params(spec, layout, p, zd, fam, midx, fd)
+            _, m, theta = pair_dist(spec, q, x, jnp.zeros(n, dtype=jnp.int32), instruct, floor, om, ob)
+            return m.reshape(n, J), theta
 
-    def row_scores(code, m, s):
-        return noise_dist(spec, m, s).sample(jax.random.fold_in(key_y, code))
+        mu, theta = jax.vmap(one)(picked, zr, fresh)
+        sigma = jnp.broadcast_to(picked["sigma"][:, None, :], mu.shape)
 
-    score = jax.vmap(row_scores, in_axes=(0, 1, 1), out_axes=1)(row_codes, mu, sigma)
-    return mu, score, theta
+        def row_scores(code, m, s):
+            return noise_dist(spec, m, s).sample(jax.random.fold_in(key_y, code))
+
+        score = jax.vmap(row_scores, in_axes=(0, 1, 1), out_axes=1)(row_codes, mu, sigma)
+        return mu, score, theta
+
+    return jax.vmap(run)(source, z)
+
+
+@bounded_jit
+def _pick(z, lw, source, key):
+    """The latent of each run's output draws, (R, D, d): output draw t of run r takes, among the M latents of
+    posterior draw source[r, t], one in proportion to its weight lw[r, source[r, t]] (one stream for every
+    run, so each picks as it would alone)."""
+    logits = jnp.take_along_axis(lw, source[:, :, None], axis=1)  # (R, D, M)
+    m = jax.vmap(lambda lg: jax.random.categorical(key, lg, axis=-1))(jnp.where(jnp.isfinite(logits), logits, -1e30))
+    return z[source, m]
 
 
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -300,57 +387,95 @@ def condition_group(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, mask,
     ``proposal="prior"`` draws the latents from their prior (no Laplace step),
     also for comparison.
     """
+    return condition_runs(spec, flat, x=x, instruct=instruct, floor=floor, y=y, masks=np.asarray(mask)[None],
+                          model_index=model_index, family=family, family_code=family_code, row_codes=row_codes,
+                          seed=seed, n_latent=n_latent, draw_weights=draw_weights, proposal=proposal)[0]
+
+
+def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks, model_index, family: int,
+                   family_code: int, row_codes, seed: int, n_latent: int = N_LATENT,
+                   draw_weights: bool = True, proposal: str = "laplace") -> list[GroupResult]:
+    """:func:`condition_group` for several masks of one group at once (``masks`` (R, n, J), each a subset of
+    the first), in one compiled program: what :meth:`SkillsLaw.predict` needs to forecast every observed pair
+    from the group's other scores (the first mask: every score; then one run per score left out).
+
+    The first run is :func:`condition_group`'s. The others share its inner level: the latent mode and the
+    proposal are found once, given every score, and each run weights the same latent draws by the
+    likelihood of its own scores (importance sampling; its latent posterior lies between the prior and the
+    first run's, which the t proposal and its defensive prior component cover). Its inner effective sample
+    size says how well; the draw-level weights, resampling and forecasts are its own. The latent vector is
+    laid out by the first mask: a new row with scores there keeps its offset latent in every run (where a
+    run leaves it no score the latent's posterior is its prior, so the forecast has the same distribution as
+    with a fresh offset). One run costs what :func:`condition_group` costs; each further run, its weights,
+    resampling and forecast draws.
+    """
     real = real_dtype()
-    n, J = np.shape(y)
-    mask = np.asarray(mask, dtype=bool)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise InputError(f"masks must be (runs, rows, benchmarks), got shape {masks.shape}")
+    R, n, _ = masks.shape
     midx = np.asarray(model_index, dtype=np.int32)
-    if not mask.any():
-        raise InputError("condition_group needs at least one observed pair to condition on")
+    union = masks[0]
+    empty = np.flatnonzero(~masks.any(axis=(1, 2)))
+    if len(empty):
+        raise InputError(f"condition_group needs at least one observed pair to condition on (run {empty[0]} has "
+                         "none)")
+    beyond = np.flatnonzero((masks & ~union).any(axis=(1, 2)))
+    if len(beyond):
+        raise InputError(f"every mask of condition_runs must be a subset of the first: run {beyond[0]} conditions "
+                         "on a pair the first does not")
     if not _is_count(n_latent) or n_latent < 2:
         raise InputError(f"n_latent must be an integer of at least 2, got {n_latent!r}")
-    latent_rows = tuple(int(i) for i in np.flatnonzero(mask.any(axis=1) & (midx < 0))) if spec.model_effects else ()
+    if proposal not in ("laplace", "prior"):
+        raise InputError(f"proposal must be 'laplace' or 'prior', got {proposal!r}")
+    latent_rows = tuple(int(i) for i in np.flatnonzero(union.any(axis=1) & (midx < 0))) if spec.model_effects else ()
     layout = GroupLayout(int(n), bool(family < 0), latent_rows)
     d = layout.size(spec)
     D = int(flat["sigma"].shape[0])
-    args = dict(fam=jnp.int32(max(family, 0)), x=jnp.asarray(x, real), instruct=jnp.asarray(instruct, real),
-                floor=jnp.asarray(floor, real), y=jnp.asarray(np.nan_to_num(y, nan=0.5), real),
-                mask=jnp.asarray(mask), midx=jnp.asarray(midx))
+    om, ob = (a.astype(np.int32) for a in np.nonzero(union))  # the observed pairs, row-major
+    y_obs = np.asarray(y, dtype=float)[om, ob]
+    if not np.isfinite(y_obs).all():
+        raise InputError("condition_group: an observed pair (mask True) has no finite score")
+    w = masks[:, om, ob]  # (R, P): which observed pairs each run conditions on
+    fam = jnp.int32(max(family, 0))
+    x, instruct, floor = (jnp.asarray(v, real) for v in (x, instruct, floor))
+    pairs = dict(y_obs=jnp.asarray(y_obs, real), w=jnp.asarray(w), om=jnp.asarray(om), ob=jnp.asarray(ob),
+                 midx=jnp.asarray(midx))
     base = jax.random.PRNGKey(seed)
     key_latent = jax.random.fold_in(jax.random.fold_in(base, _LATENT_STREAM), family_code)
     if d:
-        if proposal not in ("laplace", "prior"):
-            raise InputError(f"proposal must be 'laplace' or 'prior', got {proposal!r}")
-        z, lw = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat,
-                       key=key_latent, **args)
-        lw = np.asarray(lw, dtype=float)
-        top = lw.max(axis=1, keepdims=True)
+        z, lw = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat, fam, x,
+                       instruct, floor, key=key_latent, **pairs)
+        lw = np.asarray(lw, dtype=float)  # (R, D, M); z (D, M, d)
+        top = lw.max(axis=2, keepdims=True)
         top = np.where(np.isfinite(top), top, 0.0)
         ew = np.exp(lw - top)
-        log_phat = np.log(ew.mean(axis=1)) + top[:, 0]
-        inner_ess = float(np.mean(ew.sum(axis=1) ** 2 / np.maximum((ew ** 2).sum(axis=1), 1e-300)) / n_latent)
+        log_phat = np.log(ew.mean(axis=2)) + top[..., 0]
+        inner_ess = np.mean(ew.sum(axis=2) ** 2 / np.maximum((ew ** 2).sum(axis=2), 1e-300), axis=1) / n_latent
     else:
-        log_phat = np.asarray(_exact_loglik(spec, flat, **args), dtype=float)
-        inner_ess = 1.0
-    if draw_weights:
-        weights, k = _psis(log_phat)
-    else:
-        weights, k = np.full(D, 1.0 / D), float("nan")
-    ess = float(1.0 / np.sum(weights ** 2))
+        log_phat = np.asarray(_exact_loglik(spec, flat, fam, x, instruct, floor, **pairs), dtype=float)
+        inner_ess = np.ones(R)
     u = float(jax.random.uniform(jax.random.fold_in(base, _RESAMPLE_STREAM)))
-    source = _systematic(weights, u)
+    sources, ks, esss = [], [], []
+    for r in range(R):
+        if draw_weights:
+            weights, k = _psis(log_phat[r])
+        else:
+            weights, k = np.full(D, 1.0 / D), float("nan")
+        esss.append(float(1.0 / np.sum(weights ** 2)))
+        ks.append(k)
+        sources.append(_systematic(weights, u))
+    source = np.stack(sources)  # (R, D)
     if d:
-        logits = jnp.take(jnp.asarray(lw, real), jnp.asarray(source), axis=0)
-        m = jax.random.categorical(jax.random.fold_in(key_latent, 1), jnp.where(jnp.isfinite(logits), logits, -1e30),
-                                   axis=-1)
-        z_out = jnp.take(z, jnp.asarray(source), axis=0)[jnp.arange(D), m]
+        z_out = _pick(z, jnp.asarray(lw, real), jnp.asarray(source), jax.random.fold_in(key_latent, 1))
     else:
-        z_out = jnp.zeros((D, 0), real)
+        z_out = jnp.zeros((R, D, 0), real)
     key_rows = jax.random.fold_in(base, _ROW_STREAM)
-    mu, score, theta = _final(spec, layout, flat, jnp.asarray(source), z_out, args["fam"], args["x"],
-                              args["instruct"], args["floor"], args["midx"], key_rows,
-                              jnp.asarray(np.asarray(row_codes, dtype=np.int32)))
-    return GroupResult(np.arange(n), np.asarray(mu), np.asarray(score), np.asarray(theta), source, k, ess,
-                       inner_ess, int(mask.sum()), int(n_latent) if d else 0)
+    mu, score, theta = (np.asarray(a) for a in _final(spec, layout, flat, jnp.asarray(source), z_out, fam, x,
+                                                      instruct, floor, pairs["midx"], key_rows,
+                                                      jnp.asarray(np.asarray(row_codes, dtype=np.int32))))
+    return [GroupResult(np.arange(n), mu[r], score[r], theta[r], source[r], ks[r], esss[r], float(inner_ess[r]),
+                        int(masks[r].sum()), int(n_latent) if d else 0) for r in range(R)]
 
 
 def _is_count(v) -> bool:

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from . import io
-from .conditioning import CRITERIA, N_LATENT, condition_group, information_gain, trust_problems
+from .conditioning import CRITERIA, N_LATENT, condition_runs, information_gain, trust_problems
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError, InputError, once_per_call, warn
 from .fitfile import FIT_FORMAT, META_ATTR, file_idata, json_default, read_meta, rebuild, versions  # noqa: F401
@@ -713,27 +713,27 @@ class SkillsLaw:
         for f in groups:
             rows = np.flatnonzero(families == f)
 
-            def conditioned(which):
-                return condition_group(
-                    self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
-                    y=y[rows], mask=which, model_index=midx[rows], family=int(fidx[rows[0]]),
-                    family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
-                    n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights,
-                    proposal=proposal)
-
-            res = conditioned(mask[rows])
+            loo = [(r, j) for r, j in zip(*np.nonzero(mask[rows]))] if not own_score else []
+            masks = [mask[rows]]
+            for r, j in loo:  # each scored pair from the other scores only (if the group has others)
+                others = mask[rows].copy()
+                others[r, j] = False
+                if others.any():
+                    masks.append(others)
+            runs = condition_runs(
+                self.spec_, flat, x=x[rows], instruct=cov["instruct"].to_numpy(dtype=float)[rows], floor=floor,
+                y=y[rows], masks=np.stack(masks), model_index=midx[rows], family=int(fidx[rows[0]]),
+                family_code=stream_code(f), row_codes=[stream_code(m) for m in cov.index[rows]], seed=int(seed),
+                n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights, proposal=proposal)
+            res = runs[0]
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
-            runs = [res]
-            if not own_score:  # each scored pair from the other scores only
-                for r, j in zip(*np.nonzero(mask[rows])):
-                    others = mask[rows].copy()
-                    others[r, j] = False
-                    if others.any():
-                        loo = conditioned(others)
-                        mu[:, rows[r], j], score[:, rows[r], j] = loo.mu[:, r, j], loo.score[:, r, j]
-                        runs.append(loo)
-                    else:
-                        mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
+            left_out = iter(runs[1:])
+            for r, j in loo:
+                if len(masks) > 1:
+                    run = next(left_out)
+                    mu[:, rows[r], j], score[:, rows[r], j] = run.mu[:, r, j], run.score[:, r, j]
+                else:  # the group's only score: the fit's own forecast
+                    mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
             source[:, rows] = res.source[:, None]
             for k in diag:
                 diag[k][rows] = getattr(res, k)
