@@ -207,8 +207,8 @@ def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y_obs, w, 
         def pairs(z):
             return _pair_loglik(spec, layout, p, z, fam, x, instruct, floor, y_obs, om, ob, midx)
 
-        def loglik(z):
-            return jnp.sum(pairs(z))
+        def loglik(z):  # every observed pair (the first run's); padding pairs have weight 0 there too
+            return _weighted(pairs(z), run_w[0])
 
         def logpost(z):
             return -0.5 * jnp.dot(z, z) + loglik(z)
@@ -437,6 +437,12 @@ def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks,
     if not np.isfinite(y_obs).all():
         raise InputError("condition_group: an observed pair (mask True) has no finite score")
     w = masks[:, om, ob]  # (R, P): which observed pairs each run conditions on
+    # pairs and runs padded to powers of two (padding: weight 0, and runs whose results are dropped), so that
+    # groups with different numbers of scores share compiled programs instead of compiling one each
+    P, Pb, Rb = len(om), _bucket(len(om)), _bucket(R)
+    om, ob = (np.concatenate([a, np.zeros(Pb - P, np.int32)]) for a in (om, ob))
+    y_obs = np.concatenate([y_obs, np.full(Pb - P, 0.5)])
+    w = np.pad(w, ((0, Rb - R), (0, Pb - P)))
     fam = jnp.int32(max(family, 0))
     x, instruct, floor = (jnp.asarray(v, real) for v in (x, instruct, floor))
     pairs = dict(y_obs=jnp.asarray(y_obs, real), w=jnp.asarray(w), om=jnp.asarray(om), ob=jnp.asarray(ob),
@@ -446,14 +452,14 @@ def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks,
     if d:
         z, lw = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat, fam, x,
                        instruct, floor, key=key_latent, **pairs)
-        lw = np.asarray(lw, dtype=float)  # (R, D, M); z (D, M, d)
+        lw = np.asarray(lw, dtype=float)[:R]  # (R, D, M); z (D, M, d)
         top = lw.max(axis=2, keepdims=True)
         top = np.where(np.isfinite(top), top, 0.0)
         ew = np.exp(lw - top)
         log_phat = np.log(ew.mean(axis=2)) + top[..., 0]
         inner_ess = np.mean(ew.sum(axis=2) ** 2 / np.maximum((ew ** 2).sum(axis=2), 1e-300), axis=1) / n_latent
     else:
-        log_phat = np.asarray(_exact_loglik(spec, flat, fam, x, instruct, floor, **pairs), dtype=float)
+        log_phat = np.asarray(_exact_loglik(spec, flat, fam, x, instruct, floor, **pairs), dtype=float)[:R]
         inner_ess = np.ones(R)
     u = float(jax.random.uniform(jax.random.fold_in(base, _RESAMPLE_STREAM)))
     sources, ks, esss = [], [], []
@@ -465,17 +471,23 @@ def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks,
         esss.append(float(1.0 / np.sum(weights ** 2)))
         ks.append(k)
         sources.append(_systematic(weights, u))
-    source = np.stack(sources)  # (R, D)
+    source = np.stack(sources + sources[:1] * (Rb - R))  # (Rb, D): padding runs repeat the first
     if d:
-        z_out = _pick(z, jnp.asarray(lw, real), jnp.asarray(source), jax.random.fold_in(key_latent, 1))
+        z_out = _pick(z, jnp.asarray(np.concatenate([lw, lw[:1].repeat(Rb - R, axis=0)]), real), jnp.asarray(source),
+                      jax.random.fold_in(key_latent, 1))
     else:
-        z_out = jnp.zeros((R, D, 0), real)
+        z_out = jnp.zeros((Rb, D, 0), real)
     key_rows = jax.random.fold_in(base, _ROW_STREAM)
     mu, score, theta = (np.asarray(a) for a in _final(spec, layout, flat, jnp.asarray(source), z_out, fam, x,
                                                       instruct, floor, pairs["midx"], key_rows,
                                                       jnp.asarray(np.asarray(row_codes, dtype=np.int32))))
     return [GroupResult(np.arange(n), mu[r], score[r], theta[r], source[r], ks[r], esss[r], float(inner_ess[r]),
                         int(masks[r].sum()), int(n_latent) if d else 0) for r in range(R)]
+
+
+def _bucket(k: int) -> int:
+    """The smallest power of two at least k (k >= 1)."""
+    return 1 << (int(k) - 1).bit_length()
 
 
 def _is_count(v) -> bool:
