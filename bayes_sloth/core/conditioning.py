@@ -193,7 +193,7 @@ def _inner(spec, layout, M, defensive, flat, fam, x, instruct, floor, y_obs, w, 
     of ``w`` (R, P): which of the P observed pairs it conditions on) their log weights. Returns (z (D, M, d),
     lw (R, D, M)).
 
-    The proposal is built for the first run (every pair: ``w[0]`` must be all true) and serves the others
+    The proposal is built for the first run (``w[0]``: every observed pair, 0 only for padding) and serves the others
     by importance weighting (their latent posteriors lie between the prior and the first's, which the
     defensive mixture covers); each run's inner effective sample size measures how well.
     ``defensive``: the prior's weight in the proposal (DEFENSIVE; 1.0 draws from the prior alone, the plain
@@ -450,9 +450,9 @@ def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks,
     base = jax.random.PRNGKey(seed)
     key_latent = jax.random.fold_in(jax.random.fold_in(base, _LATENT_STREAM), family_code)
     if d:
-        z, lw = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat, fam, x,
-                       instruct, floor, key=key_latent, **pairs)
-        lw = np.asarray(lw, dtype=float)[:R]  # (R, D, M); z (D, M, d)
+        z, lw_runs = _inner(spec, layout, int(n_latent), DEFENSIVE if proposal == "laplace" else 1.0, flat, fam, x,
+                            instruct, floor, key=key_latent, **pairs)  # z (D, M, d), lw_runs (Rb, D, M)
+        lw = np.asarray(lw_runs, dtype=float)[:R]
         top = lw.max(axis=2, keepdims=True)
         top = np.where(np.isfinite(top), top, 0.0)
         ew = np.exp(lw - top)
@@ -473,8 +473,7 @@ def condition_runs(spec: ModelSpec, flat: dict, *, x, instruct, floor, y, masks,
         sources.append(_systematic(weights, u))
     source = np.stack(sources + sources[:1] * (Rb - R))  # (Rb, D): padding runs repeat the first
     if d:
-        z_out = _pick(z, jnp.asarray(np.concatenate([lw, lw[:1].repeat(Rb - R, axis=0)]), real), jnp.asarray(source),
-                      jax.random.fold_in(key_latent, 1))
+        z_out = _pick(z, lw_runs, jnp.asarray(source), jax.random.fold_in(key_latent, 1))
     else:
         z_out = jnp.zeros((Rb, D, 0), real)
     key_rows = jax.random.fold_in(base, _ROW_STREAM)

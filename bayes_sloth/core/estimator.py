@@ -727,13 +727,11 @@ class SkillsLaw:
                 n_latent=N_LATENT if n_latent is None else n_latent, draw_weights=draw_weights, proposal=proposal)
             res = runs[0]
             mu[:, rows], score[:, rows], theta[:, rows] = res.mu, res.score, res.theta
-            left_out = iter(runs[1:])
-            for r, j in loo:
-                if len(masks) > 1:
-                    run = next(left_out)
-                    mu[:, rows[r], j], score[:, rows[r], j] = run.mu[:, r, j], run.score[:, r, j]
-                else:  # the group's only score: the fit's own forecast
+            for (r, j), run in zip(loo, runs[1:] if len(runs) > 1 else [None] * len(loo)):
+                if run is None:  # the group's only score: the fit's own forecast
                     mu[:, rows[r], j], score[:, rows[r], j] = fit_mu[:, rows[r], j], fit_score[:, rows[r], j]
+                else:
+                    mu[:, rows[r], j], score[:, rows[r], j] = run.mu[:, r, j], run.score[:, r, j]
             source[:, rows] = res.source[:, None]
             for k in diag:
                 diag[k][rows] = getattr(res, k)
