@@ -43,6 +43,32 @@ def test_auto_draws_stop_when_the_checks_pass(converged):
     assert np.isclose(rep["max_rhat"], d.max_rhat) and np.isclose(rep["min_ess"], min(d.min_ess_bulk, d.min_ess_tail))
 
 
+def test_auto_draws_check_only_the_failing_scalars_and_decide_as_the_full_check(converged):
+    """While a scalar that failed the last full check still fails, only the failing ones are checked: the
+    decision after every block is the full check's, and the report of a stop is the full check's."""
+    from bayes_sloth.core.sampler import SamplerConfig, _auto_verdict
+    from bayes_sloth.core.sites import checked
+
+    post = converged.idata_.posterior
+    names = [k for k in checked(converged.spec_) if k in post]
+    block = 20
+    n_blocks = post.sizes["draw"] // block
+    sites = [{k: post[k].values[:, b * block:(b + 1) * block] for k in names} for b in range(n_blocks)]
+    blocks = [(s, {"diverging": np.zeros((2, block), bool)}) for s in sites]
+    cfg = SamplerConfig(chains=2, draws="auto", target_ess=150, max_draws=10_000, block=block)
+    failing, screened_steps, decisions = None, 0, []
+    for b in range(1, n_blocks + 1):
+        done_full, report_full, failing_full = _auto_verdict(converged.spec_, blocks[:b], sites[:b], cfg)
+        screened_steps += failing is not None and len(failing) > 0
+        done, report, failing = _auto_verdict(converged.spec_, blocks[:b], sites[:b], cfg, failing)
+        assert done == done_full, b
+        decisions.append(done)
+        if done:
+            assert report == report_full and set(failing) == set(failing_full)
+            break
+    assert decisions[-1] and not decisions[0] and screened_steps >= 2  # the screening was exercised
+
+
 def test_auto_draws_say_when_the_cap_is_reached(board):
     law = _fit(*board, target_ess=100000, max_draws=200)
     assert law.sampling_["stopped"].startswith("cap: 200 draws per chain reached max_draws=200")

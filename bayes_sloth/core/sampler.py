@@ -21,13 +21,12 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import NUTS, init_to_uniform
 from numpyro.infer.util import potential_energy
 
 from .config import warn_sequential_chains
-from .diagnostics import RHAT_MAX, summary_table
+from .diagnostics import RHAT_MAX, rhat_ess
 from .errors import InputError
 from . import mass
 from .mass import as_jax, estimate, rank, to_u, to_x
@@ -36,7 +35,7 @@ from .model import OFFSET_FRAME_MAX_BENCHMARKS, ModelSpec, skills_law
 from .options import AUTO_TARGET_ACCEPT, SamplerOptions
 from .programs import bounded_jit, cached
 from .progress import as_reporter
-from .sites import checked, posterior_dims, simplex_sites
+from .sites import checked, simplex_sites
 from .variational import INIT_SPREAD, SVI_CACHE, fit_svi, svi_init_params, svi_run, svi_variances
 
 _CHAIN_AXIS = "chains"
@@ -551,7 +550,7 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
         else:
             states, warm_steps = warm(keys, init, data)
             pre = None
-        blocks, report = [], {"draws": cfg.draws}
+        blocks, checked_sites, report, failing = [], [], {"draws": cfg.draws}, None
         while True:
             states, (z, stats) = draw(states, data)
             z, stats = jax.device_get((z, stats))
@@ -565,7 +564,12 @@ def run_nuts(spec: ModelSpec, data: dict, cfg: SamplerConfig, seed: int):
             if progress is not None:
                 progress.stage(f"checking convergence after {sum(b[1]['diverging'].shape[1] for b in blocks)} "
                                "draws per chain (draws='auto')")
-            done, report = _auto_verdict(spec, blocks, data, cfg)
+            # this block's checked sites, computed once: a block has the same shape every time, so the program
+            # that completes it compiles once, where the whole chain so far would compile at every block
+            names = set(checked(spec))
+            checked_sites.append({k: v for k, v in complete_posterior(spec, blocks[-1][0], data).items()
+                                  if k in names})
+            done, report, failing = _auto_verdict(spec, blocks, checked_sites, cfg, failing)
             if done:
                 break
     finally:
@@ -664,31 +668,47 @@ def _lanes(fn, n_devices: int, n_mapped: int):
                                      out_specs=P(_CHAIN_AXIS), check_vma=False), keep=1)
 
 
-def _auto_verdict(spec: ModelSpec, blocks, data, cfg: SamplerConfig):
-    """After each block of ``draws="auto"``: (stop?, report). Stops when every checked parameter has
+def _auto_verdict(spec: ModelSpec, blocks, checked_sites, cfg: SamplerConfig, failing=None):
+    """After each block of ``draws="auto"``: (stop?, report, failing). Stops when every checked parameter has
     R-hat <= 1.01 and bulk and tail ESS >= ``cfg.target_ess`` with no divergence (converged), at a
-    divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap)."""
+    divergence (more draws cannot remove one), or at ``cfg.max_draws`` per chain (the cap).
+
+    ``checked_sites``: per block, its checked sites (chain, draw, ...), as :func:`complete_posterior` gives
+    them. ``failing``: the scalars (rows of the stacked draws) that failed the last full check, returned by it.
+    While one of them still fails, the fit goes on whatever the others say, so only they are checked (the
+    whole check grows with the draws: at 1,400 draws of the Sloth table it took several seconds per block);
+    the others are checked again, all of them, once those pass, and at the cap."""
 
     n = sum(b[0][next(iter(b[0]))].shape[1] for b in blocks)
     divergences = int(sum(b[1]["diverging"].sum() for b in blocks))
-    sampled = {k: np.concatenate([b[0][k] for b in blocks], axis=1) for k in blocks[0][0]}
-    sites = complete_posterior(spec, sampled, data)
-    dims = posterior_dims(spec)
-    post = xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_{d}" for d in dims[k]), sites[k])
-                       for k in checked(spec) if k in sites})
-    table = summary_table(post, list(post.data_vars))
-    rhat = float(np.nanmax(table["r_hat"])) if len(table) else float("nan")
-    ess = float(np.nanmin(table[["ess_bulk", "ess_tail"]].to_numpy())) if len(table) else float("nan")
-    report = {"draws": "auto", "draws_per_chain": n, "max_rhat": rhat, "min_ess": ess, "divergences": divergences,
+    names = [k for k in checked(spec) if k in checked_sites[0]]
+    if not names:
+        draws = np.zeros((0, cfg.chains, n))
+    else:
+        draws = np.concatenate([np.moveaxis(np.concatenate([b[k] for b in checked_sites], axis=1).reshape(
+            cfg.chains, n, -1), 2, 0) for k in names], axis=0)  # (scalar, chain, draw)
+    report = {"draws": "auto", "draws_per_chain": n, "divergences": divergences,
               "target_ess": cfg.target_ess, "max_draws": cfg.max_draws}
+    at_cap = n + cfg.block > cfg.max_draws
+    if failing is not None and len(failing) and not divergences and not at_cap:
+        rhat, bulk, tail = rhat_ess(draws[failing])
+        bad = (rhat > RHAT_MAX) | (np.minimum(bulk, tail) < cfg.target_ess)  # NaN (a constant) never fails
+        if bad.any():
+            return False, dict(report, max_rhat=float(np.nanmax(rhat)),
+                               min_ess=float(np.nanmin(np.minimum(bulk, tail)))), failing[bad]
+    rhat, bulk, tail = rhat_ess(draws) if len(draws) else (np.full(1, np.nan),) * 3
+    ess = np.minimum(bulk, tail)
+    report.update(max_rhat=float(np.nanmax(rhat)) if np.isfinite(rhat).any() else float("nan"),
+                  min_ess=float(np.nanmin(ess)) if np.isfinite(ess).any() else float("nan"))
+    failing = np.flatnonzero((rhat > RHAT_MAX) | (ess < cfg.target_ess))
     if divergences:
-        return True, dict(report, stopped="divergences: more draws cannot remove a divergent transition")
-    if rhat <= RHAT_MAX and ess >= cfg.target_ess:
-        return True, dict(report, stopped="converged")
-    if n + cfg.block > cfg.max_draws:
+        return True, dict(report, stopped="divergences: more draws cannot remove a divergent transition"), failing
+    if report["max_rhat"] <= RHAT_MAX and report["min_ess"] >= cfg.target_ess:
+        return True, dict(report, stopped="converged"), failing
+    if at_cap:
         return True, dict(report, stopped=f"cap: {n} draws per chain reached max_draws={cfg.max_draws} "
-                                          f"before R-hat <= {RHAT_MAX} and ESS >= {cfg.target_ess}")
-    return False, report
+                                          f"before R-hat <= {RHAT_MAX} and ESS >= {cfg.target_ess}"), failing
+    return False, report, failing
 
 
 #: Copies of a fit's draws that exist at once while they are sampled and assembled (JAX's arrays, then NumPy's
