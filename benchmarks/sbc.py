@@ -257,7 +257,7 @@ class SBCResult:
         return out
 
 
-RUN_COLUMNS = ("rep", "divergences", "max_rhat", "min_ess_bulk", "tree_depth_hits", "seconds")
+RUN_COLUMNS = ("rep", "divergences", "max_rhat", "min_ess_bulk", "tree_depth_hits", "draws_per_chain", "seconds")
 
 
 def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300, draws: int = 300, chains: int = 2,
@@ -277,10 +277,8 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
     truth = prior_draws(design, stop - start, seed, wrong_prior, first=start)
     params = scalar_params(spec)
     L = n_ranks - 1
-    total = chains * draws
-    if total < L:
-        raise ValueError(f"need at least {L} draws in all, got {total}")
-    keep = np.linspace(0, total - 1, L).round().astype(int)  # evenly thinned
+    if draws != "auto" and chains * draws < L:
+        raise ValueError(f"need at least {L} draws in all, got {chains * draws}")
     rows = []
     before = pd.read_csv(rows_out) if rows_out and _nonempty(rows_out) else None  # replications of earlier runs
     t_all = time.perf_counter()
@@ -297,6 +295,8 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
             warnings.simplefilter("ignore")
             law.fit(lb)
         post = law.idata_.posterior
+        total = post.sizes["chain"] * post.sizes["draw"]  # with draws="auto", however many the fit drew
+        keep = np.linspace(0, total - 1, L).round().astype(int)  # evenly thinned
         row = {}
         for group, label, idx in params:
             d = post[group].values.reshape((total,) + post[group].shape[2:])[keep]
@@ -304,7 +304,7 @@ def run_sbc(reps: int = 200, *, design: Design | None = None, warmup: int = 300,
         dg = law.diagnostics_
         row.update({"rep": r, "divergences": dg.divergences, "max_rhat": dg.max_rhat,
                     "min_ess_bulk": dg.min_ess_bulk, "tree_depth_hits": dg.max_tree_depth_hits,
-                    "seconds": time.perf_counter() - t0})
+                    "draws_per_chain": post.sizes["draw"], "seconds": time.perf_counter() - t0})
         rows.append(row)
         if rows_out:
             # the whole file again, atomically: a run killed mid-write keeps every replication it finished
@@ -326,7 +326,7 @@ def from_rows(rows: pd.DataFrame, spec: ModelSpec, n_ranks: int, settings: dict)
     params = scalar_params(spec)
     rows = rows.sort_values("rep").reset_index(drop=True)
     ranks = rows[[lab for _, lab, _ in params]].astype(int)
-    runs = rows[list(RUN_COLUMNS)]
+    runs = rows[[c for c in RUN_COLUMNS if c in rows]]  # draws_per_chain: not in files before session 18
     return SBCResult(ranks, {lab: g for g, lab, _ in params}, n_ranks, runs, settings)
 
 
@@ -368,7 +368,10 @@ def report(res: SBCResult, bins: int = 10) -> str:
         f"({int(runs['divergences'].sum())} divergent draws in all, kept); "
         f"{int((runs['tree_depth_hits'] > 0).sum())} hit max tree depth; "
         f"{int((runs['max_rhat'] > 1.01).sum())} had max R-hat > 1.01; median min bulk ESS "
-        f"{runs['min_ess_bulk'].median():.0f}.",
+        f"{runs['min_ess_bulk'].median():.0f}"
+        + (f"; draws per chain median {runs['draws_per_chain'].median():.0f}, "
+           f"range {runs['draws_per_chain'].min()}-{runs['draws_per_chain'].max()}" if "draws_per_chain" in runs else "")
+        + ".",
         "",
         *([f"Command: `{s['command']}`", ""] if s.get("command") else []),
         "## Per parameter",
@@ -388,7 +391,7 @@ def main(argv=None) -> int:
 
     p = BenchmarkParser(__doc__, __file__)
     p.add_argument("--reps", type=int, default=200)
-    p.add_sampler(chains=2, warmup=300, draws=300)
+    p.add_sampler(chains=2, warmup=300, draws=300, auto=True)
     p.add_argument("--families", type=int, default=8)
     p.add_argument("--models-per-family", type=int, default=3)
     p.add_argument("--benchmarks", type=int, default=4)
@@ -415,6 +418,7 @@ def main(argv=None) -> int:
     p.add_argument("--stop", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse(argv)
+    a.draws = a.draws if a.draws == "auto" else int(a.draws)
     bs.configure()  # one CPU device per core (chains in parallel), compiled programs kept on disk
     design = make_design(a.families, a.models_per_family, a.benchmarks, a.skills, law=a.law)
     kw = dict(design=design, warmup=a.warmup, draws=a.draws, chains=a.chains, seed=a.seed, wrong_prior=a.wrong_prior,
