@@ -212,9 +212,9 @@ class SamplerOptions(_Record):
     """How the law's posterior is sampled (NUTS), or approximated (``method="svi"``)."""
 
     chains: int = _opt(4, "NUTS chains", "positive_int")
-    warmup: int = _opt(1000, "warm-up iterations per chain", "positive_int")
-    draws: int | str = _opt(1000, "kept draws per chain, or 'auto': draw until R-hat <= 1.01 and bulk and tail "
-                            "ESS >= target_ess with no divergence (or max_draws)", "draws")
+    warmup: int = _opt(500, "warm-up iterations per chain", "positive_int")
+    draws: int | str = _opt("auto", "kept draws per chain, or 'auto': draw in blocks of 100 until R-hat <= 1.01 "
+                            "and bulk and tail ESS >= target_ess with no divergence (or max_draws)", "draws")
     target_ess: int = _opt(400, "bulk and tail ESS that draws='auto' aims at", "positive_int")
     max_draws: int = _opt(4000, "cap of draws per chain with draws='auto'", "positive_int")
     target_accept: float | str = _opt("auto", "NUTS target acceptance rate, or 'auto': 0.99 on leaderboards of "

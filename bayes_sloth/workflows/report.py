@@ -265,6 +265,13 @@ def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
             "</tbody></table></div>")
 
 
+def _draws_text(law) -> str:
+    """The draws a fitted law kept: with ``draws="auto"``, how many it drew before the checks passed."""
+    n = int(law.idata_.posterior.sizes["draw"])
+    return (f"{n} draws; draws='auto': until the checks pass, at most {law.max_draws}" if law.draws == "auto"
+            else f"{n} draws")
+
+
 def _law_repr(law) -> str:
     """The law's configuration as code (what differs from the defaults), without the progress display: how a
     fit was watched is not part of the model."""
@@ -380,7 +387,7 @@ def render_html(law, table: pd.DataFrame, targets: pd.DataFrame, *, level: float
         ("skills K", spec.n_skills),
         ("anchors", html.escape(", ".join(f"skill {k + 1}: {a}" for k, a in enumerate(law.anchors_)))),
         ("link / noise / loadings", html.escape(f"{spec.link} / {spec.noise} / {spec.loadings}")),
-        ("sampler", html.escape(f"NUTS, {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws), "
+        ("sampler", html.escape(f"NUTS, {law.chains} chains x ({law.warmup} warm-up + {_draws_text(law)}), "
                                 f"target_accept {law.target_accept_:g}"
                                 + (" (auto)" if law.target_accept == "auto" else "") + f", seed {law.seed}")),
         ("sampling time", f"{law.fit_seconds_:.1f} s"),
@@ -480,7 +487,9 @@ def forecast_report(
         say(f"[1/4] data: {n_fit} models in the fit ({n_all - n_fit} without parameters left out, {n_latent} with "
             "latent tokens), "
             f"{len(train.benchmarks)} benchmarks; {len(targets)} model(s) to forecast")
-        say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {law.draws} draws) of NUTS; "
+        drawn = (f"draws until the checks pass, at most {law.max_draws}" if law.draws == "auto"
+                 else f"{law.draws} draws")
+        say(f"[2/4] sampling: {law.chains} chains x ({law.warmup} warm-up + {drawn}) of NUTS; "
             "this is the long step")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
