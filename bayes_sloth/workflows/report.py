@@ -266,7 +266,8 @@ def _forecast_table_html(table: pd.DataFrame, level: float) -> str:
 
 
 def _draws_text(law) -> str:
-    """The draws a fitted law kept: with ``draws="auto"``, how many it drew before the checks passed."""
+    """The draws a fitted law kept per chain: with ``draws="auto"``, how many it drew before it stopped (checks
+    passed, a divergence or the cap; the diagnostics say which)."""
     n = int(law.idata_.posterior.sizes["draw"])
     return (f"{n} draws; draws='auto': until the checks pass, at most {law.max_draws}" if law.draws == "auto"
             else f"{n} draws")
