@@ -120,3 +120,23 @@ def test_chains_that_never_moved_are_a_verdict_not_a_crash():
     d = diagnose(idata)
     assert not d.ok
     assert any(p.startswith("R-hat undefined") and "stuck" in p for p in d.problems), d.problems
+
+
+def test_too_few_draws_advice_follows_how_the_fit_drew():
+    """A fixed-length fit is told about draws="auto"; one where auto already ran to its cap is told to raise
+    max_draws (auto again would stop at the same cap); one where auto stopped at a divergence, to fix that first."""
+    from bayes_sloth.core.diagnostics import diagnose
+
+    rng = np.random.default_rng(3)
+    sigma = np.abs(rng.normal(0.05, 0.005, (4, 30, 3)))  # 120 draws in all: ESS far below 400
+    idata = _idata(rng, sigma)
+    fixed = diagnose(idata)
+    cap = diagnose(idata, sampling={"draws": "auto", "draws_per_chain": 30, "max_draws": 30,
+                                    "stopped": "cap: 30 draws per chain reached max_draws=30 before ..."})
+    div = diagnose(idata, sampling={"draws": "auto", "draws_per_chain": 30, "max_draws": 4000,
+                                    "stopped": "divergences: more draws cannot remove a divergent transition"})
+    ess = [next(p for p in d.problems if p.startswith("effective sample size")) for d in (fixed, cap, div)]
+    assert 'draws="auto"' in ess[0] and "now 30 per chain" in ess[0], ess[0]
+    assert "cap of 30" in ess[1] and "max_draws=60" in ess[1] and "--max-draws 60" in ess[1], ess[1]
+    assert 'draws="auto" (--draws auto)' not in ess[1], ess[1]
+    assert "stopped at a divergence" in ess[2] and "max_draws" not in ess[2], ess[2]

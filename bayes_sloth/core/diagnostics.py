@@ -219,11 +219,13 @@ def summary_table(posterior, var_names) -> pd.DataFrame:
 
 
 def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_tree_depth, var_names=None,
-             target_accept: float | None = None) -> Diagnostics:
+             target_accept: float | None = None, sampling: dict | None = None) -> Diagnostics:
     """Summarize convergence of a fit and say what to do about any problem.
 
     ``var_names``: the sites to check (default :func:`checked_names`). ``target_accept``: the NUTS target the
-    fit used, if known; advice to raise it is given only below 0.99.
+    fit used, if known; advice to raise it is given only below 0.99. ``sampling``: the fit's record of how it
+    drew (``SkillsLaw.sampling_``), if known; when ``draws="auto"`` already ran to its cap, the advice for too few
+    draws is to raise ``max_draws``, not to use ``draws="auto"``.
     """
     post = idata.posterior
     names = [v for v in (checked_names(post) if var_names is None else var_names) if v in post]
@@ -258,13 +260,12 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
         problems.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; "
-                        + _rhat_cause(post, worst, weak))
+                        + _rhat_cause(post, worst, weak, _draw_more(sampling, n_draws // max(n_chains, 1))))
     if not min(min_b, min_t) >= ESS_MIN:
         worst = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1).idxmin()
         problems.append(
             f"effective sample size {min(min_b, min_t):.0f} < {ESS_MIN} (worst: {worst}): "
-            f"intervals are imprecise; draw more: draws=\"auto\" (--draws auto) samples until R-hat and ESS pass, "
-            f"or raise draws (--draws, now {n_draws // max(n_chains, 1)} per chain) or chains (--chains)"
+            f"intervals are imprecise; draw more: {_draw_more(sampling, n_draws // max(n_chains, 1))}"
         )
     if div:
         problems.append(f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
@@ -318,7 +319,24 @@ def weak_benchmarks(idata, min_scores: int = 8) -> dict:
     return out
 
 
-def _rhat_cause(post, worst: str, weak: dict) -> str:
+def _draw_more(sampling: dict | None, per_chain: int) -> str:
+    """How to get more draws, given how the fit drew (its ``sampling_`` record, if known)."""
+    sampling = sampling or {}
+    if sampling.get("draws") == "auto":
+        stopped = str(sampling.get("stopped", ""))
+        if stopped.startswith("cap"):
+            cap = sampling.get("max_draws", per_chain)
+            return (f"draws='auto' ran to its cap of {cap} draws per chain before the checks passed: raise it "
+                    f"(max_draws={2 * int(cap)}, --max-draws {2 * int(cap)}) or run more chains (--chains)")
+        if stopped.startswith("divergences"):
+            return ("draws='auto' stopped at a divergence after "
+                    f"{per_chain} draws per chain, since more draws cannot remove one: deal with the divergences "
+                    "first (below)")
+    return ('draws="auto" (--draws auto) samples until R-hat and ESS pass, '
+            f"or raise draws (--draws, now {per_chain} per chain) or chains (--chains)")
+
+
+def _rhat_cause(post, worst: str, weak: dict, draw_more: str | None = None) -> str:
     name = worst.split("[")[0]
     bench = worst[len(name) + 1:-1] if name in ("sigma", "intercept") else None  # sites with a benchmark dim
     if bench in weak:
@@ -336,8 +354,10 @@ def _rhat_cause(post, worst: str, weak: dict) -> str:
             return ("the chains sit in different modes (their means are apart by more than 3 within-chain sd): "
                     "check that each skill's anchor benchmark is distinct and scales with size (anchors=, --anchors), "
                     "or use fewer skills (n_skills=, --skills)")
-    return ("they mix slowly: run longer: draws=\"auto\" (--draws auto) samples until the checks pass, or more "
-            "warm-up and draws (warmup=, draws=; --warmup, --draws)")
+    if draw_more is None or draw_more.startswith('draws="auto"'):
+        return ("they mix slowly: run longer: draws=\"auto\" (--draws auto) samples until the checks pass, or more "
+                "warm-up and draws (warmup=, draws=; --warmup, --draws)")
+    return f"they mix slowly: run longer: {draw_more}"
 
 
 def _raise_target_accept(target_accept: float | None) -> str:

@@ -373,7 +373,8 @@ class SkillsLaw:
         self.sampling_ = dict(meta.get("sampling") or {})
         ta = meta.get("target_accept", meta["params"].get("target_accept"))  # fits saved before "auto": the param
         self.target_accept_ = (auto_target_accept(self.spec_.n_benchmarks) if isinstance(ta, str) else float(ta))
-        self.diagnostics_ = diagnose(idata, int(self.max_tree_depth), target_accept=self.target_accept_)
+        self.diagnostics_ = diagnose(idata, int(self.max_tree_depth), target_accept=self.target_accept_,
+                                     sampling=self.sampling_)
 
     def _sampler_config(self, display, target_accept: float) -> SamplerConfig:
         progress = display if display is not None else (self.progress if callable(self.progress) else None)
@@ -936,7 +937,7 @@ class SkillsLaw:
     def diagnose(self) -> Diagnostics:
         """Convergence diagnostics (also stored as ``diagnostics_`` after fit)."""
         self._check_fitted()
-        return diagnose(self.idata_, self.max_tree_depth, target_accept=self.target_accept_)
+        return diagnose(self.idata_, self.max_tree_depth, target_accept=self.target_accept_, sampling=self.sampling_)
 
     def loo(self, **kwargs):
         """PSIS-LOO over the fitted (model, benchmark) pairs (``az.loo``)."""
