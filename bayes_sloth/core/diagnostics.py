@@ -260,12 +260,14 @@ def diagnose(idata: az.InferenceData, max_tree_depth: int = SamplerOptions.max_t
     elif not max_rhat <= RHAT_MAX:
         worst = table["r_hat"].astype(float).idxmax()
         problems.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; "
-                        + _rhat_cause(post, worst, weak, _draw_more(sampling, n_draws // max(n_chains, 1))))
+                        + _rhat_cause(post, worst, weak, _auto_stop_advice(sampling)))
     if not min(min_b, min_t) >= ESS_MIN:
         worst = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1).idxmin()
         problems.append(
             f"effective sample size {min(min_b, min_t):.0f} < {ESS_MIN} (worst: {worst}): "
-            f"intervals are imprecise; draw more: {_draw_more(sampling, n_draws // max(n_chains, 1))}"
+            f"intervals are imprecise; draw more: "
+            + (_auto_stop_advice(sampling) or 'draws="auto" (--draws auto) samples until R-hat and ESS pass, '
+               f"or raise draws (--draws, now {n_draws // max(n_chains, 1)} per chain) or chains (--chains)")
         )
     if div:
         problems.append(f"{div} divergent transition(s): the posterior has regions NUTS cannot explore; "
@@ -319,24 +321,24 @@ def weak_benchmarks(idata, min_scores: int = 8) -> dict:
     return out
 
 
-def _draw_more(sampling: dict | None, per_chain: int) -> str:
-    """How to get more draws, given how the fit drew (its ``sampling_`` record, if known)."""
+def _auto_stop_advice(sampling: dict | None) -> str | None:
+    """How to get more draws when ``draws="auto"`` already stopped short of the checks (at its cap or a
+    divergence; ``sampling`` is the fit's ``sampling_`` record), else None (the general advice applies)."""
     sampling = sampling or {}
-    if sampling.get("draws") == "auto":
-        stopped = str(sampling.get("stopped", ""))
-        if stopped.startswith("cap"):
-            cap = sampling.get("max_draws", per_chain)
-            return (f"draws='auto' ran to its cap of {cap} draws per chain before the checks passed: raise it "
-                    f"(max_draws={2 * int(cap)}, --max-draws {2 * int(cap)}) or run more chains (--chains)")
-        if stopped.startswith("divergences"):
-            return ("draws='auto' stopped at a divergence after "
-                    f"{per_chain} draws per chain, since more draws cannot remove one: deal with the divergences "
-                    "first (below)")
-    return ('draws="auto" (--draws auto) samples until R-hat and ESS pass, '
-            f"or raise draws (--draws, now {per_chain} per chain) or chains (--chains)")
+    if sampling.get("draws") != "auto":
+        return None
+    stopped = str(sampling.get("stopped", ""))
+    if stopped.startswith("cap"):
+        cap = int(sampling.get("max_draws", sampling.get("draws_per_chain", 0)))
+        return (f"draws='auto' ran to its cap of {cap} draws per chain before the checks passed: raise it "
+                f"(max_draws={2 * cap}, --max-draws {2 * cap}) or run more chains (--chains)")
+    if stopped.startswith("divergences"):
+        return (f"draws='auto' stopped at a divergence after {sampling.get('draws_per_chain')} draws per chain, "
+                "since more draws cannot remove one: deal with the divergences first (below)")
+    return None
 
 
-def _rhat_cause(post, worst: str, weak: dict, draw_more: str | None = None) -> str:
+def _rhat_cause(post, worst: str, weak: dict, auto_advice: str | None = None) -> str:
     name = worst.split("[")[0]
     bench = worst[len(name) + 1:-1] if name in ("sigma", "intercept") else None  # sites with a benchmark dim
     if bench in weak:
@@ -354,10 +356,8 @@ def _rhat_cause(post, worst: str, weak: dict, draw_more: str | None = None) -> s
             return ("the chains sit in different modes (their means are apart by more than 3 within-chain sd): "
                     "check that each skill's anchor benchmark is distinct and scales with size (anchors=, --anchors), "
                     "or use fewer skills (n_skills=, --skills)")
-    if draw_more is None or draw_more.startswith('draws="auto"'):
-        return ("they mix slowly: run longer: draws=\"auto\" (--draws auto) samples until the checks pass, or more "
-                "warm-up and draws (warmup=, draws=; --warmup, --draws)")
-    return f"they mix slowly: run longer: {draw_more}"
+    return "they mix slowly: run longer: " + (auto_advice or "draws=\"auto\" (--draws auto) samples until the "
+                                              "checks pass, or more warm-up and draws (warmup=, draws=; --warmup, --draws)")
 
 
 def _raise_target_accept(target_accept: float | None) -> str:
